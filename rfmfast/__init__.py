@@ -1,0 +1,52 @@
+"""rfmfast: fused, memory-bounded kernels for Recursive Feature Machines.
+
+Public API (everything else is internal):
+
+Ops (torch tensors in and out; numpy in gives numpy out)
+    kernel_matrix(X, Z=None, *, kernel, bandwidth, M, backend)          -> (n, m)
+    kernel_matmul(X, Z, V, *, kernel, bandwidth, M, backend)            -> (n, t)
+    kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, backend)         -> (q, c, d)
+    agop(Q, X, alpha, *, kernel, bandwidth, M, diag, centering, backend) -> (d, d) or (d,)
+Solves and estimators
+    kernel_solve, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor
+Backends
+    available_backends()
+
+Optional parts (the C++ extension, Triton, CUDA) load lazily: importing rfmfast never
+fails because one of them is missing.
+"""
+from ._version import __version__
+
+# name -> module that defines it; loaded on first access so that `import rfmfast` stays
+# cheap and never fails for a missing optional part.
+_LAZY = {
+    "kernel_matrix": "rfmfast.ops.kernel_matrix",
+    "kernel_matmul": "rfmfast.ops.kernel_matmul",
+    "kernel_grads": "rfmfast.ops.agop",
+    "agop": "rfmfast.ops.agop",
+    "available_backends": "rfmfast.backends",
+    "KERNELS": "rfmfast.kernels",
+    "kernel_solve": "rfmfast.solvers",
+    "RFMRegressor": "rfmfast.models.rfm",
+    "RFMClassifier": "rfmfast.models.rfm",
+    "LinRFMCompleter": "rfmfast.models.linrfm",
+    "LinRFMRegressor": "rfmfast.models.linrfm",
+    "datasets": "rfmfast.datasets",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        value = module if name == "datasets" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rfmfast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,89 @@
+"""Kernel definitions: names, parameters and the math of each.
+
+With a feature matrix M (symmetric PSD, d x d; or a length-d diagonal; None = identity),
+||v||_M = sqrt(v^T M v), and for a bandwidth L > 0:
+
+    laplace     K(x, z) = exp(-||x - z||_M / L)
+    gaussian    K(x, z) = exp(-||x - z||_M^2 / (2 L^2))
+    l1_laplace  K(x, z) = exp(-||S (x - z)||_1 / L),  S = M^{1/2} (the symmetric square root)
+
+Gradients of f_c(x) = sum_i alpha_ic K(x, x_i):
+
+    laplace     grad f_c(x) = -(1/L)   M sum_i alpha_ic K_i / ||x - x_i||_M (x - x_i)
+                (the term is 0 where ||x - x_i||_M < EPS, e.g. the self-pair)
+    gaussian    grad f_c(x) = -(1/L^2) M sum_i alpha_ic K_i (x - x_i)
+    l1_laplace  grad f_c(x) = -(1/L)   S sum_i alpha_ic K_i sign(S (x - x_i))
+"""
+from __future__ import annotations
+
+import torch
+
+KERNELS = ("laplace", "gaussian", "l1_laplace")
+
+#: distances below this count as zero (the Laplace gradient's self-pair), as in the RFM code.
+EPS = 1e-10
+
+
+def check_kernel(kernel: str, bandwidth: float) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    try:
+        bw = float(bandwidth)
+    except (TypeError, ValueError):
+        raise TypeError(f"bandwidth must be a positive number, got {bandwidth!r}") from None
+    if not (bw > 0 and bw < float("inf")):
+        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+
+
+def grad_scale(kernel: str, bandwidth: float) -> float:
+    """The scalar s in  G_c = s [ (A alpha_c) * Q - A (alpha_c * X) ] M  (MATH.md)."""
+    if kernel == "gaussian":
+        return -1.0 / (bandwidth * bandwidth)
+    return -1.0 / bandwidth
+
+
+def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch.Tensor | None:
+    """A factor S with S^T S = M, as an (r, d) matrix; a (d,) vector for a diagonal M; None for M = I.
+
+    For ``l1_laplace`` S is the symmetric square root M^{1/2} (d, d): the l1 norm is not
+    rotation invariant, so the convention matters (it is xRFM's ``sqrtM``). For the other
+    kernels only ||S v||_2 matters, so S = diag(sqrt(lambda)) U^T from M = U diag(lambda) U^T,
+    with the rows of zero eigenvalues dropped (r = rank of M <= d): a low-rank M makes every
+    later distance computation cheaper. The eigendecomposition runs in float64.
+    """
+    if M is None:
+        return None
+    dtype = dtype or M.dtype
+    if M.ndim == 1:
+        return M.clamp(min=0).sqrt().to(dtype)
+    w, U = torch.linalg.eigh(M.to(torch.float64))
+    neg_tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(float(w.abs().max()), 1e-300)
+    if float(w.min()) < -neg_tol:
+        raise ValueError(f"M must be positive semi-definite; its smallest eigenvalue is "
+                         f"{float(w.min()):.3g} (largest {float(w.max()):.3g})")
+    w = w.clamp(min=0)
+    if kernel == "l1_laplace":
+        return ((U * w.sqrt()) @ U.T).to(dtype)
+    tol = w.max().clamp(min=0) * M.shape[0] * torch.finfo(torch.float64).eps
+    keep = w > tol
+    if not bool(keep.any()):
+        keep[-1] = True  # M == 0: keep one zero row so shapes stay valid (all distances 0)
+    return (w[keep].sqrt()[:, None] * U[:, keep].T).to(dtype).contiguous()
+
+
+def apply_factor(X: torch.Tensor, S: torch.Tensor | None) -> torch.Tensor:
+    """Rows of X mapped by S: (n, d) -> (n, r); S as returned by mahalanobis_factor."""
+    if S is None:
+        return X
+    if S.ndim == 1:
+        return X * S
+    return X @ S.T
+
+
+def apply_M(G: torch.Tensor, M: torch.Tensor | None) -> torch.Tensor:
+    """G @ M for G (..., d) and M (d, d), (d,) or None (identity)."""
+    if M is None:
+        return G
+    if M.ndim == 1:
+        return G * M
+    return G @ M

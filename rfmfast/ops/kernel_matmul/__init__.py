@@ -1,0 +1,24 @@
+"""kernel_matmul: K(X, Z) @ V without ever storing K(X, Z)."""
+from __future__ import annotations
+
+from .. import _common
+from ... import _validate as _v
+
+
+def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
+    """K(X, Z) @ V, with K_ij = K_M(x_i, z_j).
+
+    X: (n, d), Z: (m, d), V: (m, t) -> (n, t); V: (m,) -> (n,).
+    kernel, bandwidth, M, backend as in kernel_matrix.
+    Memory: the output plus O(block * (block + d + t)) per thread; the (n, m) kernel matrix is
+    never stored.
+    """
+    t, M, np_in, mod = _common.prepare("kernel_matmul", backend, kernel, bandwidth, M,
+                                       {"X": X, "Z": Z, "V": V})
+    X, Z, Vt = t["X"], t["Z"], t["V"]
+    _v.check_d("X", X, "Z", Z)
+    _v.check_rows("Z", Z, "V", Vt)
+    vec = Vt.ndim == 1
+    out = mod.kernel_matmul(X, Z, Vt[:, None] if vec else Vt, kernel=kernel,
+                            bandwidth=float(bandwidth), M=M)
+    return _v.out_like(out[:, 0] if vec else out, np_in)
