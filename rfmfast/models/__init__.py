@@ -1,0 +1,1 @@
+"""Estimators: RFM (rfm.py) and lin-RFM (linrfm.py)."""

@@ -1,0 +1,1 @@
+"""Command-line recipes (each registers one `rfmfast` subcommand)."""
