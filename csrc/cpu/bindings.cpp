@@ -1,0 +1,166 @@
+// Python bindings of the CPU kernels. Arrays come in as numpy buffers (torch tensors are handed
+// over with .numpy(), no copy); nothing here links against libtorch. The GIL is released while
+// a kernel runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <omp.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels.h"
+
+namespace py = pybind11;
+using rfmfast::ops;
+
+namespace {
+
+template <class T>
+using arr = py::array_t<T, py::array::c_style>;
+
+template <class T>
+const T* ptr(const arr<T>& a) {
+  return a.data();
+}
+template <class T>
+const T* ptr_or_null(const py::object& o) {
+  if (o.is_none()) return nullptr;
+  return o.cast<arr<T>>().data();
+}
+template <class T>
+T* mptr(arr<T>& a) {
+  return a.mutable_data();
+}
+
+void need(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+template <class T>
+py::tuple prepare(arr<T> X, py::object S, int s_mode, int nthreads) {
+  need(X.ndim() == 2, "prepare: X must be 2-D");
+  const int64_t n = X.shape(0), d = X.shape(1);
+  int64_t r = d;
+  const T* Sp = ptr_or_null<T>(S);
+  if (s_mode == 2) {
+    auto Sa = S.cast<arr<T>>();
+    need(Sa.ndim() == 2 && Sa.shape(1) == d, "prepare: S must be (r, d)");
+    r = Sa.shape(0);
+  }
+  arr<T> Xt({n, r}), norms({n});
+  T* xt = mptr(Xt);
+  T* nr = mptr(norms);
+  const T* x = ptr(X);
+  {
+    py::gil_scoped_release release;
+    ops<T>().prepare(x, n, d, Sp, s_mode, r, xt, nr, nthreads);
+  }
+  return py::make_tuple(Xt, norms);
+}
+
+template <class T>
+arr<T> pack_points(arr<T> P) {
+  need(P.ndim() == 2, "pack_points: 2-D input");
+  arr<T> out({ops<T>().packed_size(P.shape(1), P.shape(0))});
+  T* o = mptr(out);
+  const T* p = ptr(P);
+  const int64_t n = P.shape(0), r = P.shape(1);
+  py::gil_scoped_release release;
+  ops<T>().pack_points(p, n, r, o);
+  return out;
+}
+
+template <class T>
+arr<T> pack_values(arr<T> V) {
+  need(V.ndim() == 2, "pack_values: 2-D input");
+  arr<T> out({ops<T>().packed_size(V.shape(0), V.shape(1))});
+  T* o = mptr(out);
+  const T* v = ptr(V);
+  const int64_t n = V.shape(0), w = V.shape(1);
+  py::gil_scoped_release release;
+  ops<T>().pack_values(v, n, w, o);
+  return out;
+}
+
+template <class T>
+void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
+                   bool symmetric, arr<T> out, int nthreads) {
+  const int64_t n = Xt.shape(0), r = Xt.shape(1);
+  need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == m, "kernel_matrix: out shape");
+  need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matrix: norms");
+  const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
+  T* o = mptr(out);
+  py::gil_scoped_release release;
+  ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, symmetric, o, nthreads);
+}
+
+template <class T>
+void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
+                   py::object Vp, py::object Vt, int64_t t, arr<T> out, int nthreads) {
+  const int64_t n = Xt.shape(0), r = Xt.shape(1);
+  need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == t, "kernel_matmul: out shape");
+  need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matmul: norms");
+  const T *vp = ptr_or_null<T>(Vp), *vt = ptr_or_null<T>(Vt);
+  need((vp == nullptr) != (vt == nullptr), "kernel_matmul: give exactly one of Vp, Vt");
+  need(vt == nullptr || t <= 4, "kernel_matmul: Vt only for t <= 4");
+  const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
+  T* o = mptr(out);
+  py::gil_scoped_release release;
+  ops<T>().kernel_matmul(x, xnp, n, z, znp, m, r, kind, bw, vp, vt, t, o, nthreads);
+}
+
+template <class T>
+void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, int64_t n, int64_t c,
+                  int kind, double bw, double scale, double eps, arr<T> Vp, arr<T> H,
+                  int nthreads) {
+  const int64_t q = Qt.shape(0), r = Qt.shape(1), d = Q.shape(1);
+  need(Q.shape(0) == q && qn.shape(0) == q && xn.shape(0) == n, "kernel_grads: shapes");
+  need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == d,
+       "kernel_grads: H shape");
+  const T *qt = ptr(Qt), *qnp = ptr(qn), *qq = ptr(Q), *xp = ptr(Xp), *xnp = ptr(xn),
+          *vp = ptr(Vp);
+  T* h = mptr(H);
+  py::gil_scoped_release release;
+  ops<T>().kernel_grads(qt, qnp, qq, q, xp, xnp, n, r, d, c, kind, bw, scale, eps, vp, h,
+                        nthreads);
+}
+
+template <class T>
+void l1_grads(arr<T> Qt, arr<T> Xt, arr<T> Xp, arr<T> alpha, double bw, double scale, arr<T> H,
+              int nthreads) {
+  const int64_t q = Qt.shape(0), r = Qt.shape(1), n = Xt.shape(0), c = alpha.shape(1);
+  need(Xt.shape(1) == r && alpha.shape(0) == n, "l1_grads: shapes");
+  need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == r,
+       "l1_grads: H shape");
+  const T *qt = ptr(Qt), *xt = ptr(Xt), *xp = ptr(Xp), *a = ptr(alpha);
+  T* h = mptr(H);
+  py::gil_scoped_release release;
+  ops<T>().l1_grads(qt, q, xt, xp, n, r, a, c, bw, scale, h, nthreads);
+}
+
+template <class T>
+void bind_dtype(py::module_& m, const char* suffix) {
+  auto name = [&](const char* base) { return std::string(base) + suffix; };
+  m.def(name("prepare").c_str(), &prepare<T>);
+  m.def(name("pack_points").c_str(), &pack_points<T>);
+  m.def(name("pack_values").c_str(), &pack_values<T>);
+  m.def(name("kernel_matrix").c_str(), &kernel_matrix<T>);
+  m.def(name("kernel_matmul").c_str(), &kernel_matmul<T>);
+  m.def(name("kernel_grads").c_str(), &kernel_grads<T>);
+  m.def(name("l1_grads").c_str(), &l1_grads<T>);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
+  m.doc() = "rfmfast C++ CPU kernels (OpenMP; generic/AVX2/AVX-512 chosen at run time)";
+  bind_dtype<float>(m, "_f32");
+  bind_dtype<double>(m, "_f64");
+  m.def("isa", [] { return std::string(rfmfast::isa()); });
+  m.def("available_isas", [] { return std::string(rfmfast::available_isas()); });
+  m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
+  m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });
+  m.def("max_threads", [] { return omp_get_max_threads(); });
+  m.def("panel_width_f32", [] { return ops<float>().nr; });
+}

@@ -1,0 +1,61 @@
+// rfmfast CPU kernels: the interface shared by every instruction-set variant.
+//
+// Every array is row-major and contiguous. "Packed points" and "packed values" are the panel
+// layouts made by pack_points / pack_values of the *same* variant (panels of NR columns, zero
+// padded), so a variant's packed buffers are only ever read by that variant.
+#pragma once
+#include <cstdint>
+
+namespace rfmfast {
+
+enum Kind : int { LAPLACE = 0, GAUSSIAN = 1, L1_LAPLACE = 2 };
+
+template <class T>
+struct Ops {
+  const char* isa;
+  int nr;  // panel width (columns per panel) of the packed layouts
+  // Xt = X S^T (S: r x d, s_mode 2), X * s (s: d, s_mode 1) or X (s_mode 0), and the row norms
+  // ||Xt_i||^2, computed in the exact arithmetic order of the distance kernel so that a point's
+  // distance to itself comes out exactly 0.
+  void (*prepare)(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r, T* Xt,
+                  T* norms, int nthreads);
+  int64_t (*packed_size)(int64_t rows, int64_t cols);
+  // points (n x r) -> panels [n/NR][r][NR]   (the B operand of the distance GEMM)
+  void (*pack_points)(const T* P, int64_t n, int64_t r, T* out);
+  // values (n x w) -> panels [w/NR][n][NR]   (the B operand of the value GEMM)
+  void (*pack_values)(const T* V, int64_t n, int64_t w, T* out);
+  // out (n x m) = K(X, Z); Zp = pack_points(Zt). symmetric: Z is X, fill one triangle + mirror.
+  void (*kernel_matrix)(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
+                        int64_t r, int kind, double bandwidth, bool symmetric, T* out, int nthreads);
+  // out (n x t) = K(X, Z) V. Either Vp = pack_values(V) (t > 4) or Vt = V^T (t x m, t <= 4).
+  void (*kernel_matmul)(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
+                        int64_t r, int kind, double bandwidth, const T* Vp, const T* Vt, int64_t t,
+                        T* out, int nthreads);
+  // H (q x c x d), H_c = s [ (A alpha_c) * Q - A (alpha_c * X) ] with the weight tile
+  // A = K/D (laplace, masked below eps) or K (gaussian); Vp = pack_values([alpha_1 X|..|alpha_c X|alpha]).
+  void (*kernel_grads)(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, const T* xn,
+                       int64_t n, int64_t r, int64_t d, int64_t c, int kind, double bandwidth,
+                       double scale, double eps, const T* Vp, T* H, int nthreads);
+  // l1_laplace: h (q x c x r), h_c = s sum_j alpha_jc K_ij sign(Qt_i - Xt_j).
+  void (*l1_grads)(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64_t r,
+                   const T* alpha, int64_t c, double bandwidth, double scale, T* H, int nthreads);
+};
+
+namespace variant_tag {
+struct generic;
+struct avx2;
+struct avx512;
+}  // namespace variant_tag
+
+// Each compiled variant defines these two specializations (kernels_impl.h).
+template <class T, class Tag>
+Ops<T> variant_ops();
+
+template <class T>
+const Ops<T>& ops();             // the variant in use (dispatch.cpp)
+const char* cpu_features();      // what the CPU offers, as a string
+const char* isa();               // the variant in use: "avx512", "avx2" or "generic"
+const char* available_isas();    // the variants this CPU can run, comma separated
+void set_isa(const char* name);  // choose a variant (throws std::invalid_argument)
+
+}  // namespace rfmfast

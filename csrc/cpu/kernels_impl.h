@@ -1,0 +1,555 @@
+// The CPU kernels, written once with GCC/Clang vector extensions and compiled once per
+// instruction set (CMakeLists.txt: generic, avx2, avx512), each copy in the namespace named by
+// RFMFAST_VARIANT. Structure (MATH.md): a distance GEMM on register tiles, an elementwise
+// epilogue (sqrt, exp, 1/distance) on an L2-resident tile, and a second GEMM of that tile with a
+// value matrix. Nothing of size n x m (or q x n x d) is ever stored, except by kernel_matrix
+// whose output it is.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#include "kernels.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
+namespace rfmfast {
+namespace RFMFAST_VARIANT {
+
+#if defined(__AVX512F__)
+constexpr int VBYTES = 64;
+constexpr int MR = 8;
+#elif defined(__AVX2__)
+constexpr int VBYTES = 32;
+constexpr int MR = 6;
+#else
+constexpr int VBYTES = 16;
+constexpr int MR = 4;
+#endif
+constexpr int NV = 2;  // vectors per panel row
+
+template <class T>
+struct VT {
+  typedef T v __attribute__((vector_size(VBYTES)));
+  static constexpr int W = VBYTES / int(sizeof(T));
+  static constexpr int NR = NV * W;
+};
+template <class T>
+using vec = typename VT<T>::v;
+
+template <class T>
+inline vec<T> load(const T* p) {
+  vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T>
+inline void store(T* p, vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <class T>
+inline vec<T> bcast(T x) {
+  return x - vec<T>{};  // every lane = x
+}
+
+// a * b + c, fused where the ISA has FMA. Used by every dot product, so that a point's norm and
+// its dot product with itself round identically (self-distances come out exactly 0).
+inline vec<float> vfma(vec<float> a, vec<float> b, vec<float> c) {
+#if defined(__AVX512F__)
+  return (vec<float>)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(__FMA__)
+  return (vec<float>)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+  return a * b + c;  // the generic variant is built with -ffp-contract=off: never fused
+#endif
+}
+inline vec<double> vfma(vec<double> a, vec<double> b, vec<double> c) {
+#if defined(__AVX512F__)
+  return (vec<double>)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif defined(__FMA__)
+  return (vec<double>)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+  return a * b + c;
+#endif
+}
+
+// ---- elementwise math on vectors -------------------------------------------------------------
+inline vec<float> vsqrt(vec<float> x) {
+#if defined(__AVX512F__)
+  return (vec<float>)_mm512_sqrt_ps((__m512)x);
+#elif defined(__AVX2__)
+  return (vec<float>)_mm256_sqrt_ps((__m256)x);
+#elif defined(__SSE2__)
+  return (vec<float>)_mm_sqrt_ps((__m128)x);
+#else
+  for (int l = 0; l < VT<float>::W; ++l) x[l] = std::sqrt(x[l]);
+  return x;
+#endif
+}
+inline vec<double> vsqrt(vec<double> x) {
+#if defined(__AVX512F__)
+  return (vec<double>)_mm512_sqrt_pd((__m512d)x);
+#elif defined(__AVX2__)
+  return (vec<double>)_mm256_sqrt_pd((__m256d)x);
+#elif defined(__SSE2__)
+  return (vec<double>)_mm_sqrt_pd((__m128d)x);
+#else
+  for (int l = 0; l < VT<double>::W; ++l) x[l] = std::sqrt(x[l]);
+  return x;
+#endif
+}
+
+// exp(x) for x <= ~0 (kernel exponents): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
+// Taylor polynomial (degree 7 for float, 12 for double: error below half an ulp of the
+// polynomial's range), and 2^n from the exponent bits. Inputs below the smallest normal result
+// give 0, as libm does to within a denormal.
+template <class T>
+struct ExpConst;
+template <>
+struct ExpConst<float> {
+  typedef int32_t I;
+  static constexpr float lo = -87.3f, hi = 88.0f, magic = 12582912.0f;  // 1.5 * 2^23
+  static constexpr float ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+  static constexpr int mant = 23, bias = 127, deg = 7;
+};
+template <>
+struct ExpConst<double> {
+  typedef int64_t I;
+  static constexpr double lo = -708.0, hi = 709.0, magic = 6755399441055744.0;  // 1.5 * 2^52
+  static constexpr double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  static constexpr int mant = 52, bias = 1023, deg = 12;
+};
+
+template <class T>
+inline vec<T> vexp(vec<T> x) {
+  typedef ExpConst<T> C;
+  typedef typename C::I I;
+  typedef I vi __attribute__((vector_size(VBYTES)));
+  const vec<T> lo = bcast<T>(C::lo), hi = bcast<T>(C::hi);
+  auto underflow = x < lo;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const vec<T> magic = bcast<T>(C::magic);
+  vec<T> t = x * T(1.4426950408889634) + magic;
+  vec<T> nf = t - magic;
+  vec<T> r = x - nf * T(C::ln2_hi);
+  r = r - nf * T(C::ln2_lo);
+  // Horner on 1 + r + r^2/2! + ... + r^deg/deg!
+  vec<T> p = bcast<T>(T(1));
+  for (int k = C::deg; k >= 1; --k) p = p * (r * T(1.0 / k)) + T(1);
+  vi ni = (vi)t - (vi)magic;
+  vi bits = (ni + I(C::bias)) << C::mant;
+  vec<T> scale = (vec<T>)bits;
+  vec<T> res = p * scale;
+  return underflow ? vec<T>{} : res;
+}
+
+// ---- packing -------------------------------------------------------------------------------------
+template <class T>
+int64_t packed_size(int64_t rows, int64_t cols) {
+  constexpr int NR = VT<T>::NR;
+  return ((cols + NR - 1) / NR) * NR * std::max<int64_t>(rows, 1);
+}
+
+// points P (n x r) -> [panel][k][NR]: panel p holds points p*NR .. p*NR+NR-1 (zero padded)
+template <class T>
+void pack_points(const T* P, int64_t n, int64_t r, T* out) {
+  constexpr int NR = VT<T>::NR;
+  const int64_t panels = (n + NR - 1) / NR;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; ++p) {
+    T* dst = out + p * r * NR;
+    for (int64_t k = 0; k < r; ++k)
+      for (int j = 0; j < NR; ++j) {
+        int64_t i = p * NR + j;
+        dst[k * NR + j] = i < n ? P[i * r + k] : T(0);
+      }
+  }
+}
+
+// values V (n x w) -> [panel][i][NR]: panel p holds columns p*NR .. p*NR+NR-1 (zero padded)
+template <class T>
+void pack_values(const T* V, int64_t n, int64_t w, T* out) {
+  constexpr int NR = VT<T>::NR;
+  const int64_t panels = (w + NR - 1) / NR;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t p = 0; p < panels; ++p) {
+      T* dst = out + (p * n + i) * NR;
+      for (int j = 0; j < NR; ++j) {
+        int64_t col = p * NR + j;
+        dst[j] = col < w ? V[i * w + col] : T(0);
+      }
+    }
+}
+
+// ---- the register-tile GEMM ----------------------------------------------------------------------
+// C[i][0:NR] (+)= sum_k A[i*lda + k] * Bp[k*NR + 0:NR]     for i < MR
+// (L1: sum_k |A[i*lda+k] - Bp[k*NR+j]| instead of the product)
+template <class T, bool L1>
+inline void ukernel(int64_t K, const T* A, int64_t lda, const T* Bp, T* C, int64_t ldc,
+                    bool accumulate) {
+  constexpr int W = VT<T>::W, NR = VT<T>::NR;
+  vec<T> acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = accumulate ? load(C + i * ldc + v * W) : vec<T>{};
+  for (int64_t k = 0; k < K; ++k) {
+    vec<T> b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = load(Bp + k * NR + v * W);
+    for (int i = 0; i < MR; ++i) {
+      vec<T> a = bcast<T>(A[i * lda + k]);
+      for (int v = 0; v < NV; ++v) {
+        if constexpr (L1) {
+          vec<T> diff = a - b[v];
+          acc[i][v] += diff < T(0) ? -diff : diff;
+        } else {
+          acc[i][v] = vfma(a, b[v], acc[i][v]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) store(C + i * ldc + v * W, acc[i][v]);
+}
+
+// ---- tiles ---------------------------------------------------------------------------------------
+template <class T>
+struct Blocks {
+  static constexpr int NR = VT<T>::NR;
+  static constexpr int64_t MB = MR * 8;  // rows of a tile
+  static constexpr int64_t NB = 512;     // columns of a tile (multiple of NR)
+};
+
+// Copy rows [i0, i0+mb) of X (n x r) into A (MB x r), zero padding the missing rows.
+template <class T>
+inline void load_rows(const T* X, int64_t i0, int64_t mb, int64_t r, T* A) {
+  std::memcpy(A, X + i0 * r, sizeof(T) * mb * r);
+  std::memset(A + mb * r, 0, sizeof(T) * (Blocks<T>::MB - mb) * r);
+}
+
+// Tile[i][0:nbp] = raw distance stage (dot products, or l1 distances) of A's rows against the
+// points j0 .. j0+nb of the packed points Zp.
+template <class T>
+inline void distance_tile(const T* A, int64_t mbp, int64_t r, const T* Zp, int64_t j0, int64_t nb,
+                          bool l1, T* tile, int64_t ldt) {
+  constexpr int NR = VT<T>::NR;
+  const int64_t p0 = j0 / NR, np = (nb + NR - 1) / NR;
+  for (int64_t p = 0; p < np; ++p) {
+    const T* Bp = Zp + (p0 + p) * r * NR;
+    for (int64_t i = 0; i < mbp; i += MR) {
+      if (l1)
+        ukernel<T, true>(r, A + i * r, r, Bp, tile + i * ldt + p * NR, ldt, false);
+      else
+        ukernel<T, false>(r, A + i * r, r, Bp, tile + i * ldt + p * NR, ldt, false);
+    }
+  }
+}
+
+// The epilogue on one tile row: raw distance stage -> kernel value (weight = false) or the
+// gradient weight (weight = true: K / D masked for laplace, K for gaussian).
+template <class T>
+inline void epilogue_row(T* row, int64_t nbp, T xn_i, const T* zn, int kind, T bw, bool weight,
+                         T eps) {
+  constexpr int W = VT<T>::W;
+  const T inv = T(1) / bw, ginv = T(-0.5) / (bw * bw);
+  const vec<T> xn = bcast<T>(xn_i), zero{};
+  for (int64_t j = 0; j < nbp; j += W) {
+    vec<T> t = load(row + j);
+    vec<T> out;
+    if (kind == L1_LAPLACE) {
+      out = vexp<T>(t * -inv);
+    } else {
+      vec<T> d2 = (xn + load(zn + j)) - T(2) * t;
+      d2 = d2 > zero ? d2 : zero;
+      if (kind == GAUSSIAN) {
+        out = vexp<T>(d2 * ginv);
+      } else {
+        vec<T> dist = vsqrt(d2);
+        vec<T> k = vexp<T>(dist * -inv);
+        if (weight) {
+          vec<T> safe = dist < eps ? bcast<T>(T(1)) : dist;
+          out = dist < eps ? zero : k / safe;
+        } else {
+          out = k;
+        }
+      }
+    }
+    store(row + j, out);
+  }
+}
+
+// Norms padded to the tile width, so the epilogue can read whole vectors.
+template <class T>
+inline void load_norms(const T* zn, int64_t j0, int64_t nb, int64_t nbp, T* buf) {
+  std::memcpy(buf, zn + j0, sizeof(T) * nb);
+  for (int64_t j = nb; j < nbp; ++j) buf[j] = T(0);
+}
+
+template <class T>
+inline int64_t round_up(int64_t x, int64_t m) {
+  return (x + m - 1) / m * m;
+}
+
+// ---- ops -----------------------------------------------------------------------------------------
+template <class T>
+void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r, T* Xt, T* norms,
+             int nthreads) {
+  constexpr int W = VT<T>::W;
+  const int64_t rp = round_up<T>(r, W);
+  std::vector<T> St;  // S^T (d x rp), zero padded: lanes over the output coordinate
+  if (s_mode == 2) {
+    St.assign(d * rp, T(0));
+    for (int64_t l = 0; l < r; ++l)
+      for (int64_t k = 0; k < d; ++k) St[k * rp + l] = S[l * d + k];
+  }
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> row(rp);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const T* x = X + i * d;
+      if (s_mode == 2) {
+        for (int64_t l = 0; l < rp; l += W) {
+          vec<T> acc{};
+          for (int64_t k = 0; k < d; ++k) acc += bcast<T>(x[k]) * load(St.data() + k * rp + l);
+          store(row.data() + l, acc);
+        }
+      } else {
+        for (int64_t k = 0; k < r; ++k) row[k] = s_mode == 1 ? x[k] * S[k] : x[k];
+      }
+      std::memcpy(Xt + i * r, row.data(), sizeof(T) * r);
+      // the norm exactly as ukernel forms a dot product: lane-wise fused chain over k
+      vec<T> acc{};
+      for (int64_t k = 0; k < r; ++k) {
+        vec<T> a = bcast<T>(row[k]);
+        acc = vfma(a, a, acc);
+      }
+      norms[i] = acc[0];
+    }
+  }
+}
+
+template <class T>
+void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
+                   int64_t r, int kind, double bandwidth, bool symmetric, T* out, int nthreads) {
+  typedef Blocks<T> B;
+  const int64_t nblocks = (n + B::MB - 1) / B::MB;
+  const bool l1 = kind == L1_LAPLACE;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
+      const int64_t mbp = round_up<T>(mb, MR);
+      load_rows(Xt, i0, mb, r, A.data());
+      // symmetric: columns from the block's own first row (aligned to a panel), mirror below
+      const int64_t jstart = symmetric ? i0 / B::NR * B::NR : 0;
+      for (int64_t j0 = jstart; j0 < m; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
+        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::NB);
+        load_norms(zn, j0, nb, nbp, znb.data());
+        for (int64_t i = 0; i < mb; ++i) {
+          T* row = tile.data() + i * B::NB;
+          epilogue_row<T>(row, nbp, xn[i0 + i], znb.data(), kind, T(bandwidth), false, T(0));
+          std::memcpy(out + (i0 + i) * m + j0, row, sizeof(T) * nb);
+        }
+        if (symmetric) {  // mirror the part of the tile right of the block's diagonal
+          for (int64_t j = 0; j < nb; ++j) {
+            const int64_t col = j0 + j;
+            if (col < i0 + 1) continue;
+            const int64_t iend = std::min<int64_t>(mb, col - i0);  // rows i with i0+i < col
+            T* dst = out + col * m + i0;
+            for (int64_t i = 0; i < iend; ++i) dst[i] = tile[i * B::NB + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Value stage: C (MBp x tp) += tile (mbp x nb) @ values[j0 : j0+nb] (packed, tp/NR panels).
+template <class T>
+inline void value_tile(const T* tile, int64_t mbp, int64_t nb, const T* Vp, int64_t nrows,
+                       int64_t j0, int64_t tp, T* C) {
+  constexpr int NR = VT<T>::NR;
+  for (int64_t p = 0; p < tp / NR; ++p) {
+    const T* Bp = Vp + (p * nrows + j0) * NR;
+    for (int64_t i = 0; i < mbp; i += MR)
+      ukernel<T, false>(nb, tile + i * Blocks<T>::NB, Blocks<T>::NB, Bp, C + i * tp + p * NR, tp,
+                        true);
+  }
+}
+
+template <class T>
+void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
+                   int64_t r, int kind, double bandwidth, const T* Vp, const T* Vt, int64_t t,
+                   T* out, int nthreads) {
+  typedef Blocks<T> B;
+  constexpr int W = VT<T>::W;
+  const int64_t nblocks = (n + B::MB - 1) / B::MB;
+  const bool l1 = kind == L1_LAPLACE, small = Vp == nullptr;
+  const int64_t tp = small ? t : round_up<T>(t, B::NR);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+    std::vector<T> C(B::MB * tp);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
+      const int64_t mbp = round_up<T>(mb, MR);
+      load_rows(Xt, i0, mb, r, A.data());
+      std::fill(C.begin(), C.end(), T(0));
+      for (int64_t j0 = 0; j0 < m; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
+        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::NB);
+        load_norms(zn, j0, nb, nbp, znb.data());
+        for (int64_t i = 0; i < mb; ++i)
+          epilogue_row<T>(tile.data() + i * B::NB, nbp, xn[i0 + i], znb.data(), kind,
+                          T(bandwidth), false, T(0));
+        if (small) {  // t <= 4: vectorized row dot products
+          for (int64_t i = 0; i < mb; ++i) {
+            const T* row = tile.data() + i * B::NB;
+            for (int64_t c = 0; c < t; ++c) {
+              const T* v = Vt + c * m + j0;
+              vec<T> acc{};
+              int64_t j = 0;
+              for (; j + W <= nb; j += W) acc += load(row + j) * load(v + j);
+              T s = 0;
+              for (int l = 0; l < W; ++l) s += acc[l];
+              for (; j < nb; ++j) s += row[j] * v[j];
+              C[i * tp + c] += s;
+            }
+          }
+        } else {
+          value_tile(tile.data(), mbp, nb, Vp, m, j0, tp, C.data());
+        }
+      }
+      for (int64_t i = 0; i < mb; ++i)
+        std::memcpy(out + (i0 + i) * t, C.data() + i * tp, sizeof(T) * t);
+    }
+  }
+}
+
+template <class T>
+void kernel_grads(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, const T* xn,
+                  int64_t n, int64_t r, int64_t d, int64_t c, int kind, double bandwidth,
+                  double scale, double eps, const T* Vp, T* H, int nthreads) {
+  typedef Blocks<T> B;
+  const int64_t nblocks = (q + B::MB - 1) / B::MB;
+  const int64_t w = c * d + c, wp = round_up<T>(w, B::NR);
+  const T s = T(scale);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+    std::vector<T> C(B::MB * wp);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, q - i0);
+      const int64_t mbp = round_up<T>(mb, MR);
+      load_rows(Qt, i0, mb, r, A.data());
+      std::fill(C.begin(), C.end(), T(0));
+      for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
+        distance_tile(A.data(), mbp, r, Xp, j0, nb, false, tile.data(), B::NB);
+        load_norms(xn, j0, nb, nbp, znb.data());
+        for (int64_t i = 0; i < mb; ++i)
+          epilogue_row<T>(tile.data() + i * B::NB, nbp, qn[i0 + i], znb.data(), kind,
+                          T(bandwidth), true, T(eps));
+        // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
+        value_tile(tile.data(), mbp, nb, Vp, n, j0, wp, C.data());
+      }
+      for (int64_t i = 0; i < mb; ++i) {
+        const T* ci = C.data() + i * wp;
+        const T* qi = Q + (i0 + i) * d;
+        T* hi = H + (i0 + i) * c * d;
+        for (int64_t cc = 0; cc < c; ++cc) {
+          const T a = ci[c * d + cc];  // (A alpha_c)_i
+          for (int64_t k = 0; k < d; ++k) hi[cc * d + k] = s * (a * qi[k] - ci[cc * d + k]);
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64_t r,
+              const T* alpha, int64_t c, double bandwidth, double scale, T* H, int nthreads) {
+  typedef Blocks<T> B;
+  const int64_t nblocks = (q + B::MB - 1) / B::MB;
+  const T s = T(scale);
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB, T(0));
+    std::vector<T> h(c * r), sg(r), wgt(c);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, q - i0);
+      const int64_t mbp = round_up<T>(mb, MR);
+      load_rows(Qt, i0, mb, r, A.data());
+      std::fill(H + i0 * c * r, H + (i0 + mb) * c * r, T(0));
+      for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
+        distance_tile(A.data(), mbp, r, Xp, j0, nb, true, tile.data(), B::NB);
+        for (int64_t i = 0; i < mb; ++i) {
+          T* row = tile.data() + i * B::NB;
+          epilogue_row<T>(row, nbp, T(0), znb.data(), L1_LAPLACE, T(bandwidth), false, T(0));
+          const T* u = Qt + (i0 + i) * r;
+          T* hi = H + (i0 + i) * c * r;
+          for (int64_t j = 0; j < nb; ++j) {
+            const T* x = Xt + (j0 + j) * r;
+            for (int64_t k = 0; k < r; ++k) {
+              const T diff = u[k] - x[k];
+              sg[k] = T((diff > 0) - (diff < 0));
+            }
+            for (int64_t cc = 0; cc < c; ++cc) {
+              const T wv = s * alpha[(j0 + j) * c + cc] * row[j];
+#pragma omp simd
+              for (int64_t k = 0; k < r; ++k) hi[cc * r + k] += wv * sg[k];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class T>
+Ops<T> make_ops() {
+  Ops<T> o;
+#if defined(__AVX512F__)
+  o.isa = "avx512";
+#elif defined(__AVX2__)
+  o.isa = "avx2";
+#else
+  o.isa = "generic";
+#endif
+  o.nr = VT<T>::NR;
+  o.prepare = &prepare<T>;
+  o.packed_size = &packed_size<T>;
+  o.pack_points = &pack_points<T>;
+  o.pack_values = &pack_values<T>;
+  o.kernel_matrix = &kernel_matrix<T>;
+  o.kernel_matmul = &kernel_matmul<T>;
+  o.kernel_grads = &kernel_grads<T>;
+  o.l1_grads = &l1_grads<T>;
+  return o;
+}
+
+}  // namespace RFMFAST_VARIANT
+
+// The variant's table, looked up by dispatch.cpp.
+template <>
+Ops<float> variant_ops<float, variant_tag::RFMFAST_VARIANT>() {
+  return RFMFAST_VARIANT::make_ops<float>();
+}
+template <>
+Ops<double> variant_ops<double, variant_tag::RFMFAST_VARIANT>() {
+  return RFMFAST_VARIANT::make_ops<double>();
+}
+
+}  // namespace rfmfast

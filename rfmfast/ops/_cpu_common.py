@@ -1,0 +1,183 @@
+"""Glue between torch tensors and the compiled C++ kernels (rfmfast._C).
+
+Tensors are handed to C++ as numpy views (no copy for contiguous CPU tensors); the C++ code
+never links against libtorch. Each public CPU entry point is registered as a torch.library
+custom op with a fake (meta) implementation, so the ops compose with torch.compile.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _C
+from ..kernels import EPS, apply_M, grad_scale, mahalanobis_factor
+
+KIND = {"laplace": 0, "gaussian": 1, "l1_laplace": 2}
+#: below this many value columns kernel_matmul uses row dot products instead of a GEMM
+SMALL_T = 4
+#: bytes of gradients held at once by the AGOP (one chunk of queries)
+AGOP_CHUNK_BYTES = 64 << 20
+
+
+def fn(name: str, dtype: torch.dtype):
+    return getattr(_C, f"{name}_{'f64' if dtype == torch.float64 else 'f32'}")
+
+
+def threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def np_(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def factor(M, kernel, dtype):
+    """(S as numpy or None, s_mode) for _C.prepare: 0 identity, 1 diagonal, 2 (r, d) matrix."""
+    S = mahalanobis_factor(M, kernel, dtype)
+    if S is None:
+        return None, 0
+    return np_(S), 1 if S.ndim == 1 else 2
+
+
+def prepare(X: torch.Tensor, S, s_mode):
+    """Map points by S and take their norms in the kernel's arithmetic: (Xt, norms) numpy."""
+    return fn("prepare", X.dtype)(np_(X), S, s_mode, threads())
+
+
+def value_matrix(X: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """[alpha_1 * X | ... | alpha_c * X | alpha]: (n, c d + c), the value matrix of MATH.md."""
+    n, d = X.shape
+    c = alpha.shape[1]
+    return torch.cat([(alpha[:, :, None] * X[:, None, :]).reshape(n, c * d), alpha], dim=1)
+
+
+class GradContext:
+    """Everything about the centers that the gradient kernels need, packed once, so that
+    queries can be processed chunk by chunk. Memory: O(n (d + c d)) for the packed centers and
+    value matrix."""
+
+    def __init__(self, X, alpha, kernel, bandwidth, M):
+        self.kernel, self.bandwidth, self.dtype = kernel, float(bandwidth), X.dtype
+        self.scale = grad_scale(kernel, bandwidth)
+        self.S, self.s_mode = factor(M, kernel, X.dtype)
+        self.Xt, self.xn = prepare(X, self.S, self.s_mode)
+        self.Xp = fn("pack_points", X.dtype)(self.Xt)
+        self.n, self.c = alpha.shape
+        if kernel == "l1_laplace":
+            self.alpha = np_(alpha)
+            self.post = None if self.S is None else torch.from_numpy(self.S)
+        else:
+            self.Vp = fn("pack_values", X.dtype)(np_(value_matrix(X, alpha)))
+            self.post = M
+
+    def raw(self, Q: torch.Tensor) -> torch.Tensor:
+        """H (q, c, r) with grad f = H @ post (post = M, or S for l1_laplace; None = I)."""
+        Qt, qn = prepare(Q, self.S, self.s_mode)
+        if self.kernel == "l1_laplace":
+            H = np.empty((Q.shape[0], self.c, Qt.shape[1]), dtype=Qt.dtype)
+            fn("l1_grads", self.dtype)(Qt, self.Xt, self.Xp, self.alpha, self.bandwidth,
+                                       self.scale, H, threads())
+        else:
+            H = np.empty((Q.shape[0], self.c, Q.shape[1]), dtype=Qt.dtype)
+            fn("kernel_grads", self.dtype)(Qt, qn, np_(Q), self.Xp, self.xn, self.n, self.c,
+                                           KIND[self.kernel], self.bandwidth, self.scale, EPS,
+                                           self.Vp, H, threads())
+        return torch.from_numpy(H)
+
+
+def _opt(M):
+    return None if M is None else M.detach()
+
+
+# ---- custom ops --------------------------------------------------------------------------------
+@torch.library.custom_op("rfmfast::kernel_matrix_cpu", mutates_args=(), device_types="cpu")
+def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
+                     M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
+    S, s_mode = factor(_opt(M), kernel, X.dtype)
+    Xt, xn = prepare(X, S, s_mode)
+    Zt, zn = (Xt, xn) if symmetric else prepare(Z, S, s_mode)
+    Zp = fn("pack_points", X.dtype)(Zt)
+    out = np.empty((X.shape[0], Z.shape[0]), dtype=Xt.dtype)
+    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, symmetric,
+                                 out, threads())
+    return torch.from_numpy(out)
+
+
+@kernel_matrix_op.register_fake
+def _(X, Z, kernel, bandwidth, M, symmetric):
+    return X.new_empty(X.shape[0], Z.shape[0])
+
+
+@torch.library.custom_op("rfmfast::kernel_matmul_cpu", mutates_args=(), device_types="cpu")
+def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: str,
+                     bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+    S, s_mode = factor(_opt(M), kernel, X.dtype)
+    Xt, xn = prepare(X, S, s_mode)
+    Zt, zn = prepare(Z, S, s_mode)
+    Zp = fn("pack_points", X.dtype)(Zt)
+    t = V.shape[1]
+    if t <= SMALL_T:
+        Vp, Vt = None, np_(V.T)
+    else:
+        Vp, Vt = fn("pack_values", X.dtype)(np_(V)), None
+    out = np.empty((X.shape[0], t), dtype=Xt.dtype)
+    fn("kernel_matmul", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, Vp, Vt, t,
+                                 out, threads())
+    return torch.from_numpy(out)
+
+
+@kernel_matmul_op.register_fake
+def _(X, Z, V, kernel, bandwidth, M):
+    return X.new_empty(X.shape[0], V.shape[1])
+
+
+@torch.library.custom_op("rfmfast::kernel_grads_cpu", mutates_args=(), device_types="cpu")
+def kernel_grads_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
+                    bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+    ctx = GradContext(X, alpha, kernel, bandwidth, _opt(M))
+    return apply_M(ctx.raw(Q), ctx.post).contiguous()
+
+
+@kernel_grads_op.register_fake
+def _(Q, X, alpha, kernel, bandwidth, M):
+    return Q.new_empty(Q.shape[0], alpha.shape[1], Q.shape[1])
+
+
+def _sandwich(A: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
+    """P^T A P for P (r, d) matrix, diag(P) A diag(P) for a vector, A for None."""
+    if P is None:
+        return A
+    if P.ndim == 1:
+        return P[:, None] * A * P[None, :]
+    return P.T @ A @ P
+
+
+@torch.library.custom_op("rfmfast::agop_cpu", mutates_args=(), device_types="cpu")
+def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
+            bandwidth: float, M: torch.Tensor | None, diag: bool, centering: bool,
+            accumulate: str) -> torch.Tensor:
+    ctx = GradContext(X, alpha, kernel, bandwidth, _opt(M))
+    acc = torch.float64 if accumulate == "float64" else Q.dtype
+    q, c = Q.shape[0], alpha.shape[1]
+    post = ctx.post.to(acc) if ctx.post is not None else None
+    chunk = max(64, AGOP_CHUNK_BYTES // (Q.element_size() * c * Q.shape[1]))
+    HtH = Hsum = None
+    for i in range(0, q, chunk):
+        H = ctx.raw(Q[i:i + chunk]).to(acc)
+        Hf = H.reshape(-1, H.shape[-1])
+        part = Hf.T @ Hf
+        HtH = part if HtH is None else HtH.add_(part)
+        s = H.sum(0)
+        Hsum = s if Hsum is None else Hsum.add_(s)
+    if centering:
+        HtH = HtH - Hsum.T @ Hsum / q
+    A = _sandwich(HtH, post) / q
+    if diag:
+        A = torch.diagonal(A).contiguous()
+    return A.to(Q.dtype)
+
+
+@agop_op.register_fake
+def _(Q, X, alpha, kernel, bandwidth, M, diag, centering, accumulate):
+    d = Q.shape[1]
+    return Q.new_empty(d) if diag else Q.new_empty(d, d)

@@ -1,0 +1,7 @@
+"""kernel_matrix on the C++ CPU kernels (csrc/cpu): one pass, tiles in cache, one triangle when
+Z is X. Memory: the (n, m) output, the packed copy of Z (m d) and one tile per thread."""
+from .._cpu_common import kernel_matrix_op
+
+
+def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False):
+    return kernel_matrix_op(X, Z, kernel, bandwidth, M, symmetric)
