@@ -1,0 +1,150 @@
+"""Triton kernel_matmul: K(X, Z) @ V fused like flash attention; the (n, m) matrix is never stored.
+
+One program owns BLOCK_N rows of the output and BLOCK_T of its columns. It walks the centers in
+tiles of BLOCK_M: a distance tile from tl.dot (rfmfast.ops._triton_common), the exp2/rsqrt
+epilogue in registers, and a second tl.dot with the (BLOCK_M, BLOCK_T) value tile into a float32
+(float64 for float64 inputs) accumulator. l1_laplace has no GEMM form: its distance tile is a
+plain tiled sum of |differences|.
+
+The same kernel serves the predictor gradients (rfmfast.ops.agop.triton): WEIGHT=True replaces
+the kernel values by the gradient weights of MATH.md, and VALUES_FROM_X=True builds the value
+tile V = [alpha_1 * X | ... | alpha_c * X | alpha] on the fly from X and alpha, so that the
+(n, c d + c) value matrix never exists either.
+
+Memory: the output, plus O((n + m) r) for the mapped, centered points; per program registers of
+O(BLOCK_N (BLOCK_M + BLOCK_T + BLOCK_K)). Offsets are int64: n m past 2^31 is fine.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _triton_common as C
+
+_GEMM_CONFIGS = [
+    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=s)
+    for bn, bm, w, s in [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2),
+                         (128, 32, 4, 3), (256, 64, 8, 2)]
+]
+_L1_CONFIGS = [
+    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=1)
+    for bn, bm, w in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8)]
+]
+_SMALL = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16}, num_warps=1, num_stages=1)
+_KEY = ["r", "t", "KERNEL", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_T", "BLOCK_K"]
+
+
+@triton.jit
+def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, consts_ptr,
+               q, n, r, t, d, c,
+               KERNEL: tl.constexpr, WEIGHT: tl.constexpr, VALUES_FROM_X: tl.constexpr,
+               PREC: tl.constexpr, INTERP: tl.constexpr, P_RESIDENT: tl.constexpr,
+               BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+               BLOCK_T: tl.constexpr):
+    """out[rows, tcols] = sum_j w(P[rows], Y[j]) V[j, tcols]; V (n, t) contiguous, or built
+    from X (n, d) and alpha (n, c) with t = c d + c when VALUES_FROM_X."""
+    pid_n = tl.program_id(0)
+    pid_t = tl.program_id(1)
+    rows = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    tcols = (pid_t * BLOCK_T + tl.arange(0, BLOCK_T)).to(tl.int64)
+    tmask = tcols < t
+    c2 = tl.load(consts_ptr)
+    tau = tl.load(consts_ptr + 1)
+    if VALUES_FROM_X:
+        # column j < c d is alpha[:, j // d] * X[:, j % d]; column c d + i is alpha[:, i]
+        is_alpha = tcols >= c * d
+        col_c = tl.where(is_alpha, tcols - c * d, tcols // d)
+        col_k = tl.where(is_alpha, 0, tcols % d)
+    kk = tl.arange(0, BLOCK_K)
+    if P_RESIDENT:
+        p_tile = tl.load(p_ptr + rows[:, None] * r + kk[None, :],
+                         mask=(rows < q)[:, None] & (kk < r)[None, :], other=0.0)
+    else:
+        p_tile = tl.zeros((BLOCK_N, BLOCK_K), dtype=p_ptr.dtype.element_ty)
+    acc = tl.zeros((BLOCK_N, BLOCK_T), dtype=p_ptr.dtype.element_ty)
+    for m0 in range(0, n, BLOCK_M):
+        cols = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
+        cmask = cols < n
+        if KERNEL == 2:
+            dist, coincident = C.l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                              tau, BLOCK_N, BLOCK_M, BLOCK_K)
+        else:
+            dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                              tau, p_tile, P_RESIDENT, PREC, INTERP,
+                                              BLOCK_N, BLOCK_M, BLOCK_K)
+        w = C.kernel_epilogue(dist, coincident, c2, KERNEL, WEIGHT)
+        w = tl.where(cmask[None, :], w, 0.0)
+        vmask = cmask[:, None] & tmask[None, :]
+        if VALUES_FROM_X:
+            a = tl.load(a_ptr + cols[:, None] * c + col_c[None, :], mask=vmask, other=0.0)
+            xv = tl.load(x_ptr + cols[:, None] * d + col_k[None, :],
+                         mask=vmask & ~is_alpha[None, :], other=1.0)
+            v = a * xv
+        else:
+            v = tl.load(v_ptr + cols[:, None] * t + tcols[None, :], mask=vmask, other=0.0)
+        if PREC == 0:
+            acc += tl.dot(w, v, input_precision="ieee")
+        else:
+            acc += tl.dot(C.round_tf32_tile(w), C.round_tf32_tile(v), input_precision="tf32")
+    tl.store(out_ptr + rows[:, None] * t + tcols[None, :], acc,
+             mask=(rows < q)[:, None] & tmask[None, :])
+
+
+_kmm_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
+_kmm_l1 = triton.autotune(C.interpret_configs(_L1_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
+
+
+def block_t(t: int) -> int:
+    """Output columns per program: all of them up to 128 (at least 16, tl.dot's minimum)."""
+    return min(128, max(16, triton.next_power_of_2(t)))
+
+
+def fused_product(P, Y, pn, yn, *, kernel, bandwidth, precision, V=None, X=None, alpha=None,
+                  weight=False):
+    """The fused product on prepared points (rfmfast.ops._triton_common.prepare_points).
+
+    P (q, r), Y (n, r), pn (q,), yn (n,); either V (n, t), or X (n, d) and alpha (n, c) for the
+    gradient value matrix (t = c d + c). weight=True uses the gradient weights (K / dist for
+    laplace, K for gaussian) instead of K. Returns (q, t) in P's dtype.
+    """
+    q, r = P.shape
+    n = Y.shape[0]
+    dt = P.dtype
+    if V is not None:
+        V = V.contiguous()
+        t, d, c = V.shape[1], 1, 1
+        X = alpha = V
+    else:
+        X, alpha = X.contiguous(), alpha.contiguous()
+        d, c = X.shape[1], alpha.shape[1]
+        t = c * d + c
+    out = torch.empty(q, t, dtype=dt, device=P.device)
+    consts = torch.tensor([C.exp2_scale(kernel, bandwidth),
+                           C.coincidence_tau(r, dt, kernel)], dtype=dt, device=P.device)
+    prec = C.PREC_CODE[precision]
+    bk = C.block_k(r)
+    if kernel == "l1_laplace":
+        bk = min(bk, 16 if C.INTERPRET else 4)
+    bt = block_t(t)
+    fn = _kmm_l1 if kernel == "l1_laplace" else _kmm_gemm
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]), triton.cdiv(t, bt))  # noqa: E731
+    fn[grid](P, Y, pn, yn, V if V is not None else X, X, alpha, out, consts, q, n, r, t, d, c,
+             KERNEL=C.kernel_code(kernel), WEIGHT=weight, VALUES_FROM_X=V is None, PREC=prec,
+             INTERP=C.INTERPRET, P_RESIDENT=(kernel != "l1_laplace" and r <= bk),
+             BLOCK_K=bk, BLOCK_T=bt)
+    return out
+
+
+def kernel_matmul(X, Z, V, *, kernel, bandwidth, M, precision=None):
+    """X: (n, d), Z: (m, d), V: (m, t) -> (n, t) = K(X, Z) @ V, fused (K never stored).
+
+    precision: "ieee" | "tf32" | "bf16" for the distance GEMM of float32 inputs (module doc of
+    rfmfast.ops._triton_common); default $RFMFAST_TRITON_PRECISION or "ieee".
+    Memory: the (n, t) output plus O((n + m) d) for the mapped points.
+    """
+    C.check_device(X, Z, V)
+    precision = C.resolve_precision(precision, X.dtype)
+    P, Y, pn, yn, _, _ = C.prepare_points(X, Z, kernel, M, precision)
+    return fused_product(P, Y, pn, yn, kernel=kernel, bandwidth=bandwidth,
+                         precision=precision, V=V)

@@ -1,0 +1,91 @@
+"""Triton kernel_matrix: K(X, Z) as a dense (n, m) matrix, one (BLOCK, BLOCK) tile per program.
+
+The distance tile comes from tl.dot on the mapped, centered points (laplace, gaussian) or from a
+tiled sum of |differences| (l1_laplace); exp2/rsqrt in registers; one store. With
+symmetric=True (Z is X) only the programs on or above the block diagonal work: each writes
+its tile and the mirrored tile, so K is exactly symmetric and the diagonal is exactly 1.
+Memory: the output plus O(n d) for the mapped points. Offsets are int64 (n m past 2^31 is fine).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _triton_common as C
+
+_GEMM_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=s)
+                 for b, w, s in [(64, 4, 3), (128, 8, 3), (128, 4, 2), (64, 8, 2)]]
+_L1_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=1)
+               for b, w in [(32, 4), (64, 4), (64, 8)]]
+_SMALL = triton.Config({"BLOCK": 16}, num_warps=1, num_stages=1)
+_KEY = ["r", "KERNEL", "SYMMETRIC", "PREC", "BLOCK_K"]
+
+
+@triton.jit
+def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
+                   KERNEL: tl.constexpr, SYMMETRIC: tl.constexpr, PREC: tl.constexpr,
+                   INTERP: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
+    """out[i, j] = K(P[i], Y[j]) for one (BLOCK, BLOCK) tile; out (q, n) contiguous."""
+    pid_n = tl.program_id(0)
+    pid_m = tl.program_id(1)
+    if SYMMETRIC and pid_m < pid_n:
+        return
+    rows = (pid_n * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    cols = (pid_m * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
+    c2 = tl.load(consts_ptr)
+    tau = tl.load(consts_ptr + 1)
+    if KERNEL == 2:
+        dist, coincident = C.l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                          tau, BLOCK, BLOCK, BLOCK_K)
+    else:
+        p_tile = tl.zeros((BLOCK, BLOCK_K), dtype=p_ptr.dtype.element_ty)
+        dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                          tau, p_tile, False, PREC, INTERP,
+                                          BLOCK, BLOCK, BLOCK_K)
+    if SYMMETRIC:
+        diag = rows[:, None] == cols[None, :]
+        dist = tl.where(diag, 0.0, dist)
+        coincident = coincident | diag
+    k = C.kernel_epilogue(dist, coincident, c2, KERNEL, False)
+    mask = (rows < q)[:, None] & (cols < n)[None, :]
+    if SYMMETRIC:
+        upper = rows[:, None] <= cols[None, :]
+        tl.store(out_ptr + rows[:, None] * n + cols[None, :], k, mask=mask & upper)
+        lower = rows[:, None] < cols[None, :]
+        tl.store(out_ptr + cols[None, :] * n + rows[:, None], k, mask=mask & lower)
+    else:
+        tl.store(out_ptr + rows[:, None] * n + cols[None, :], k, mask=mask)
+
+
+_km_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_kernel_matrix)
+_km_l1 = triton.autotune(C.interpret_configs(_L1_CONFIGS, _SMALL), key=_KEY)(_kernel_matrix)
+
+
+def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None):
+    """X: (n, d), Z: (m, d) -> K: (n, m), K_ij = K_M(x_i, z_j).
+
+    symmetric=True (Z is X): one triangle of tiles is computed and mirrored.
+    precision: "ieee" | "tf32" | "bf16" for the distance GEMM of float32 inputs (module doc of
+    rfmfast.ops._triton_common); default $RFMFAST_TRITON_PRECISION or "ieee".
+    Memory: the (n, m) output plus O((n + m) d) for the mapped points.
+    """
+    C.check_device(X, Z)
+    precision = C.resolve_precision(precision, X.dtype)
+    if symmetric:
+        Z = X
+    P, Y, pn, yn, _, _ = C.prepare_points(X, Z, kernel, M, precision)
+    q, r = P.shape
+    n = Y.shape[0]
+    out = torch.empty(q, n, dtype=X.dtype, device=X.device)
+    consts = torch.tensor([C.exp2_scale(kernel, bandwidth),
+                           C.coincidence_tau(r, X.dtype, kernel)], dtype=X.dtype, device=X.device)
+    bk = C.block_k(r)
+    if kernel == "l1_laplace":
+        bk = min(bk, 16 if C.INTERPRET else 4)
+    fn = _km_l1 if kernel == "l1_laplace" else _km_gemm
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
+    fn[grid](P, Y, pn, yn, out, consts, q, n, r, KERNEL=C.kernel_code(kernel),
+             SYMMETRIC=bool(symmetric), PREC=C.PREC_CODE[precision], INTERP=C.INTERPRET,
+             BLOCK_K=bk)
+    return out
