@@ -1,0 +1,80 @@
+"""What every solve reports (SolveInfo), the memory budget, and the "auto" choice of solver."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+
+SOLVERS = ("auto", "cholesky", "cg")
+
+
+class JitterWarning(RuntimeWarning):
+    """The Cholesky factorization failed and succeeded only after adding jitter to the diagonal."""
+
+
+@dataclasses.dataclass
+class SolveInfo:
+    """What a kernel solve did.
+
+    solver: "cholesky" or "cg"; reason: why it was chosen (for solver="auto").
+    jitter: diagonal added beyond reg after a failed factorization (0.0 when none was needed);
+    the system solved is then (K + (reg + jitter) I) alpha = y.
+    iterations, residual, tol, converged: for "cg", the iteration count and the final relative
+    residual max_c ||y_c - (K + reg I) alpha_c|| / ||y_c|| (computed afresh, not the recursive
+    estimate); for "cholesky", iterations = 0 and residual = None (not computed).
+    rank: the Nystroem preconditioner's rank ("cg"). seconds: wall time. memory_bytes: the
+    largest buffer the solver held (the n x n matrix for "cholesky", n x rank for "cg").
+    """
+
+    solver: str
+    n: int
+    dtype: str
+    reg: float
+    jitter: float = 0.0
+    iterations: int = 0
+    residual: float | None = None
+    tol: float | None = None
+    converged: bool = True
+    rank: int | None = None
+    seconds: float = 0.0
+    memory_bytes: int = 0
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for a new buffer on ``device``: CUDA's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30  # unknown platform: assume 8 GiB
+
+
+def choose_solver(n: int, itemsize: int, device: torch.device, memory_budget: int | None,
+                  min_cg: int = 50_000) -> tuple[str, str]:
+    """("cholesky" | "cg", reason). Cholesky when the n x n matrix fits the budget (default: half
+    the free memory) and n < min_cg; CG otherwise. min_cg is a policy knob: the factorization costs
+    O(n^3) once, each CG iteration O(n^2 d) plus the preconditioner."""
+    need = n * n * itemsize
+    budget = int(memory_budget) if memory_budget is not None else available_memory(device) // 2
+    gib = 1 << 30
+    if need > budget:
+        return "cg", (f"cg: the {n} x {n} kernel matrix needs {need / gib:.2f} GiB, over the "
+                      f"memory budget of {budget / gib:.2f} GiB")
+    if n >= min_cg:
+        return "cg", f"cg: n = {n} >= min_cg = {min_cg}"
+    return "cholesky", (f"cholesky: the {n} x {n} kernel matrix ({need / gib:.2f} GiB) fits the "
+                        f"memory budget of {budget / gib:.2f} GiB")
