@@ -6,8 +6,13 @@ the mean of the centers (translation changes no distance but shrinks |x|^2 + |z|
 cancellation error). The squared distance is clamped at 0, and a pair whose squared distance is
 within the rounding floor of this formula,
 ``d2 <= tau * (|x|^2 + |z|^2)`` with ``tau = (r + 2) * eps(dtype)`` (r = rank of M),
-counts as coincident (distance 0): that is the ``< EPS`` rule of MATH.md widened to what the
-GEMM can resolve, and it is what keeps the Laplace self-pair out of the gradient weights.
+counts as coincident (distance 0): that is the ``< EPS`` rule of MATH.md (kept as well) widened
+to what the GEMM can resolve, and it is what keeps the Laplace self-pair out of the gradient
+weights. Distinct points closer than about sqrt(tau) |x| are not resolved by a GEMM tile.
+
+Difference-first tiles (sum over coordinates of (p - y)^2, or |p - y| for l1_laplace) are used
+for l1_laplace and whenever r <= 8, where a GEMM would be mostly padding: exact small distances,
+and the gradients then come from a tiled kernel that sums weight * (p - y) (or its sign) directly.
 
 Precision of the distance GEMM (float32 inputs; float64 inputs always run in float64):
     "ieee"  float32 products and sums (no tensor-core rounding); the default
@@ -27,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..kernels import apply_factor, mahalanobis_factor
+from ..kernels import EPS, apply_factor, mahalanobis_factor
 
 #: True when kernels run in Triton's interpreter on CPU tensors (tests on machines without GPU).
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -65,36 +70,76 @@ def round_to(x: torch.Tensor, precision: str) -> torch.Tensor:
     return x.to(torch.bfloat16).to(torch.float32)
 
 
+def use_direct(kernel: str, r: int) -> bool:
+    """Difference-first distance tiles: always for l1_laplace (no GEMM form), and for r <= 8
+    coordinates, where a GEMM would be mostly padding and resolves small distances poorly."""
+    return kernel == "l1_laplace" or r <= DIRECT_MAX_R
+
+
+DIRECT_MAX_R = 8
+
+
 def coincidence_tau(r: int, dtype: torch.dtype, kernel: str) -> float:
-    """Relative rounding floor of |x|^2 + |z|^2 - 2 x.z for r coordinates (see module doc);
-    for l1_laplace, of the l1 distance between two S-mappings of one point (4x wider)."""
-    return (r + 2) * torch.finfo(dtype).eps * (4 if kernel == "l1_laplace" else 1)
+    """Relative threshold under which a pair counts as coincident (distance 0), against
+    |x|^2 + |z|^2 (laplace, gaussian) or |x|_1 + |z|_1 (l1_laplace):
+    GEMM tiles, the rounding floor (r + 2) eps of |x|^2 + |z|^2 - 2 x.z (module doc);
+    difference-first tiles, the floor of two S-mappings of one point: 16 (r + 2) eps^2 for
+    squared distances, 4 (r + 2) eps for l1 distances."""
+    eps = torch.finfo(dtype).eps
+    if kernel == "l1_laplace":
+        return 4 * (r + 2) * eps
+    if use_direct(kernel, r):
+        return 16 * (r + 2) * eps * eps
+    return (r + 2) * eps
 
 
-def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: str):
+class Points:
+    """Queries and centers prepared for the distance tiles (see prepare_points)."""
+
+    def __init__(self, P, Y, pn, yn, mu, S, precision, direct):
+        self.P, self.Y, self.pn, self.yn = P, Y, pn, yn
+        self.mu, self.S, self.precision, self.direct = mu, S, precision, direct
+
+    @property
+    def r(self) -> int:
+        return self.P.shape[1]
+
+    def rows(self, i0: int, i1: int) -> "Points":
+        """The same centers with the queries i0:i1 only."""
+        return Points(self.P[i0:i1], self.Y, self.pn[i0:i1], self.yn, self.mu, self.S,
+                      self.precision, self.direct)
+
+
+def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: str) -> Points:
     """Map queries Q (q, d) and centers X (n, d) for the distance tiles.
 
-    Returns (P, Y, pn, yn, mu, S):
+    Points fields:
       P (q, r), Y (n, r): contiguous coordinates, S-mapped and centered at mu (rounded to the
-        precision for "tf32"/"bf16"); r = rank of M (d for l1_laplace or M diagonal/None);
-      pn (q,), yn (n,): squared norms of P and Y rows (l1 norms for l1_laplace);
+        precision for "tf32"/"bf16" GEMM tiles); r = rank of M (d for l1_laplace, or M diagonal
+        or None); Y is P when Q is X;
+      pn (q,), yn (n,): squared norms of the rows (l1 norms for l1_laplace);
       mu (d,): the mean of X in the original coordinates (the translation applied);
-      S: the factor from mahalanobis_factor (None, (d,) or (r, d)).
+      S: the factor from mahalanobis_factor (None, (d,) or (r, d));
+      precision: the one in effect ("ieee" for difference-first tiles); direct: use_direct.
     Memory: O((q + n) r) beyond the inputs.
     """
     S = mahalanobis_factor(M, kernel, dtype=X.dtype)
     mu = X.mean(0, dtype=torch.float64).to(X.dtype)
+    same = Q is X
     P = apply_factor(Q - mu, S)
-    Y = P if Q is X else apply_factor(X - mu, S)
+    Y = P if same else apply_factor(X - mu, S)
+    direct = use_direct(kernel, P.shape[1])
+    if direct:
+        precision = "ieee"
     P = round_to(P, precision).contiguous()
-    Y = P if Q is X else round_to(Y, precision).contiguous()
+    Y = P if same else round_to(Y, precision).contiguous()
     if kernel == "l1_laplace":
         pn = P.abs().sum(1)
-        yn = pn if Q is X else Y.abs().sum(1)
+        yn = pn if same else Y.abs().sum(1)
     else:
         pn = (P * P).sum(1)
-        yn = pn if Q is X else (Y * Y).sum(1)
-    return P, Y, pn, yn, mu, S
+        yn = pn if same else (Y * Y).sum(1)
+    return Points(P, Y, pn, yn, mu, S, precision, direct)
 
 
 def block_k(r: int) -> int:
@@ -123,12 +168,13 @@ def dot_points(p, y, PREC: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
-def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, p_tile,
+def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps_abs, p_tile,
                  P_RESIDENT: tl.constexpr, PREC: tl.constexpr, INTERP: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
     """Squared distances (BN, BM) between P[rows] and Y[cols] (rows/cols int64 offsets).
 
-    Returns (d2, coincident): d2 clamped at 0 and set to 0 where coincident (see module doc).
+    Returns (d2, coincident): d2 clamped at 0 and set to 0 where coincident (see module doc;
+    eps_abs = EPS^2 is the absolute part of the rule).
     With P_RESIDENT the caller passes P's tile (BN, BLOCK_K) already loaded (r <= BLOCK_K).
     """
     rmask = rows < q
@@ -151,19 +197,21 @@ def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, p_tile,
     yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
     s = pn[:, None] + yn[None, :]
     d2 = tl.maximum(s - 2.0 * g, 0.0)
-    coincident = d2 <= tau * s
+    coincident = d2 <= tau * s + eps_abs
     d2 = tl.where(coincident, 0.0, d2)
     return d2, coincident
 
 
 @triton.jit
-def l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau,
-                 BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
-    """l1 distances sum_k |P[rows, k] - Y[cols, k]| as a (BN, BM) tile, exact differences.
+def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps_abs,
+                     SQUARED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+                     BLOCK_K: tl.constexpr):
+    """Difference-first distances between P[rows] and Y[cols] as a (BN, BM) tile:
+    sum_k (P - Y)^2 if SQUARED, else sum_k |P - Y| (l1).
 
-    Returns (dist, coincident): pairs with dist <= tau (|p|_1 + |y|_1) (pn, yn hold the l1
-    norms) count as coincident and get distance 0, so that a point mapped twice by S (as a query
-    and as a center) is recognised as the same point despite rounding.
+    Returns (dist, coincident): pairs with dist <= tau (pn + yn) + eps_abs (pn, yn: the squared or l1
+    norms) count as coincident and get distance 0, so that a point mapped twice by S (as a
+    query and as a center) is recognised as the same point despite rounding.
     """
     rmask = rows < q
     cmask = cols < n
@@ -175,12 +223,24 @@ def l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau,
                     mask=rmask[:, None] & kmask[None, :], other=0.0)
         y = tl.load(y_ptr + cols[:, None] * r + (k0 + kk)[None, :],
                     mask=cmask[:, None] & kmask[None, :], other=0.0)
-        acc += tl.sum(tl.abs(p[:, None, :] - y[None, :, :]), axis=2)
+        diff = p[:, None, :] - y[None, :, :]
+        if SQUARED:
+            acc += tl.sum(diff * diff, axis=2)
+        else:
+            acc += tl.sum(tl.abs(diff), axis=2)
     pn = tl.load(pn_ptr + rows, mask=rmask, other=0.0)
     yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
-    coincident = acc <= tau * (pn[:, None] + yn[None, :])
+    coincident = acc <= tau * (pn[:, None] + yn[None, :]) + eps_abs
     acc = tl.where(coincident, 0.0, acc)
     return acc, coincident
+
+
+def consts(kernel: str, bandwidth: float, r: int, dtype, device, *extra) -> torch.Tensor:
+    """Scalars for a launch, in the points' dtype (a float argument would be float32):
+    [exp2 scale, coincidence tau, absolute EPS rule (EPS^2, or EPS for l1), *extra]."""
+    eps_abs = EPS if kernel == "l1_laplace" else EPS * EPS
+    vals = [exp2_scale(kernel, bandwidth), coincidence_tau(r, dtype, kernel), eps_abs, *extra]
+    return torch.tensor(vals, dtype=dtype, device=device)
 
 
 def kernel_code(kernel: str) -> int:
@@ -213,8 +273,13 @@ def kernel_epilogue(d2, coincident, c2, KERNEL: tl.constexpr, WEIGHT: tl.constex
 
 
 def interpret_configs(configs, small):
-    """The autotune list: ``configs`` on a GPU, the single ``small`` config in the interpreter."""
-    return [small] if INTERPRET else configs
+    """The autotune list: ``configs`` on a GPU, the single ``small`` config in the interpreter.
+
+    RFMFAST_TRITON_AUTOTUNE=0 keeps only the first GPU config (no tuning runs: quick tests).
+    """
+    if INTERPRET:
+        return [small]
+    return configs[:1] if os.environ.get("RFMFAST_TRITON_AUTOTUNE") == "0" else configs
 
 
 def check_device(*ts: torch.Tensor) -> None:

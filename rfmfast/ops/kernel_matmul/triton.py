@@ -27,18 +27,19 @@ _GEMM_CONFIGS = [
     for bn, bm, w, s in [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2),
                          (128, 32, 4, 3), (256, 64, 8, 2)]
 ]
-_L1_CONFIGS = [
+_DIRECT_CONFIGS = [
     triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=1)
     for bn, bm, w in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8)]
 ]
 _SMALL = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16}, num_warps=1, num_stages=1)
-_KEY = ["r", "t", "KERNEL", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_T", "BLOCK_K"]
+_KEY = ["r", "t", "KERNEL", "DIRECT", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_T", "BLOCK_K"]
 
 
 @triton.jit
 def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, consts_ptr,
                q, n, r, t, d, c,
-               KERNEL: tl.constexpr, WEIGHT: tl.constexpr, VALUES_FROM_X: tl.constexpr,
+               KERNEL: tl.constexpr, DIRECT: tl.constexpr, WEIGHT: tl.constexpr,
+               VALUES_FROM_X: tl.constexpr,
                PREC: tl.constexpr, INTERP: tl.constexpr, P_RESIDENT: tl.constexpr,
                BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
                BLOCK_T: tl.constexpr):
@@ -51,6 +52,7 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
     tmask = tcols < t
     c2 = tl.load(consts_ptr)
     tau = tl.load(consts_ptr + 1)
+    eps_abs = tl.load(consts_ptr + 2)
     if VALUES_FROM_X:
         # column j < c d is alpha[:, j // d] * X[:, j % d]; column c d + i is alpha[:, i]
         is_alpha = tcols >= c * d
@@ -66,12 +68,13 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
     for m0 in range(0, n, BLOCK_M):
         cols = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
         cmask = cols < n
-        if KERNEL == 2:
-            dist, coincident = C.l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                              tau, BLOCK_N, BLOCK_M, BLOCK_K)
+        if DIRECT:
+            dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+                                                  r, tau, eps_abs, KERNEL != 2,
+                                                  BLOCK_N, BLOCK_M, BLOCK_K)
         else:
             dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                              tau, p_tile, P_RESIDENT, PREC, INTERP,
+                                              tau, eps_abs, p_tile, P_RESIDENT, PREC, INTERP,
                                               BLOCK_N, BLOCK_M, BLOCK_K)
         w = C.kernel_epilogue(dist, coincident, c2, KERNEL, WEIGHT)
         w = tl.where(cmask[None, :], w, 0.0)
@@ -92,7 +95,7 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
 
 
 _kmm_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
-_kmm_l1 = triton.autotune(C.interpret_configs(_L1_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
+_kmm_direct = triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
 
 
 def block_t(t: int) -> int:
@@ -100,14 +103,19 @@ def block_t(t: int) -> int:
     return min(128, max(16, triton.next_power_of_2(t)))
 
 
-def fused_product(P, Y, pn, yn, *, kernel, bandwidth, precision, V=None, X=None, alpha=None,
-                  weight=False):
-    """The fused product on prepared points (rfmfast.ops._triton_common.prepare_points).
+def direct_block_k(r: int) -> int:
+    """Coordinates per step of a difference-first tile (a 3-D (BN, BM, BLOCK_K) temporary)."""
+    return min(16 if C.INTERPRET else 4, triton.next_power_of_2(r))
 
-    P (q, r), Y (n, r), pn (q,), yn (n,); either V (n, t), or X (n, d) and alpha (n, c) for the
-    gradient value matrix (t = c d + c). weight=True uses the gradient weights (K / dist for
-    laplace, K for gaussian) instead of K. Returns (q, t) in P's dtype.
+
+def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=False):
+    """The fused product on prepared points pts (rfmfast.ops._triton_common.prepare_points).
+
+    Either V (n, t), or X (n, d) and alpha (n, c) for the gradient value matrix (t = c d + c).
+    weight=True uses the gradient weights (K / dist for laplace, K for gaussian) instead of K.
+    Returns (q, t) in the points' dtype.
     """
+    P, Y = pts.P, pts.Y
     q, r = P.shape
     n = Y.shape[0]
     dt = P.dtype
@@ -120,19 +128,15 @@ def fused_product(P, Y, pn, yn, *, kernel, bandwidth, precision, V=None, X=None,
         d, c = X.shape[1], alpha.shape[1]
         t = c * d + c
     out = torch.empty(q, t, dtype=dt, device=P.device)
-    consts = torch.tensor([C.exp2_scale(kernel, bandwidth),
-                           C.coincidence_tau(r, dt, kernel)], dtype=dt, device=P.device)
-    prec = C.PREC_CODE[precision]
-    bk = C.block_k(r)
-    if kernel == "l1_laplace":
-        bk = min(bk, 16 if C.INTERPRET else 4)
+    consts = C.consts(kernel, bandwidth, r, dt, P.device)
+    bk = direct_block_k(r) if pts.direct else C.block_k(r)
     bt = block_t(t)
-    fn = _kmm_l1 if kernel == "l1_laplace" else _kmm_gemm
+    fn = _kmm_direct if pts.direct else _kmm_gemm
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]), triton.cdiv(t, bt))  # noqa: E731
-    fn[grid](P, Y, pn, yn, V if V is not None else X, X, alpha, out, consts, q, n, r, t, d, c,
-             KERNEL=C.kernel_code(kernel), WEIGHT=weight, VALUES_FROM_X=V is None, PREC=prec,
-             INTERP=C.INTERPRET, P_RESIDENT=(kernel != "l1_laplace" and r <= bk),
-             BLOCK_K=bk, BLOCK_T=bt)
+    fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
+             q, n, r, t, d, c, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, WEIGHT=weight,
+             VALUES_FROM_X=V is None, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+             P_RESIDENT=(not pts.direct and r <= bk), BLOCK_K=bk, BLOCK_T=bt)
     return out
 
 
@@ -144,7 +148,5 @@ def kernel_matmul(X, Z, V, *, kernel, bandwidth, M, precision=None):
     Memory: the (n, t) output plus O((n + m) d) for the mapped points.
     """
     C.check_device(X, Z, V)
-    precision = C.resolve_precision(precision, X.dtype)
-    P, Y, pn, yn, _, _ = C.prepare_points(X, Z, kernel, M, precision)
-    return fused_product(P, Y, pn, yn, kernel=kernel, bandwidth=bandwidth,
-                         precision=precision, V=V)
+    pts = C.prepare_points(X, Z, kernel, M, C.resolve_precision(precision, X.dtype))
+    return fused_product(pts, kernel=kernel, bandwidth=bandwidth, V=V)

@@ -1,7 +1,8 @@
 """Triton kernel_matrix: K(X, Z) as a dense (n, m) matrix, one (BLOCK, BLOCK) tile per program.
 
 The distance tile comes from tl.dot on the mapped, centered points (laplace, gaussian) or from a
-tiled sum of |differences| (l1_laplace); exp2/rsqrt in registers; one store. With
+difference-first tiled sum (l1_laplace, or r <= 8 coordinates); exp2/rsqrt in registers; one
+store. With
 symmetric=True (Z is X) only the programs on or above the block diagonal work: each writes
 its tile and the mirrored tile, so K is exactly symmetric and the diagonal is exactly 1.
 Memory: the output plus O(n d) for the mapped points. Offsets are int64 (n m past 2^31 is fine).
@@ -13,18 +14,20 @@ import triton
 import triton.language as tl
 
 from .. import _triton_common as C
+from ..kernel_matmul.triton import direct_block_k
 
 _GEMM_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=s)
                  for b, w, s in [(64, 4, 3), (128, 8, 3), (128, 4, 2), (64, 8, 2)]]
-_L1_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=1)
+_DIRECT_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=1)
                for b, w in [(32, 4), (64, 4), (64, 8)]]
 _SMALL = triton.Config({"BLOCK": 16}, num_warps=1, num_stages=1)
-_KEY = ["r", "KERNEL", "SYMMETRIC", "PREC", "BLOCK_K"]
+_KEY = ["r", "KERNEL", "DIRECT", "SYMMETRIC", "PREC", "BLOCK_K"]
 
 
 @triton.jit
 def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
-                   KERNEL: tl.constexpr, SYMMETRIC: tl.constexpr, PREC: tl.constexpr,
+                   KERNEL: tl.constexpr, DIRECT: tl.constexpr, SYMMETRIC: tl.constexpr,
+                   PREC: tl.constexpr,
                    INTERP: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
     """out[i, j] = K(P[i], Y[j]) for one (BLOCK, BLOCK) tile; out (q, n) contiguous."""
     pid_n = tl.program_id(0)
@@ -35,13 +38,14 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
     cols = (pid_m * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
     c2 = tl.load(consts_ptr)
     tau = tl.load(consts_ptr + 1)
-    if KERNEL == 2:
-        dist, coincident = C.l1_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                          tau, BLOCK, BLOCK, BLOCK_K)
+    eps_abs = tl.load(consts_ptr + 2)
+    if DIRECT:
+        dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                              tau, eps_abs, KERNEL != 2, BLOCK, BLOCK, BLOCK_K)
     else:
         p_tile = tl.zeros((BLOCK, BLOCK_K), dtype=p_ptr.dtype.element_ty)
         dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                          tau, p_tile, False, PREC, INTERP,
+                                          tau, eps_abs, p_tile, False, PREC, INTERP,
                                           BLOCK, BLOCK, BLOCK_K)
     if SYMMETRIC:
         diag = rows[:, None] == cols[None, :]
@@ -59,7 +63,8 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
 
 
 _km_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_kernel_matrix)
-_km_l1 = triton.autotune(C.interpret_configs(_L1_CONFIGS, _SMALL), key=_KEY)(_kernel_matrix)
+_km_direct = triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
+                             key=_KEY)(_kernel_matrix)
 
 
 def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None):
@@ -74,18 +79,14 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None
     precision = C.resolve_precision(precision, X.dtype)
     if symmetric:
         Z = X
-    P, Y, pn, yn, _, _ = C.prepare_points(X, Z, kernel, M, precision)
-    q, r = P.shape
-    n = Y.shape[0]
+    pts = C.prepare_points(X, Z, kernel, M, C.resolve_precision(precision, X.dtype))
+    q, r = pts.P.shape
+    n = pts.Y.shape[0]
     out = torch.empty(q, n, dtype=X.dtype, device=X.device)
-    consts = torch.tensor([C.exp2_scale(kernel, bandwidth),
-                           C.coincidence_tau(r, X.dtype, kernel)], dtype=X.dtype, device=X.device)
-    bk = C.block_k(r)
-    if kernel == "l1_laplace":
-        bk = min(bk, 16 if C.INTERPRET else 4)
-    fn = _km_l1 if kernel == "l1_laplace" else _km_gemm
+    bk = direct_block_k(r) if pts.direct else C.block_k(r)
+    fn = _km_direct if pts.direct else _km_gemm
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
-    fn[grid](P, Y, pn, yn, out, consts, q, n, r, KERNEL=C.kernel_code(kernel),
-             SYMMETRIC=bool(symmetric), PREC=C.PREC_CODE[precision], INTERP=C.INTERPRET,
-             BLOCK_K=bk)
+    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(kernel, bandwidth, r, X.dtype, X.device),
+             q, n, r, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
+             PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET, BLOCK_K=bk)
     return out

@@ -1,0 +1,186 @@
+"""Triton kernel_grads and agop: gradients of a kernel predictor and their average outer product.
+
+laplace / gaussian (MATH.md): with the weight tile A (K / dist, or K) and the value matrix
+V = [alpha_1 * X | ... | alpha_c * X | alpha], one fused pass (rfmfast.ops.kernel_matmul.triton,
+WEIGHT=True, V built on the fly from X and alpha) gives O = A V (q, c d + c), and
+
+    H_c = s (w_c * Q - O_c),  w_c = A alpha_c,   grad f_c = H_c M   (s = grad_scale)
+
+with Q and X translated by the mean of X (which changes nothing but the rounding).
+l1_laplace: grad f_c = s S sum_i alpha_ic K_i sign(S(x - x_i)) needs a sign per pair and
+coordinate: a tiled kernel over (query block, coordinate block, output) gives
+H_c = s sum_i alpha_ic K_i sign(p - p_i) in the mapped coordinates p = S x, and grad = H S.
+The same kernel, with (p - p_i) in place of the sign and the weights A, serves laplace and
+gaussian when r <= 8 (difference-first tiles, rfmfast.ops._triton_common): grad = H S there,
+since S^T S = M.
+
+agop accumulates over query chunks: sum_c H_c^T H_c (or the diagonal of G^T G, G = H F), then
+applies F = M (or S) on both sides, F^T (sum H^T H) F, so gradients exist one chunk at a time. Centering uses the
+first chunk's mean gradient as a shift (sum (H - h0)^T (H - h0) - q (hbar - h0)(hbar - h0)^T),
+which keeps the subtraction well conditioned.
+
+Memory: kernel_grads, its (q, c, d) output plus O((q + n) d); agop, O(d^2 + chunk (c d + c))
+with chunk * (c d + c) <= 2^26 entries (256 MB in float32), never q x n.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .. import _triton_common as C
+from ...kernels import apply_M, grad_scale
+from ..kernel_matmul.triton import direct_block_k, fused_product
+
+_CHUNK_ENTRIES = 1 << 26
+
+_DIRECT_CONFIGS = [triton.Config({"BLOCK_Q": bq, "BLOCK_N": bn}, num_warps=w, num_stages=1)
+                   for bq, bn, w in [(32, 32, 4), (64, 32, 4), (32, 64, 8)]]
+_SMALL = triton.Config({"BLOCK_Q": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)
+
+
+@triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
+                 key=["r", "KERNEL", "BLOCK_K", "BLOCK_R"])
+@triton.jit
+def _direct_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, a_ptr, h_ptr, consts_ptr, q, n, r, c,
+                  KERNEL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
+    """h[rows, ci, kc] = s sum_j A(P[rows], Y[j]) alpha[j, ci] f(P[rows, kc] - Y[j, kc]),
+    f = sign for l1_laplace (A = K), the identity otherwise (A = K / dist, or K).
+
+    Difference-first throughout (exact small distances). Grid: (query blocks, coordinate
+    blocks of BLOCK_R, outputs c); the distance tile is recomputed per coordinate block.
+    h: (q, c, r) contiguous.
+    """
+    pid_q = tl.program_id(0)
+    pid_r = tl.program_id(1)
+    ci = tl.program_id(2).to(tl.int64)
+    rows = (pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)).to(tl.int64)
+    kc = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
+    rmask = rows < q
+    kmask = kc < r
+    c2 = tl.load(consts_ptr)
+    tau = tl.load(consts_ptr + 1)
+    eps_abs = tl.load(consts_ptr + 2)
+    s = tl.load(consts_ptr + 3)
+    p = tl.load(p_ptr + rows[:, None] * r + kc[None, :], mask=rmask[:, None] & kmask[None, :],
+                other=0.0)
+    acc = tl.zeros((BLOCK_Q, BLOCK_R), dtype=p_ptr.dtype.element_ty)
+    for n0 in range(0, n, BLOCK_N):
+        cols = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        cmask = cols < n
+        dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                              tau, eps_abs, KERNEL != 2,
+                                              BLOCK_Q, BLOCK_N, BLOCK_K)
+        a = tl.load(a_ptr + cols * c + ci, mask=cmask, other=0.0)
+        w = C.kernel_epilogue(dist, coincident, c2, KERNEL, True)
+        w = tl.where(coincident | ~cmask[None, :], 0.0, w * a[None, :])
+        y = tl.load(y_ptr + cols[:, None] * r + kc[None, :], mask=cmask[:, None] & kmask[None, :],
+                    other=0.0)
+        diff = p[:, None, :] - y[None, :, :]
+        if KERNEL == 2:
+            diff = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0))
+        acc += tl.sum(w[:, :, None] * diff, axis=1)
+    tl.store(h_ptr + rows[:, None] * (c * r) + ci * r + kc[None, :], s * acc,
+             mask=rmask[:, None] & kmask[None, :])
+
+
+def _direct_h(pts, alpha, kernel, bandwidth):
+    """H (q, c, r) on difference-first points, in the mapped coordinates (grad = H S)."""
+    q, r = pts.P.shape
+    n, c = alpha.shape
+    h = torch.empty(q, c, r, dtype=pts.P.dtype, device=pts.P.device)
+    consts = C.consts(kernel, bandwidth, r, pts.P.dtype, pts.P.device,
+                      grad_scale(kernel, bandwidth))
+    bk = direct_block_k(r)
+    br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(r))
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]), triton.cdiv(r, br), c)  # noqa: E731
+    _direct_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, alpha, h, consts, q, n, r, c,
+                        KERNEL=C.kernel_code(kernel), BLOCK_K=bk, BLOCK_R=br)
+    return h
+
+
+class _Prepared:
+    """Points prepared once for every query chunk, and the right factor F (grad = H F)."""
+
+    def __init__(self, Q, X, alpha, kernel, bandwidth, M, precision):
+        C.check_device(Q, X, alpha)
+        self.kernel, self.bandwidth = kernel, bandwidth
+        self.alpha = alpha.contiguous()
+        self.pts = C.prepare_points(Q, X, kernel, M, C.resolve_precision(precision, Q.dtype))
+        if self.pts.direct:
+            # H in the mapped coordinates: grad = H S (S = M^{1/2} for l1_laplace, else S^T S = M)
+            self.F = self.pts.S
+        else:
+            # H in the original coordinates (translated by mu): grad = H M
+            self.F = M
+            self.Qc = (Q - self.pts.mu).contiguous()
+            self.Xc = (X - self.pts.mu).contiguous()
+
+    def h(self, i0: int, i1: int) -> torch.Tensor:
+        """H (i1 - i0, c, d or r) for queries i0:i1, before the right factor F."""
+        pts = self.pts.rows(i0, i1)
+        if pts.direct:
+            return _direct_h(pts, self.alpha, self.kernel, self.bandwidth)
+        O = fused_product(pts, kernel=self.kernel, bandwidth=self.bandwidth, X=self.Xc,
+                          alpha=self.alpha, weight=True)
+        c = self.alpha.shape[1]
+        d = self.Xc.shape[1]
+        w = O[:, c * d:]
+        H = w[:, :, None] * self.Qc[i0:i1, None, :] - O[:, :c * d].view(-1, c, d)
+        return H * grad_scale(self.kernel, self.bandwidth)
+
+
+def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, precision=None):
+    """Q: (q, d), X: (n, d), alpha: (n, c) -> (q, c, d): grad f_c at each query (rfmfast.kernels).
+
+    precision: "ieee" | "tf32" | "bf16" (rfmfast.ops._triton_common); default
+    $RFMFAST_TRITON_PRECISION or "ieee". Memory: the output plus O((q + n) d + q c).
+    """
+    prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
+    return apply_M(prep.h(0, Q.shape[0]), prep.F).contiguous()
+
+
+def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accumulate=None,
+         precision=None):
+    """(1/q) sum_x sum_c grad f_c(x) grad f_c(x)^T: (d, d), or its diagonal (d,) if diag.
+
+    centering subtracts each output's mean gradient over Q first; accumulate="float64" forms
+    the sums in float64 (result in Q's dtype). Memory: O(d^2 + chunk (c d + c)), see module doc.
+    """
+    prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
+    q, d = Q.shape
+    c = alpha.shape[1]
+    F = prep.F
+    acc_dtype = torch.float64 if accumulate == "float64" else Q.dtype
+    chunk = max(128, _CHUNK_ENTRIES // (c * d + c))
+    shift = s1 = s2 = None
+    for i0 in range(0, q, chunk):
+        H = prep.h(i0, min(q, i0 + chunk)).to(acc_dtype)
+        if diag:
+            H = apply_M(H, None if F is None else F.to(acc_dtype))  # G = H F
+        if centering and shift is None:
+            shift = H.mean(0, keepdim=True)
+        if shift is not None:
+            H = H - shift
+        if diag:
+            part2 = (H * H).sum(0)                                   # (c, d)
+        else:
+            Hf = H.reshape(-1, H.shape[-1])
+            part2 = Hf.T @ Hf                                        # (d, d)
+        s2 = part2 if s2 is None else s2 + part2
+        if centering:
+            part1 = H.sum(0)                                         # (c, d)
+            s1 = part1 if s1 is None else s1 + part1
+    if diag:
+        if centering:
+            s2 = s2 - s1 * s1 / q
+        A = s2.sum(0) / q
+    else:
+        if centering:
+            s2 = s2 - s1.T @ s1 / q
+        if F is not None:
+            Fa = F.to(acc_dtype)
+            s2 = Fa[:, None] * s2 * Fa[None, :] if Fa.ndim == 1 else Fa.T @ s2 @ Fa
+        A = s2 / q
+    return A.to(Q.dtype)
