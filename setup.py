@@ -1,8 +1,7 @@
 """Build script: compiles the C++ CPU kernels (csrc/cpu) with CMake into rfmfast._C.
 
-The extension does not link against libtorch: Python hands it buffers. Set
-RFMFAST_BUILD_CUDA=1 to also build the optional CUDA sources in csrc/cuda (needs nvcc).
-RFMFAST_NO_EXT=1 skips the C++ build entirely (the package then runs on its reference
+The extension does not link against libtorch: Python hands it buffers. The GPU backends are
+Triton kernels compiled at run time, so nothing here needs nvcc. RFMFAST_NO_EXT=1 skips the C++ build entirely (the package then runs on its reference
 and Triton backends only).
 """
 import os
@@ -34,8 +33,6 @@ class CMakeBuild(build_ext):
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DRFMFAST_EXT_NAME={ext.name.split('.')[-1]}",
         ]
-        if os.environ.get("RFMFAST_BUILD_CUDA"):
-            args.append("-DRFMFAST_BUILD_CUDA=ON")
         build_temp = Path(self.build_temp) / ext.name
         build_temp.mkdir(parents=True, exist_ok=True)
         jobs = str(max(1, os.cpu_count() or 1))

@@ -3,7 +3,7 @@
     reference  plain PyTorch (float64-capable): the truth, and the fallback; any device
     cpu        the compiled C++ kernels (OpenMP, AVX2/AVX-512 chosen at run time); CPU tensors
     triton     fused Triton kernels; CUDA tensors (CPU tensors under TRITON_INTERPRET=1)
-    cuda       hand-written CUDA kernels (csrc/cuda, optional build); CUDA tensors
+    cuda       reserved for hand-written CUDA kernels (none shipped: Triton covers the GPU)
 
 ``backend="auto"`` picks cpu for CPU tensors and triton for CUDA tensors, falling back to the
 reference quietly when those are missing. ``RFMFAST_BACKEND`` (any of the names, or "auto")
@@ -51,8 +51,8 @@ def _probe(name: str) -> tuple[bool, str]:
         try:
             from . import _C_cuda  # noqa: F401
         except ImportError:
-            return False, ("the CUDA extension is not built; Triton covers the GPU ops "
-                           "(build with RFMFAST_BUILD_CUDA=1 pip install . where nvcc exists)")
+            return False, ("no hand-written CUDA kernels are shipped: the triton backend covers "
+                           "the GPU ops")
         return True, "hand-written CUDA kernels"
     raise ValueError(name)
 

@@ -22,7 +22,7 @@ namespace RFMFAST_VARIANT {
 
 #if defined(__AVX512F__)
 constexpr int VBYTES = 64;
-constexpr int MR = 8;
+constexpr int MR = 12;
 #elif defined(__AVX2__)
 constexpr int VBYTES = 32;
 constexpr int MR = 6;
@@ -222,6 +222,7 @@ struct Blocks {
   static constexpr int NR = VT<T>::NR;
   static constexpr int64_t MB = MR * 8;  // rows of a tile
   static constexpr int64_t NB = 512;     // columns of a tile (multiple of NR)
+  static constexpr int64_t LD = NB + 16; // tile row stride: not a power of two (cache sets)
 };
 
 // Copy rows [i0, i0+mb) of X (n x r) into A (MB x r), zero padding the missing rows.
@@ -341,7 +342,7 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
   const bool l1 = kind == L1_LAPLACE;
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nblocks; ++ib) {
       const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
@@ -351,10 +352,10 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
       const int64_t jstart = symmetric ? i0 / B::NR * B::NR : 0;
       for (int64_t j0 = jstart; j0 < m; j0 += B::NB) {
         const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::NB);
+        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
         load_norms(zn, j0, nb, nbp, znb.data());
         for (int64_t i = 0; i < mb; ++i) {
-          T* row = tile.data() + i * B::NB;
+          T* row = tile.data() + i * B::LD;
           epilogue_row<T>(row, nbp, xn[i0 + i], znb.data(), kind, T(bandwidth), false, T(0));
           std::memcpy(out + (i0 + i) * m + j0, row, sizeof(T) * nb);
         }
@@ -364,7 +365,7 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
             if (col < i0 + 1) continue;
             const int64_t iend = std::min<int64_t>(mb, col - i0);  // rows i with i0+i < col
             T* dst = out + col * m + i0;
-            for (int64_t i = 0; i < iend; ++i) dst[i] = tile[i * B::NB + j];
+            for (int64_t i = 0; i < iend; ++i) dst[i] = tile[i * B::LD + j];
           }
         }
       }
@@ -380,7 +381,7 @@ inline void value_tile(const T* tile, int64_t mbp, int64_t nb, const T* Vp, int6
   for (int64_t p = 0; p < tp / NR; ++p) {
     const T* Bp = Vp + (p * nrows + j0) * NR;
     for (int64_t i = 0; i < mbp; i += MR)
-      ukernel<T, false>(nb, tile + i * Blocks<T>::NB, Blocks<T>::NB, Bp, C + i * tp + p * NR, tp,
+      ukernel<T, false>(nb, tile + i * Blocks<T>::LD, Blocks<T>::LD, Bp, C + i * tp + p * NR, tp,
                         true);
   }
 }
@@ -396,7 +397,7 @@ void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
   const int64_t tp = small ? t : round_up<T>(t, B::NR);
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
     std::vector<T> C(B::MB * tp);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nblocks; ++ib) {
@@ -406,14 +407,14 @@ void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
       std::fill(C.begin(), C.end(), T(0));
       for (int64_t j0 = 0; j0 < m; j0 += B::NB) {
         const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::NB);
+        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
         load_norms(zn, j0, nb, nbp, znb.data());
         for (int64_t i = 0; i < mb; ++i)
-          epilogue_row<T>(tile.data() + i * B::NB, nbp, xn[i0 + i], znb.data(), kind,
+          epilogue_row<T>(tile.data() + i * B::LD, nbp, xn[i0 + i], znb.data(), kind,
                           T(bandwidth), false, T(0));
         if (small) {  // t <= 4: vectorized row dot products
           for (int64_t i = 0; i < mb; ++i) {
-            const T* row = tile.data() + i * B::NB;
+            const T* row = tile.data() + i * B::LD;
             for (int64_t c = 0; c < t; ++c) {
               const T* v = Vt + c * m + j0;
               vec<T> acc{};
@@ -445,7 +446,7 @@ void kernel_grads(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, 
   const T s = T(scale);
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB);
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
     std::vector<T> C(B::MB * wp);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nblocks; ++ib) {
@@ -455,10 +456,10 @@ void kernel_grads(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, 
       std::fill(C.begin(), C.end(), T(0));
       for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
         const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Xp, j0, nb, false, tile.data(), B::NB);
+        distance_tile(A.data(), mbp, r, Xp, j0, nb, false, tile.data(), B::LD);
         load_norms(xn, j0, nb, nbp, znb.data());
         for (int64_t i = 0; i < mb; ++i)
-          epilogue_row<T>(tile.data() + i * B::NB, nbp, qn[i0 + i], znb.data(), kind,
+          epilogue_row<T>(tile.data() + i * B::LD, nbp, qn[i0 + i], znb.data(), kind,
                           T(bandwidth), true, T(eps));
         // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
         value_tile(tile.data(), mbp, nb, Vp, n, j0, wp, C.data());
@@ -484,7 +485,7 @@ void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64
   const T s = T(scale);
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::NB), znb(B::NB, T(0));
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB, T(0));
     std::vector<T> h(c * r), sg(r), wgt(c);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nblocks; ++ib) {
@@ -494,9 +495,9 @@ void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64
       std::fill(H + i0 * c * r, H + (i0 + mb) * c * r, T(0));
       for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
         const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Xp, j0, nb, true, tile.data(), B::NB);
+        distance_tile(A.data(), mbp, r, Xp, j0, nb, true, tile.data(), B::LD);
         for (int64_t i = 0; i < mb; ++i) {
-          T* row = tile.data() + i * B::NB;
+          T* row = tile.data() + i * B::LD;
           epilogue_row<T>(row, nbp, T(0), znb.data(), L1_LAPLACE, T(bandwidth), false, T(0));
           const T* u = Qt + (i0 + i) * r;
           T* hi = H + (i0 + i) * c * r;
