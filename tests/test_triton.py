@@ -286,3 +286,19 @@ def test_int64_offsets_gpu():
     assert rel_err(K[idx].cpu(), ref) < tol(torch.float32)
     del K
     torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
+def test_coincident_pairs_far_from_the_mean(kernel):
+    """A point given twice (as a query and as a center) is at distance 0 even where the
+    GEMM's rounding residual |x|^2 + |x|^2 - 2 x.x is large (points far from the mean)."""
+    (X,) = data((40, 33), dtype=torch.float32)
+    X[::3] *= 30.0
+    Xq = X.clone()
+    K = km_tri.kernel_matrix(Xq, X, kernel=kernel, bandwidth=BW, M=None)
+    assert bool((K.diagonal() == 1).all())
+    alpha = torch.randn(40, 2, device=DEV)
+    G = agop_tri.kernel_grads(Xq, X, alpha, kernel=kernel, bandwidth=BW, M=None)
+    ref = agop_ref.kernel_grads(f64(Xq), f64(X), f64(alpha), kernel=kernel, bandwidth=BW,
+                                M=None)
+    assert rel_err(G.cpu(), ref) < tol(torch.float32)
