@@ -53,7 +53,7 @@ def features(X, name: str, dtype: torch.dtype, device: torch.device) -> tuple[to
     if not is_torch:
         if a.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+        t = torch.from_numpy(np.array(a, dtype=np.float64))  # a writable copy
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}; "
                          "reshape a single feature with X.reshape(-1, 1)")
@@ -73,7 +73,7 @@ def features(X, name: str, dtype: torch.dtype, device: torch.device) -> tuple[to
 def targets(y, name: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, bool]:
     """Regression targets: (n,) or (n, c) -> (n, c) float tensor, and whether y was 1-D."""
     a, is_torch = as_array(y, name)
-    t = a.to(torch.float64) if is_torch else torch.from_numpy(np.asarray(a, dtype=np.float64))
+    t = a.to(torch.float64) if is_torch else torch.from_numpy(np.array(a, dtype=np.float64))
     if t.ndim not in (1, 2):
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(t.shape)}")
     one_d = t.ndim == 1

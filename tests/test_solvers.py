@@ -1,0 +1,140 @@
+"""kernel_solve: Cholesky and preconditioned CG against a dense float64 solve; jitter; auto."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import rfmfast
+from rfmfast.solvers import JitterWarning, cg_solve, cholesky, cholesky_solve
+from rfmfast.solvers.cg import NystroemPreconditioner
+
+
+def dense_solve(X, y, reg, **kw):
+    K = rfmfast.kernel_matrix(X, backend="reference", **kw).to(torch.float64)
+    return torch.linalg.solve(K + reg * torch.eye(len(X), dtype=torch.float64), y.to(torch.float64))
+
+
+def data(n=203, d=7, c=3, dtype=torch.float64):
+    X = torch.randn(n, d, dtype=dtype) * 0.5
+    y = torch.randn(n, c, dtype=dtype)
+    return X, y
+
+
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian", "l1_laplace"])
+@pytest.mark.parametrize("c", [1, 3])
+def test_cholesky_matches_dense(kernel, c):
+    X, y = data(c=c)
+    M = torch.randn(7, 7, dtype=torch.float64)
+    M = M @ M.T / 7
+    kw = dict(kernel=kernel, bandwidth=2.0, M=M)
+    alpha, info = rfmfast.kernel_solve(X, y, reg=1e-3, solver="cholesky", return_info=True, **kw)
+    assert info.solver == "cholesky" and info.jitter == 0.0
+    assert info.memory_bytes == 203 * 203 * 8
+    ref = dense_solve(X, y, 1e-3, **kw)
+    assert float((alpha - ref).norm() / ref.norm()) < 1e-8
+
+
+def test_float32_and_numpy_and_vector_y():
+    X, y = data(c=1)
+    ref = dense_solve(X, y, 1e-2)[:, 0]
+    a = rfmfast.kernel_solve(X.numpy(), y[:, 0].numpy(), reg=1e-2, solver="cholesky")
+    assert isinstance(a, np.ndarray) and a.shape == (203,)
+    assert np.abs(a - ref.numpy()).max() / np.abs(ref.numpy()).max() < 1e-8
+    a32 = rfmfast.kernel_solve(X, y[:, 0], reg=1e-2, dtype=torch.float32, solver="cholesky")
+    assert a32.dtype == torch.float32 and a32.shape == (203,)
+    assert float((a32.double() - ref).norm() / ref.norm()) < 1e-3
+
+
+def test_jitter_on_singular_matrix_warns_and_is_recorded():
+    X, y = data(n=60, c=2)
+    X = torch.cat([X, X[:5]])                 # duplicated rows: K singular, reg = 0
+    y = torch.cat([y, y[:5]])
+    with pytest.warns(JitterWarning, match="jitter"):
+        alpha, info = rfmfast.kernel_solve(X, y, reg=0.0, solver="cholesky", return_info=True)
+    assert info.jitter > 0
+    # the answer is that of the system actually solved, (K + jitter I) alpha = y (backward
+    # stable: a small residual; the system is too ill-conditioned to compare alphas)
+    K = rfmfast.kernel_matrix(X) + info.jitter * torch.eye(len(X), dtype=torch.float64)
+    assert float((K @ alpha - y).norm() / y.norm()) < 1e-6
+
+
+def test_cholesky_gives_up_with_an_error(monkeypatch):
+    X, y = data(n=40, c=1)
+    X = torch.cat([X, X])
+    y = torch.cat([y, y])
+    monkeypatch.setattr(cholesky, "MAX_TRIES", 0)
+    with pytest.raises(np.linalg.LinAlgError, match="Cholesky"):
+        cholesky_solve(X, y, reg=0.0)
+
+
+@pytest.mark.parametrize("kernel", ["laplace", "gaussian"])
+def test_cg_converges_to_dense_solution(kernel):
+    X, y = data(n=300, c=2)
+    ref = dense_solve(X, y, 1e-2, kernel=kernel, bandwidth=3.0)
+    alpha, info = rfmfast.kernel_solve(X, y, kernel=kernel, bandwidth=3.0, reg=1e-2, solver="cg",
+                                       rank=60, tol=1e-10, return_info=True)
+    assert info.solver == "cg" and info.converged and info.residual <= 1e-10
+    assert 0 < info.iterations < 200 and info.rank == 60
+    assert float((alpha - ref).norm() / ref.norm()) < 1e-7
+
+
+def test_preconditioner_and_warm_start_cut_iterations():
+    X, y = data(n=300, c=1)
+    kw = dict(reg=1e-3, tol=1e-8, max_iter=500)
+    _, plain = cg_solve(X, y, rank=0, **kw)
+    alpha, pre = cg_solve(X, y, rank=100, **kw)
+    assert plain.converged and pre.converged
+    assert pre.iterations < plain.iterations / 2, (pre.iterations, plain.iterations)
+    _, warm = cg_solve(X, y, rank=100, x0=alpha, **kw)
+    assert warm.iterations == 0 and warm.residual <= 1e-8
+
+
+def test_cg_reports_non_convergence_honestly():
+    X, y = data(n=300, c=2)
+    alpha, info = cg_solve(X, y, reg=1e-4, rank=0, tol=1e-12, max_iter=3)
+    assert info.iterations == 3 and not info.converged and info.residual > 1e-12
+    K = rfmfast.kernel_matrix(X) + 1e-4 * torch.eye(300, dtype=torch.float64)
+    true = float(((y - K @ alpha).norm(dim=0) / y.norm(dim=0)).max())
+    assert abs(info.residual - true) <= 1e-6 * true
+
+
+def test_nystroem_preconditioner_is_exact_at_full_rank():
+    X, y = data(n=50, c=2)
+    reg = 1e-2
+    P = NystroemPreconditioner(X, kernel="laplace", bandwidth=10.0, M=None, reg=reg, rank=50,
+                               generator=torch.Generator().manual_seed(0))
+    K = rfmfast.kernel_matrix(X) + reg * torch.eye(50, dtype=torch.float64)
+    # with m = n, P^{-1} (K + reg I) has all eigenvalues equal (to lam_min + reg)
+    ev = torch.linalg.eigvals(P(K)).real
+    assert float(ev.max() / ev.min()) < 1.01
+
+
+def test_auto_chooses_by_memory(capsys):
+    X, y = data(n=100, c=1)
+    _, info = rfmfast.kernel_solve(X, y, solver="auto", verbose=True, return_info=True)
+    assert info.solver == "cholesky" and "fits the memory budget" in info.reason
+    _, info = rfmfast.kernel_solve(X, y, solver="auto", memory_budget=1000, verbose=True,
+                                   return_info=True, rank=20)
+    assert info.solver == "cg" and "over the memory budget" in info.reason
+    out = capsys.readouterr().out
+    assert "kernel_solve: cholesky" in out and "kernel_solve: cg" in out
+
+
+def test_bad_input():
+    X, y = data(n=20, c=1)
+    with pytest.raises(ValueError, match="rows"):
+        rfmfast.kernel_solve(X, y[:10])
+    Xn = X.clone()
+    Xn[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        rfmfast.kernel_solve(Xn, y)
+    with pytest.raises(ValueError, match="reg"):
+        rfmfast.kernel_solve(X, y, reg=-1)
+    with pytest.raises(ValueError, match="solver"):
+        rfmfast.kernel_solve(X, y, solver="lu")
+    with pytest.raises(ValueError, match="x0"):
+        rfmfast.kernel_solve(X, y, solver="cg", x0=torch.zeros(5, 1, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # a good solve warns about nothing
+        rfmfast.kernel_solve(X, y, reg=1e-3)
