@@ -28,7 +28,14 @@ def check_matrix(t: torch.Tensor, name: str, *, ndim=(2,), finite=True) -> None:
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if finite and not bool(torch.isfinite(t).all()):
+    if finite:
+        check_finite(t, name)
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is a meta tensor: it holds no data")
+    if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -57,8 +64,7 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
         raise TypeError(f"M must be float32 or float64, got {M.dtype}")
     if M.device != ref.device:
         raise ValueError(f"M is on {M.device} but the data are on {ref.device}")
-    if not bool(torch.isfinite(M).all()):
-        raise ValueError("M contains NaN or inf")
+    check_finite(M, "M")
     M = M.to(ref.dtype)
     if M.ndim == 1:
         if bool((M < 0).any()):
@@ -69,7 +75,13 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
     if float((M - M.T).abs().max()) > tol:
         raise ValueError("M must be symmetric (it is not, beyond rounding); pass (M + M.T) / 2 "
                          "if that is what you meant")
-    return (M + M.T) * 0.5
+    M = (M + M.T) * 0.5
+    w = torch.linalg.eigvalsh(M.to(torch.float64))
+    neg_tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(float(w.abs().max()), 1e-300)
+    if float(w.min()) < -neg_tol:
+        raise ValueError(f"M must be positive semi-definite; its smallest eigenvalue is "
+                         f"{float(w.min()):.3g} (largest {float(w.max()):.3g})")
+    return M
 
 
 def check_backend_name(backend: str) -> None:

@@ -48,8 +48,9 @@ def feature_matrix(kind: str, d: int):
     return A @ A.T / d + 0.01 * torch.eye(d, dtype=torch.float64)
 
 
-def bandwidth(kernel: str) -> float:
-    return {"laplace": 10.0, "gaussian": 5.0, "l1_laplace": 20.0}[kernel]
+def bandwidth(kernel: str, d: int) -> float:
+    """Bandwidths at which the kernel values of data() spread over (0, 1), not all ~0."""
+    return {"laplace": 10.0, "gaussian": 30.0, "l1_laplace": 20.0 * d ** 0.5}[kernel]
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,7 +59,7 @@ def ref_kernel_matrix(name, kernel, mkind, symmetric):
     X, Z = data(n, m, d)
     M = feature_matrix(mkind, d)
     Z = X if symmetric else Z
-    return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel), M=M,
+    return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
                                 symmetric=symmetric)
 
 
@@ -72,7 +73,7 @@ def alpha(n: int, c: int):
 def ref_grads(q, n, d, c, kernel, mkind, train_queries):
     X, Z = data(n, q, d)
     Q = X[:q] if train_queries else Z
-    return agop_ref.kernel_grads(Q, X, alpha(n, c), kernel=kernel, bandwidth=bandwidth(kernel),
+    return agop_ref.kernel_grads(Q, X, alpha(n, c), kernel=kernel, bandwidth=bandwidth(kernel, d),
                                  M=feature_matrix(mkind, d))
 
 

@@ -23,7 +23,7 @@ def test_cpu_matches_reference(shape, kernel, mkind, dtype):
     name, n, m, d = shape
     X, Z = data(n, m, d)
     M = feature_matrix(mkind, d)
-    K = rfmfast.kernel_matrix(X.to(dtype), Z.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel),
+    K = rfmfast.kernel_matrix(X.to(dtype), Z.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel, d),
                               M=to(M, dtype), backend="cpu")
     assert K.dtype == dtype and K.shape == (n, m)
     assert rel_err(K, ref_kernel_matrix(name, kernel, mkind, False)) < TOL["cpu", dtype]
@@ -39,7 +39,7 @@ def test_symmetric(shape, kernel, mkind, dtype):
     name, n, m, d = shape
     X, _ = data(n, m, d)
     M = feature_matrix(mkind, d)
-    K = rfmfast.kernel_matrix(X.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel),
+    K = rfmfast.kernel_matrix(X.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel, d),
                               M=to(M, dtype), backend="cpu")
     assert rel_err(K, ref_kernel_matrix(name, kernel, mkind, True)) < TOL["cpu", dtype]
     assert torch.equal(K, K.T)
@@ -49,10 +49,11 @@ def test_symmetric(shape, kernel, mkind, dtype):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_reference_float32_close_to_float64(kernel):
     X, Z = data(129, 7, 64)
-    M = feature_matrix("full", 64)
+    d = 64
+    M = feature_matrix("full", d)
     K32 = rfmfast.kernel_matrix(X.float(), Z.float(), kernel=kernel, M=M.float(),
-                                bandwidth=bandwidth(kernel), backend="reference")
-    K64 = rfmfast.kernel_matrix(X, Z, kernel=kernel, M=M, bandwidth=bandwidth(kernel),
+                                bandwidth=bandwidth(kernel, d), backend="reference")
+    K64 = rfmfast.kernel_matrix(X, Z, kernel=kernel, M=M, bandwidth=bandwidth(kernel, d),
                                 backend="reference")
     assert rel_err(K32, K64) < TOL["reference", torch.float32]
 
@@ -62,7 +63,8 @@ def test_every_cpu_code_path(monkeypatch):
     """Each compiled instruction-set variant this CPU can run gives the same answer."""
     from rfmfast import _C
 
-    X, Z = data(7, 1003, 300)
+    d = 300
+    X, Z = data(7, 1003, d)
     base = _C.isa()
     try:
         for isa in _C.available_isas().split(","):
@@ -70,7 +72,7 @@ def test_every_cpu_code_path(monkeypatch):
             for kernel in KERNELS:
                 for dtype in DTYPES:
                     K = rfmfast.kernel_matrix(X.to(dtype), Z.to(dtype), kernel=kernel,
-                                              bandwidth=bandwidth(kernel), backend="cpu")
+                                              bandwidth=bandwidth(kernel, d), backend="cpu")
                     ref = ref_kernel_matrix("7x1003_d300", kernel, "none", False)
                     assert rel_err(K, ref) < TOL["cpu", dtype], (isa, kernel, dtype)
     finally:

@@ -17,12 +17,15 @@ def prepare(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict
             tensors[name] = None
             continue
         t, np_in = V.to_tensor(x, name)
-        V.check_matrix(t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,))
+        V.check_matrix(t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,), finite=False)
         tensors[name] = t
         from_numpy = from_numpy or np_in
     first_name = next(iter(named))
     first = tensors[first_name]
     V.check_same(first, first_name, **{k: v for k, v in tensors.items() if k != first_name})
+    name = choose(backend, first.device, op)  # a backend that can't take these tensors: say so now
+    for k, t in tensors.items():
+        if t is not None:
+            V.check_finite(t, k)
     M = V.check_M(M, first.shape[1], first)
-    name = choose(backend, first.device, op)
     return tensors, M, from_numpy, impl(op, name)
