@@ -101,11 +101,13 @@ class _RFMBase(BaseEstimator):
         raise NotImplementedError
 
     # ---- fit --------------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, X_val=None, y_val=None, callback=None):
         """Fit on X: (n, d), y: (n,) or (n, c) (labels for the classifier).
 
         X_val, y_val: validation data for keeping the best iterate and early stopping; if not
         given and validation_fraction is set, a seeded random split of X is held out.
+        callback: called as callback(row) after each solve with that iteration's history row
+        (dict: metrics, timings); returning True stops the fit there (no further AGOP).
         numpy, torch (any device: moved to ``device``) and pandas inputs are accepted.
         """
         dtype, device = self._check_params()
@@ -131,7 +133,7 @@ class _RFMBase(BaseEstimator):
             perm = torch.from_numpy(rng.permutation(n)).to(device)
             Xv, Yv = Xt[perm[:n_val]], Y[perm[:n_val]]
             Xt, Y = Xt[perm[n_val:]], Y[perm[n_val:]]
-        self._fit_loop(Xt, Y, Xv, Yv, rng)
+        self._fit_loop(Xt, Y, Xv, Yv, rng, callback)
         return self
 
     def _solve(self, X, Y, M, solver, x0):
@@ -141,7 +143,7 @@ class _RFMBase(BaseEstimator):
             return cholesky_solve(X, Y, **opts)
         return cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
 
-    def _fit_loop(self, X, Y, Xv, Yv, rng):
+    def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None):
         n, d = X.shape
         solver, reason = self.solver, ""
         if solver == "auto":
@@ -175,6 +177,7 @@ class _RFMBase(BaseEstimator):
             stop = (self.early_stopping is not None and val is not None and best["val"] is not None
                     and (val < best["val"] / self.early_stopping if self._maximize
                          else val > best["val"] * self.early_stopping))
+            stop = bool(callback(row)) if callback is not None and not stop else stop
             if t < self.iters and not stop:
                 t1 = time.perf_counter()
                 A = agop(Q, X, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering),

@@ -40,10 +40,12 @@ def modular_data(op: str = "x+y", p: int = 61, train_fraction: float = 0.5, seed
 
 
 def run(op: str = "x+y", p: int = 61, iters: int = 30, train_fraction: float = 0.5, seed: int = 0,
-        bandwidth: float = 2.5, dtype: str = "float32", backend: str = "auto", verbose=False):
+        bandwidth: float = 2.5, dtype: str = "float32", backend: str = "auto", verbose=False,
+        stop_at: float | None = None):
     """Fit RFM on modular arithmetic; returns (model, X_train, y_train, X_test, y_test).
 
     model.history_[t]["val_accuracy"] is the test accuracy after iteration t's solve.
+    stop_at: stop once the test accuracy reaches this value (None: run all iterations).
     Time: iters + 1 solves of size p^2/2 and iters AGOPs (p^2/2 queries, p outputs, 2p dims).
     """
     from ..models.rfm import RFMClassifier
@@ -52,7 +54,8 @@ def run(op: str = "x+y", p: int = 61, iters: int = 30, train_fraction: float = 0
     model = RFMClassifier(kernel="gaussian", bandwidth=bandwidth, reg=0.0, iters=iters,
                           centering=True, agop_power=0.5, normalize=None, keep_best=False,
                           dtype=dtype, backend=backend, random_state=seed, verbose=verbose)
-    model.fit(Xtr, ytr, Xte, yte)
+    callback = None if stop_at is None else (lambda row: row["val_accuracy"] >= stop_at)
+    model.fit(Xtr, ytr, Xte, yte, callback=callback)
     return model, Xtr, ytr, Xte, yte
 
 
