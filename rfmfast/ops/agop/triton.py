@@ -183,4 +183,5 @@ def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accu
             Fa = F.to(acc_dtype)
             s2 = Fa[:, None] * s2 * Fa[None, :] if Fa.ndim == 1 else Fa.T @ s2 @ Fa
         A = s2 / q
+        A = (A + A.T) * 0.5                                          # exactly symmetric
     return A.to(Q.dtype)

@@ -31,7 +31,16 @@ _DIRECT_CONFIGS = [
     triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=1)
     for bn, bm, w in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8)]
 ]
+# more than 128 value columns (the AGOP's c d + c): the column block is tuned too, since every
+# column block recomputes its distance tiles
+_WIDE_CONFIGS = [
+    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm, "BLOCK_T": bt}, num_warps=w, num_stages=s)
+    for bn, bm, bt, w, s in [(64, 64, 128, 4, 3), (64, 64, 256, 8, 2), (128, 64, 128, 8, 2),
+                             (64, 32, 256, 8, 2), (128, 32, 256, 8, 2), (128, 64, 256, 8, 1)]
+]
 _SMALL = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16}, num_warps=1, num_stages=1)
+_SMALL_WIDE = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16, "BLOCK_T": 64}, num_warps=1,
+                            num_stages=1)
 _KEY = ["r", "t", "KERNEL", "DIRECT", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_T", "BLOCK_K"]
 
 
@@ -96,10 +105,13 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
 
 _kmm_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
 _kmm_direct = triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
+_kmm_wide = triton.autotune(C.interpret_configs(_WIDE_CONFIGS, _SMALL_WIDE),
+                            key=[k for k in _KEY if k != "BLOCK_T"])(_fused_kmm)
 
 
 def block_t(t: int) -> int:
-    """Output columns per program: all of them up to 128 (at least 16, tl.dot's minimum)."""
+    """Output columns per program for t <= 128 (at least 16, tl.dot's minimum); wider outputs
+    tune it (_WIDE_CONFIGS)."""
     return min(128, max(16, triton.next_power_of_2(t)))
 
 
@@ -130,13 +142,17 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
     out = torch.empty(q, t, dtype=dt, device=P.device)
     consts = C.consts(kernel, bandwidth, r, dt, P.device)
     bk = direct_block_k(r) if pts.direct else C.block_k(r)
-    bt = block_t(t)
-    fn = _kmm_direct if pts.direct else _kmm_gemm
-    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]), triton.cdiv(t, bt))  # noqa: E731
+    if pts.direct or t <= 128:
+        fn = _kmm_direct if pts.direct else _kmm_gemm
+        extra = {"BLOCK_T": block_t(t)}
+    else:
+        fn, extra = _kmm_wide, {}
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]),  # noqa: E731
+                         triton.cdiv(t, meta["BLOCK_T"]))
     fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
              q, n, r, t, d, c, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, WEIGHT=weight,
              VALUES_FROM_X=V is None, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
-             P_RESIDENT=(not pts.direct and r <= bk), BLOCK_K=bk, BLOCK_T=bt)
+             P_RESIDENT=(not pts.direct and r <= bk), BLOCK_K=bk, **extra)
     return out
 
 

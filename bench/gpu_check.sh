@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# GPU check of the Triton backends (issue 5): environment, GPU tests, benchmarks; under 8 minutes.
+#
+#   bash bench/gpu_check.sh              # on the GPU machine; results under $OUT
+#   bash bench/gpu_check.sh --dry-run    # anywhere: interpreter tests + tiny benchmark sizes
+#
+# Writes into $OUT (default bench/results/gpu_check_<time>): env.txt, tests.log, bench.log,
+# gpu_bench.csv (the rows to append to bench/results/gpu_bench.csv) and gpu_summary.md.
+# Nothing is downloaded. The Triton backends need no compiled code, so the package runs from
+# this source tree (PYTHONPATH); RFMFAST_GPU_CHECK_BUILD=1 also tries an offline editable install
+# (the C++ CPU extension, not needed here). Python wheels placed in .whl/ (e.g. xrfm, for the
+# AGOP baseline) are installed offline into /tmp/site first.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
+OUT=${OUT:-$ROOT/bench/results/gpu_check_$(date -u +%Y%m%d_%H%M%S)}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+START=$(date +%s)
+TOTAL_S=${GPU_CHECK_TOTAL_S:-450}            # hard budget for everything (the target is 8 min)
+elapsed() { echo $(( $(date +%s) - START )); }
+log() { echo "[gpu_check +$(elapsed)s] $*"; }
+export PYTHONUNBUFFERED=1
+
+# ---- 0. environment ----------------------------------------------------------------------
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm \
+    --format=csv 2>&1 || echo "nvidia-smi: not available"
+  $PY -c "import sys, torch, triton; print(sys.version.split()[0], 'torch', torch.__version__, \
+'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+if ls .whl/*.whl > /dev/null 2>&1; then
+  log "installing carried wheels: $(ls .whl/*.whl | xargs -n1 basename | tr '\n' ' ')"
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+# ---- 1. build ------------------------------------------------------------------------------
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+if [ "${RFMFAST_GPU_CHECK_BUILD:-0}" = 1 ]; then
+  log "pip install -e . --no-build-isolation --no-deps (offline)"
+  timeout 150 $PY -m pip install -q --no-index --no-build-isolation --no-deps -e . \
+    >> "$OUT/env.txt" 2>&1 || log "editable install failed (see env.txt); running from source"
+fi
+$PY -m rfmfast.info >> "$OUT/env.txt" 2>&1 || log "rfmfast.info failed (see env.txt)"
+tail -n 8 "$OUT/env.txt"
+if [ $DRY = 0 ] && ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  log "no CUDA device visible to torch: use --dry-run on a machine without GPU"; exit 2
+fi
+
+# ---- 2. tests ------------------------------------------------------------------------------
+# One block-size config per kernel (no autotuning runs): the tests check results, not speed.
+log "tests: tests/test_triton.py (+ tests marked gpu elsewhere)"
+RFMFAST_TRITON_AUTOTUNE=0 timeout 210 $PY -m pytest -q -p no:cacheprovider -rs \
+  tests/test_triton.py 2>&1 | tee "$OUT/tests.log"
+TEST_RC=${PIPESTATUS[0]}
+if [ $DRY = 0 ]; then
+  RFMFAST_TRITON_AUTOTUNE=0 timeout 60 $PY -m pytest -q -p no:cacheprovider -m gpu tests \
+    --ignore=tests/test_triton.py 2>&1 | tee -a "$OUT/tests.log"
+  GPU_RC=${PIPESTATUS[0]}
+  [ "$GPU_RC" = 5 ] && GPU_RC=0                # 5: no tests marked gpu elsewhere
+else
+  GPU_RC=0
+fi
+log "tests done: test_triton rc=$TEST_RC, other gpu tests rc=$GPU_RC"
+
+# ---- 3. benchmarks -------------------------------------------------------------------------
+LEFT=$(( TOTAL_S - $(elapsed) ))
+if [ $LEFT -lt 60 ]; then
+  log "only ${LEFT}s left: skipping the benchmarks"
+  BENCH_RC=124
+else
+  BUDGET=$(( LEFT - 60 ))                      # after this, remaining benchmarks are skipped
+  ARGS=(--out "$OUT" --budget-s "$BUDGET")
+  [ $DRY = 1 ] && ARGS+=(--dry-run)
+  log "benchmarks (budget ${BUDGET}s, hard stop ${LEFT}s)"
+  timeout -s TERM $(( LEFT - 5 )) $PY bench/bench_gpu.py "${ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
+  BENCH_RC=${PIPESTATUS[0]}
+fi
+
+log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC"
+log "results: $OUT (append gpu_bench.csv rows to bench/results/gpu_bench.csv)"
+[ "$TEST_RC" = 0 ] && [ "$GPU_RC" = 0 ] && [ "$BENCH_RC" = 0 ]
