@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -15,12 +16,14 @@ CPU = torch.device("cpu")
 
 def run(code, **env):
     e = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e)
+    # run outside the source tree, so the installed package is the one imported
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
+                          cwd=tempfile.gettempdir())
 
 
 def test_info_prints_backends_and_versions():
     out = subprocess.run([sys.executable, "-m", "rfmfast.info"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, cwd=tempfile.gettempdir()).stdout
     assert f"rfmfast {rfmfast.__version__}" in out and "torch" in out
     for name in ("reference", "cpu", "triton", "cuda"):
         assert f"  {name}" in out
