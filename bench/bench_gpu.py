@@ -15,6 +15,8 @@
    always the same path re-implemented here in plain PyTorch (labelled so); then Triton.
    Rate: q n (query, center) pairs per second. Peak memory beyond the inputs is recorded.
 3. RFMRegressor.fit at n = 100,000, d = 50 (MATH.md's low-rank target), wall clock end to end.
+4. Precision table: each op's error against float64 per precision at n = 256, d = 64, next to
+   plain PyTorch's error on inputs rounded to that precision.
 
 Timing: triton.testing.do_bench (CUDA events, median) on GPU; the host clock only in --dry-run
 on CPU, where nothing is a measurement. Every result is checked against a float64 reference on
@@ -43,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.environ.get("OUT", os.path.join(ROOT, "bench", "results")))
     p.add_argument("--dry-run", action="store_true", help="tiny sizes (CPU interpreter if no GPU)")
     p.add_argument("--precisions", default="ieee,tf32,bf16")
-    p.add_argument("--only", default="matmul,agop,fit", help="comma list of matmul, agop, fit")
+    p.add_argument("--only", default="matmul,agop,fit,errors",
+                   help="comma list of matmul, agop, fit, errors")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
     p.add_argument("--budget-s", type=float, default=400.0,
                    help="skip the remaining benchmarks once this much time has passed")
@@ -99,7 +102,8 @@ def commit() -> str:
 ROWS: list[dict] = []
 BASE = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "commit": commit(), "machine": machine(), "versions": versions()}
-NOTE = ("DRY RUN: tiny sizes, host clock, not a measurement" if ARGS.dry_run else
+NOTE = ("dry run: tiny sizes; timings (host clock) are not measurements, errors are"
+        if ARGS.dry_run else
         "GPU timed with triton.testing.do_bench (median); host CPU may be shared")
 
 
@@ -374,6 +378,70 @@ def bench_fit():
         rel_err="", notes=f"test MSE {mse:.5f}; {params}; target: under 60 s")
 
 
+# ---- 4. precision errors ----------------------------------------------------------------------
+def bench_errors(precisions):
+    """Relative error of each op against float64 per precision, next to plain PyTorch's:
+    "ieee", the reference run in float32; "tf32"/"bf16", the reference on inputs rounded to
+    that precision, and for kernel_matmul also K and V rounded before the product (what a
+    PyTorch matmul in that precision does). Small sizes: this runs in the interpreter too."""
+    from rfmfast.ops import _triton_common as TC
+    from rfmfast.ops.kernel_matrix import reference as km_ref
+    from rfmfast.ops.kernel_matrix import triton as km_tri
+
+    n, d, t, q, c = 256, 64, 8, 64, 3
+    L = 10.0
+    g = torch.Generator(device=DEV).manual_seed(6)
+    X = torch.randn(n, d, device=DEV, generator=g)
+    Z = torch.randn(n, d, device=DEV, generator=g)
+    V = torch.randn(n, t, device=DEV, generator=g)
+    alpha = torch.randn(n, c, device=DEV, generator=g)
+    Q = X[:q].clone()
+
+    def rnd(u, p):
+        return u if p == "ieee" else TC.round_to(u, p).double()
+
+    def plain_km(p, kernel):
+        return km_ref.kernel_matrix(rnd(X, p), rnd(Z, p), kernel=kernel, bandwidth=L, M=None)
+
+    def plain_kmm(p, kernel):
+        K = plain_km(p, kernel)
+        if p != "ieee":
+            K = rnd(K.float(), p)
+        return K @ rnd(V, p)
+
+    def plain_agop(p, kernel):
+        return agop_ref.agop(rnd(Q, p), rnd(X, p), rnd(alpha, p), kernel=kernel, bandwidth=L,
+                             M=None)
+
+    for kernel in ("laplace", "gaussian"):
+        cases = [
+            ("kernel_matrix", lambda p: km_tri.kernel_matrix(X, Z, kernel=kernel, bandwidth=L,
+                                                             M=None, precision=p),
+             km_ref.kernel_matrix(X.double(), Z.double(), kernel=kernel, bandwidth=L, M=None),
+             plain_km),
+            ("kernel_matmul", lambda p: kmm_tri.kernel_matmul(X, Z, V, kernel=kernel,
+                                                              bandwidth=L, M=None, precision=p),
+             kmm_ref.kernel_matmul(X.double(), Z.double(), V.double(), kernel=kernel,
+                                   bandwidth=L, M=None),
+             plain_kmm),
+            ("agop", lambda p: agop_tri.agop(Q, X, alpha, kernel=kernel, bandwidth=L, M=None,
+                                             precision=p),
+             agop_ref.agop(Q.double(), X.double(), alpha.double(), kernel=kernel, bandwidth=L,
+                           M=None),
+             plain_agop),
+        ]
+        for op, tri, ref, plain_fn in cases:
+            for prec in precisions:
+                if over_budget("precision errors"):
+                    return
+                err = rel_err(tri(prec), ref)
+                plain = rel_err(plain_fn(prec, kernel), ref)
+                record(bench="precision_error", impl=f"{op} {kernel}", precision=prec,
+                       shape=f"n={n} d={d} t={t} q={q} c={c}", rel_err=f"{err:.2e}",
+                       ratio=f"{err / plain:.2f}",
+                       notes=f"plain PyTorch in {prec}: {plain:.2e}; ratio = ours / plain")
+
+
 # ---- output ------------------------------------------------------------------------------------
 def write(out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
@@ -417,6 +485,8 @@ def main():
             bench_agop(precisions)
         if "fit" in only:
             bench_fit()
+        if "errors" in only:
+            bench_errors(precisions)
     finally:
         write(ARGS.out)
 
