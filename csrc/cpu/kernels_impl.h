@@ -348,24 +348,32 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
       const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
       const int64_t mbp = round_up<T>(mb, MR);
       load_rows(Xt, i0, mb, r, A.data());
-      // symmetric: columns from the block's own first row (aligned to a panel), mirror below
-      const int64_t jstart = symmetric ? i0 / B::NR * B::NR : 0;
-      for (int64_t j0 = jstart; j0 < m; j0 += B::NB) {
+      // symmetric: only the columns from the block's first row on (the upper part); the rest
+      // is filled by the blocked transpose below
+      const int64_t cstart = symmetric ? i0 : 0;
+      for (int64_t j0 = cstart / B::NR * B::NR; j0 < m; j0 += B::NB) {
         const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
+        const int64_t skip = std::max<int64_t>(cstart - j0, 0);
         distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
         load_norms(zn, j0, nb, nbp, znb.data());
         for (int64_t i = 0; i < mb; ++i) {
           T* row = tile.data() + i * B::LD;
           epilogue_row<T>(row, nbp, xn[i0 + i], znb.data(), kind, T(bandwidth), false, T(0));
-          std::memcpy(out + (i0 + i) * m + j0, row, sizeof(T) * nb);
+          std::memcpy(out + (i0 + i) * m + j0 + skip, row + skip, sizeof(T) * (nb - skip));
         }
-        if (symmetric) {  // mirror the part of the tile right of the block's diagonal
-          for (int64_t j = 0; j < nb; ++j) {
-            const int64_t col = j0 + j;
-            if (col < i0 + 1) continue;
-            const int64_t iend = std::min<int64_t>(mb, col - i0);  // rows i with i0+i < col
-            T* dst = out + col * m + i0;
-            for (int64_t i = 0; i < iend; ++i) dst[i] = tile[i * B::LD + j];
+      }
+    }
+    if (symmetric) {
+      // out[a][b] = out[b][a] for b left of a's block, in 64 x 64 blocks (cache and TLB friendly)
+      constexpr int64_t TB = 64;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t ib = 0; ib < nblocks; ++ib) {
+        const int64_t a0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - a0);
+        for (int64_t b0 = 0; b0 < a0; b0 += TB) {
+          const int64_t b1 = std::min<int64_t>(b0 + TB, a0);
+          for (int64_t a = a0; a < a0 + mb; ++a) {
+            T* dst = out + a * m;
+            for (int64_t b = b0; b < b1; ++b) dst[b] = out[b * m + a];
           }
         }
       }
@@ -373,7 +381,6 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
   }
 }
 
-// Value stage: C (MBp x tp) += tile (mbp x nb) @ values[j0 : j0+nb] (packed, tp/NR panels).
 template <class T>
 inline void value_tile(const T* tile, int64_t mbp, int64_t nb, const T* Vp, int64_t nrows,
                        int64_t j0, int64_t tp, T* C) {
