@@ -63,6 +63,10 @@ def test_reference_grads_match_autograd(kernel, mkind):
     G = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
                              backend="reference")
     assert rel_err(G, auto) < 1e-12
+    if available_backends()["cpu"][0]:
+        Gc = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                                  backend="cpu")
+        assert rel_err(Gc, auto) < 1e-10
 
 
 @cpu_only
@@ -111,6 +115,19 @@ def test_agop_in_chunks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(_cpu_common, "AGOP_CHUNK_BYTES", 1)  # 64 queries per chunk
     chunked = rfmfast.agop(Q, X, a, M=M, centering=True, backend="cpu")
     assert rel_err(chunked, whole) < 1e-13
+
+
+@cpu_only
+def test_non_contiguous_inputs():
+    Q, X, a, M = _inputs(7, 129, 64, 10, "full", False, torch.float64)
+    Qs = torch.stack([Q, -Q], 2).reshape(7, -1)[:, ::2]
+    Xs = X.T.contiguous().T
+    a_s = a.T.contiguous().T
+    assert not (Qs.is_contiguous() or Xs.is_contiguous() or a_s.is_contiguous())
+    G = rfmfast.kernel_grads(Qs, Xs, a_s, M=M, backend="cpu")
+    assert rel_err(G, rfmfast.kernel_grads(Q, X, a, M=M, backend="reference")) < 1e-10
+    A = rfmfast.agop(Qs, Xs, a_s, M=M, backend="cpu")
+    assert rel_err(A, rfmfast.agop(Q, X, a, M=M, backend="reference")) < 1e-10
 
 
 @cpu_only
