@@ -79,3 +79,21 @@ def ref_grads(q, n, d, c, kernel, mkind, train_queries):
 
 def to(x, dtype):
     return None if x is None else x.to(dtype)
+
+
+def rss_growth_mb(setup: str, warm: str, run: str) -> float:
+    """Peak resident memory growth (MB) of `run` in a fresh interpreter, after `setup` and a
+    small warm-up call `warm`. Runs outside the source tree so the installed package (with its
+    compiled module) is imported."""
+    import subprocess
+    import sys
+    import tempfile
+
+    code = (f"import resource, torch, rfmfast\n{setup}\n{warm}\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            f"{run}\n"
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir())
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.strip().splitlines()[-1])

@@ -7,7 +7,8 @@ import rfmfast
 from rfmfast.backends import available_backends
 from rfmfast.ops.kernel_matrix import reference as km_ref
 
-from _cases import KERNELS, M_KINDS, alpha, bandwidth, data, feature_matrix, ref_grads, to
+from _cases import (KERNELS, M_KINDS, alpha, bandwidth, data, feature_matrix, ref_grads,
+                    rss_growth_mb, to)
 from conftest import TOL, rel_err
 
 cpu_only = pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
@@ -144,21 +145,7 @@ def test_vector_alpha_and_numpy():
 @cpu_only
 def test_agop_memory_bounded():
     """q = n = 8000, d = 64, c = 4: q x n x d floats would be 16 GB and q x n 256 MB."""
-    import subprocess
-    import sys
-    import tempfile
-
-    code = (
-        "import resource, torch, rfmfast\n"
-        "X = torch.randn(8000, 64); a = torch.randn(8000, 4)\n"
-        "rfmfast.agop(X[:10], X[:10], a[:10], backend='cpu')\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "rfmfast.agop(X, X, a, M=torch.eye(64), backend='cpu')\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
-    )
-    # run outside the source tree, so the installed package (with its C++ module) is imported
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=tempfile.gettempdir())
-    assert r.returncode == 0, r.stderr
-    grown_mb = float(r.stdout.strip().splitlines()[-1])
+    grown_mb = rss_growth_mb("X = torch.randn(8000, 64); a = torch.randn(8000, 4)",
+                             "rfmfast.agop(X[:10], X[:10], a[:10], backend='cpu')",
+                             "rfmfast.agop(X, X, a, M=torch.eye(64), backend='cpu')")
     assert grown_mb < 120, f"peak memory grew by {grown_mb:.0f} MB"

@@ -6,7 +6,8 @@ import torch
 import rfmfast
 from rfmfast.backends import available_backends
 
-from _cases import KERNELS, M_KINDS, SHAPES, bandwidth, data, feature_matrix, ids, ref_kernel_matrix, to
+from _cases import (KERNELS, M_KINDS, SHAPES, bandwidth, data, feature_matrix, ids,
+                    ref_kernel_matrix, rss_growth_mb, to)
 from conftest import TOL, rel_err
 
 cpu_only = pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
@@ -75,21 +76,7 @@ def test_nan_prefilled_output_fully_written(t):
 @cpu_only
 def test_memory_never_n_by_m():
     """n = m = 30000: the kernel matrix would take 3.6 GB; the op must stay far below that."""
-    import subprocess
-    import sys
-    import tempfile
-
-    code = (
-        "import resource, torch, rfmfast\n"
-        "X = torch.randn(30000, 8); V = torch.randn(30000, 1)\n"
-        "rfmfast.kernel_matmul(X[:10], X, V, backend='cpu')\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "rfmfast.kernel_matmul(X, X, V, backend='cpu')\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
-    )
-    # run outside the source tree, so the installed package (with its C++ module) is imported
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=tempfile.gettempdir())
-    assert r.returncode == 0, r.stderr
-    grown_mb = float(r.stdout.strip().splitlines()[-1])
+    grown_mb = rss_growth_mb("X = torch.randn(30000, 8); V = torch.randn(30000, 1)",
+                             "rfmfast.kernel_matmul(X[:10], X, V, backend='cpu')",
+                             "rfmfast.kernel_matmul(X, X, V, backend='cpu')")
     assert grown_mb < 100, f"peak memory grew by {grown_mb:.0f} MB"
