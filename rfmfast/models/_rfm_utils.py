@@ -107,7 +107,10 @@ def agop_to_M(A: torch.Tensor, power: float, normalize) -> torch.Tensor:
     A: (d, d) symmetric PSD (or (d,) diagonal). power 1: A itself; other powers through an
     eigendecomposition in float64 (negative eigenvalues from rounding clipped to 0).
     normalize: "max" divides by the largest entry (xRFM, Science 2024), None leaves the scale.
+    The result is symmetrized exactly ((A + A^T) / 2): blocked sums leave rounding asymmetry.
     """
+    if A.ndim == 2:
+        A = (A + A.T) * 0.5
     if power != 1:
         if A.ndim == 1:
             A = A.clamp(min=0).to(torch.float64).pow(power).to(A.dtype)

@@ -31,7 +31,7 @@ from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
 from ..solvers import cg_solve, cholesky_solve
-from ..solvers.auto import SOLVERS, choose_solver
+from ..solvers.auto import SOLVERS, available_memory, choose_solver
 from . import _rfm_utils as U
 
 _FORMAT = "rfmfast.rfm/1"
@@ -136,18 +136,29 @@ class _RFMBase(BaseEstimator):
         self._fit_loop(Xt, Y, Xv, Yv, rng, callback)
         return self
 
-    def _solve(self, X, Y, M, solver, x0):
+    def _solve(self, X, Y, M, solver, x0, fallback):
+        """One kernel ridge solve. With solver="auto" having picked cg (fallback=True), a CG that
+        does not converge is redone by Cholesky (the n x n matrix fits: auto checked)."""
         opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), M=M, reg=float(self.reg),
                     backend=self.backend)
         if solver == "cholesky":
             return cholesky_solve(X, Y, **opts)
-        return cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
+        alpha, info = cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
+        if fallback and not info.converged:
+            alpha, info2 = cholesky_solve(X, Y, **opts)
+            info2.reason = (f"cg did not converge ({info.iterations} iterations, residual "
+                            f"{info.residual:.2g}); redone by cholesky")
+            info2.iterations = info.iterations
+            return alpha, info2
+        return alpha, info
 
     def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None):
         n, d = X.shape
-        solver, reason = self.solver, ""
+        solver, reason, fits = self.solver, "", False
         if solver == "auto":
-            solver, reason = choose_solver(n, X.element_size(), X.device, None)
+            solver, reason = choose_solver(n, float(self.reg), X.element_size(), X.device, None)
+            fits = X.element_size() * n * n <= available_memory(X.device) // 2
+        fallback = self.solver == "auto" and solver == "cg" and fits
         if self.verbose:
             print(f"RFM: n = {n}, d = {d}, outputs = {Y.shape[1]}, "
                   f"validation = {0 if Xv is None else Xv.shape[0]}; solver {reason or solver}")
@@ -159,7 +170,9 @@ class _RFMBase(BaseEstimator):
         history = []
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()
-            alpha, info = self._solve(X, Y, M, solver, alpha)
+            alpha, info = self._solve(X, Y, M, solver, alpha, fallback)
+            if info.reason and self.verbose:
+                print(f"  {info.reason}")
             row = {"iter": t, "solver": info.solver, "solve_s": time.perf_counter() - t0,
                    "jitter": info.jitter, "cg_iterations": info.iterations,
                    "residual": info.residual, "agop_s": None}
