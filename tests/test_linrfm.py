@@ -66,9 +66,9 @@ def test_holdout_steers_ridge_and_stops():
     ridge and stopping come from those entries and nothing else."""
     Y, mask = low_rank(60, 40, 2, 0.4, seed=1)
     rows, cols = np.nonzero(mask)
-    clean = LinRFMCompleter(max_iter=15, patience=100).fit((rows, cols, Y[rows, cols]), shape=Y.shape)
+    clean = LinRFMCompleter(max_iter=60).fit((rows, cols, Y[rows, cols]), shape=Y.shape)
     noisy_vals = Y[rows, cols] + np.random.default_rng(0).standard_normal(len(rows))
-    noisy = LinRFMCompleter(max_iter=15, patience=100).fit((rows, cols, noisy_vals), shape=Y.shape)
+    noisy = LinRFMCompleter(max_iter=60).fit((rows, cols, noisy_vals), shape=Y.shape)
     assert [r["reg"] for r in clean.history_] != [r["reg"] for r in noisy.history_]
     assert noisy.reg_ > 10 * clean.reg_  # noisy data keep a larger ridge
 

@@ -14,13 +14,15 @@ The row step is a minimum-norm interpolation with weight P^{-1}; with P = (X^T X
 the IRLS step for the Schatten-p quasi-norm with p = 2 - 4 alpha (alpha = 1/2: log-det, alpha = 1/4:
 nuclear norm). Other alpha use GEMM-only matrix powers (matrix_power.py), never an SVD.
 
-Honest model selection: a seeded ``holdout`` fraction of the *observed* entries is set aside.
-Each sweep reports the held-out RMSE, and the next sweep's ridge is ``reg_scale`` times the
-held-out *relative* error (relative to trace(P)/d, clipped to [reg_min, reg]): IRLS-style
-smoothing that shrinks with the distance to the solution and settles at the noise level on noisy
-data. Fitting stops after ``patience`` sweeps without a new best; the best sweep's P is kept, and a
-last row step with *all* observed entries (held-out ones included) gives the final coefficients.
-Nothing but the observed entries is ever read.
+Honest model selection: a seeded ``holdout`` fraction of the *observed* entries is set aside,
+and each sweep reports their RMSE. The next sweep's ridge (relative to trace(P)/d) is
+``max(floor, reg_scale * held-out relative error)``: IRLS-style smoothing that shrinks with the
+distance to the solution. The floor starts at ``reg`` and is divided by ``reg_step`` whenever the
+best held-out RMSE has gained less than ``min_gain`` over ``plateau`` sweeps: a warm-started
+regularization path that goes down to ``reg_min`` on exact low-rank data and stops near the best
+ridge on noisy data. Fitting stops after ``patience`` sweeps without a new best; the best sweep's
+P and ridge are kept, and a last row step with *all* observed entries (held-out ones included)
+gives the final coefficients. Nothing but the observed entries is ever read.
 
 Momentum: the Gram matrix is taken of the extrapolated rows ``X_t + momentum (X_t - X_{t-1})``
 (observed entries are unchanged by it). The plain iteration converges linearly and slowly when
@@ -73,8 +75,11 @@ class LinRFMCompleter:
     ----------
     alpha : float, default 0.5
         Power of the Gram matrix (P = G^(2 alpha)). 0.5 is SVD-free and power-free.
-    reg : float, default 1.0
-        Initial ridge, relative to trace(P)/d. Also the largest ridge the schedule goes back to.
+    reg : float, default 100.0
+        Largest ridge and the first floor, relative to trace(P)/d.
+    reg_step, plateau, min_gain : float, int, float, defaults 10.0, 3, 0.02
+        The floor is divided by ``reg_step`` when the best held-out RMSE has gained less than
+        ``min_gain`` (relative) over the last ``plateau`` sweeps (holdout 0: every sweep).
     reg_scale : float, default 0.1
         Next ridge = reg_scale * held-out relative RMSE (holdout 0: relative change of X).
     reg_min : float, default 1e-10
@@ -119,12 +124,14 @@ class LinRFMCompleter:
     P_ : (d, d) weight matrix of the chosen sweep; coef_ : (nnz,) row coefficients
     """
 
-    def __init__(self, alpha=0.5, *, reg=1.0, reg_scale=0.1, reg_min=1e-10, momentum=0.9, max_iter=500,
+    def __init__(self, alpha=0.5, *, reg=100.0, reg_step=10.0, plateau=3, min_gain=0.02,
+                 reg_scale=0.1, reg_min=1e-10, momentum=0.9, max_iter=500,
                  holdout=0.05, patience=10, tol=1e-4, bias="none", bias_reg=10.0,
                  power_method="newton_schulz", device=None, dtype=torch.float64, backend="auto",
                  block_elems=2 ** 24, max_completed_elems=2 ** 27, random_state=0, verbose=False, callback=None):
         self.alpha = alpha
         self.reg, self.reg_scale, self.reg_min, self.momentum = reg, reg_scale, reg_min, momentum
+        self.reg_step, self.plateau, self.min_gain = reg_step, plateau, min_gain
         self.max_iter, self.holdout, self.patience, self.tol = max_iter, holdout, patience, tol
         self.bias, self.bias_reg = bias, bias_reg
         self.power_method = power_method
@@ -139,6 +146,9 @@ class LinRFMCompleter:
         if not self.reg > 0 or not 0 < self.reg_min <= self.reg:
             raise ValueError(f"need reg > 0 and 0 < reg_min <= reg, got reg={self.reg}, "
                              f"reg_min={self.reg_min}")
+        if not (self.reg_step > 1 and isinstance(self.plateau, int) and self.plateau >= 1
+                and 0 <= self.min_gain < 1):
+            raise ValueError("need reg_step > 1, an int plateau >= 1 and 0 <= min_gain < 1")
         if not self.reg_scale > 0:
             raise ValueError(f"reg_scale must be > 0, got {self.reg_scale}")
         if not 0 <= self.momentum < 1:
@@ -199,7 +209,8 @@ class LinRFMCompleter:
         val_bounds = np.searchsorted(rows[val_idx], [r0 for r0, _ in systems.row_ranges()] + [n])
 
         P = torch.eye(d, dtype=self.dtype, device=device)
-        reg, best = float(self.reg), np.inf
+        reg = floor = float(self.reg)
+        best, best_trace, since_floor = np.inf, [], 0
         best_P, best_reg, best_iter, stall = P, reg, 0, 0
         X_prev = None  # (n, d) previous completed rows, only with momentum
         self.history_ = []
@@ -237,15 +248,22 @@ class LinRFMCompleter:
                 else:
                     stall += 1
                 signal = rmse / val_rms  # relative held-out error
+                best_trace.append(best)
+                since_floor += 1
+                k = self.plateau
+                if (since_floor > k and floor > self.reg_min
+                        and best > best_trace[-1 - k] * (1 - self.min_gain)):
+                    floor, since_floor = max(floor / self.reg_step, self.reg_min), 0  # plateau
                 done = stall >= self.patience or rmse <= 1e-13 * val_rms
             else:
                 signal = (sq_change / max(sq_norm, 1e-300)) ** 0.5  # relative change of X
                 rec["change"] = signal
                 best_P, best_reg, best_iter = P, reg, t
+                floor = max(floor / self.reg_step, self.reg_min)
                 done = signal < self.tol
-            # the ridge follows the held-out relative error: IRLS-style smoothing that shrinks
-            # with the distance to the solution and stays at the noise level on noisy data
-            reg = min(max(self.reg_scale * signal, self.reg_min), self.reg)
+            # the ridge follows the held-out relative error (IRLS-style smoothing that shrinks
+            # with the distance to the solution), never below the current floor
+            reg = min(max(self.reg_scale * signal, floor), self.reg)
             P = self._power(G)
             rec["seconds"] = time.perf_counter() - t0
             self.history_.append(rec)
