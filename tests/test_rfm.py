@@ -200,3 +200,19 @@ def test_clear_errors():
         RFMRegressor(kernel="rbf").fit(X, y)
     with pytest.raises(ValueError, match="2-D"):
         RFMRegressor().fit(X[:, 0], y)
+
+
+def test_auto_solver_uses_cg_and_falls_back_to_cholesky(monkeypatch, capsys):
+    from rfmfast.models import rfm as rfm_mod
+
+    X, y = lowrank(300)
+    monkeypatch.setattr(rfm_mod, "choose_solver", lambda n, reg, *a, **k: ("cg", "cg: forced"))
+    m = RFMRegressor(iters=1, dtype="float64").fit(X, y)
+    assert all(r["solver"] == "cg" and r["cg_iterations"] > 0 for r in m.history_)
+    real = rfm_mod.cg_solve
+    monkeypatch.setattr(rfm_mod, "cg_solve", lambda *a, **k: real(*a, max_iter=1, rank=10, **k))
+    m2 = RFMRegressor(iters=1, dtype="float64", verbose=True).fit(X, y)
+    assert all(r["solver"] == "cholesky" for r in m2.history_)
+    assert "did not converge" in capsys.readouterr().out
+    ref = RFMRegressor(iters=1, dtype="float64", solver="cholesky").fit(X, y)
+    np.testing.assert_allclose(m2.predict(X), ref.predict(X), rtol=1e-10, atol=1e-12)

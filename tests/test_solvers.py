@@ -138,3 +138,13 @@ def test_bad_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")           # a good solve warns about nothing
         rfmfast.kernel_solve(X, y, reg=1e-3)
+
+
+def test_auto_policy():
+    from rfmfast.solvers.auto import choose_solver
+
+    cpu, big = torch.device("cpu"), 1 << 40
+    assert choose_solver(20_000, 1e-3, 4, cpu, big)[0] == "cg"
+    assert choose_solver(20_000, 0.0, 4, cpu, big)[0] == "cholesky"     # interpolation
+    assert choose_solver(5_000, 1e-3, 4, cpu, big)[0] == "cholesky"
+    assert choose_solver(5_000, 0.0, 4, cpu, 1000)[0] == "cg"           # does not fit

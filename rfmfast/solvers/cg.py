@@ -30,7 +30,8 @@ class NystroemPreconditioner:
 
     X: (n, d); m landmarks drawn without replacement by ``generator``. Memory: two (n, m)
     buffers while building (K(X, landmarks) and its factor), one (n, m) afterwards (U).
-    Building costs one (n, m) kernel matrix plus O(n m^2) for the factorization.
+    Building costs one (n, m) kernel matrix plus O(n m^2) for the factorization (a triangular
+    solve and the Gram matrix B^T B; its eigendecomposition is m x m).
     """
 
     def __init__(self, X, *, kernel, bandwidth, M, reg, rank, generator, backend="auto"):
@@ -44,18 +45,22 @@ class NystroemPreconditioner:
         R = torch.linalg.cholesky(W, upper=True)                           # W = R^T R
         B = torch.linalg.solve_triangular(R.to(X.dtype), C, upper=True, left=False)  # C R^{-1}
         del C
-        U, s, _ = torch.linalg.svd(B, full_matrices=False)                 # (n, m), (m,)
-        self.U = U
-        self.lam = (s * s - shift).clamp(min=0)
+        # K ~ B B^T = U diag(w) U^T from the eigendecomposition of the small Gram matrix B^T B
+        # (m x m, float64): cheaper and steadier on CPU than an SVD of the tall B.
+        w, V = torch.linalg.eigh((B.T @ B).to(torch.float64))
+        keep = w > w.max().clamp(min=0) * m * torch.finfo(X.dtype).eps
+        w, V = w[keep], V[:, keep]
+        self.U = B @ (V / w.sqrt()).to(X.dtype)                               # (n, r)
+        self.lam = (w - shift).clamp(min=0).to(X.dtype)
         # with reg = 0 the formula needs a positive shift: use a small fraction of the spectrum
         self.mu = float(reg) if reg > 0 else 1e-6 * float(self.lam.max().clamp(min=1e-30))
-        self.rank = m
-        self.memory_bytes = U.numel() * U.element_size() * 2
+        self.rank = int(self.U.shape[1])
+        self.memory_bytes = self.U.numel() * self.U.element_size() * 2
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
         """R: (n, c) -> P^{-1} R: (n, c)."""
         UtR = self.U.T @ R                                                  # (m, c)
-        lam_m = self.lam[-1]
+        lam_m = self.lam.min()
         scale = ((lam_m + self.mu) / (self.lam + self.mu))[:, None]
         return R + self.U @ (UtR * (scale - 1.0))
 
