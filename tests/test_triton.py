@@ -210,11 +210,11 @@ def test_agop_chunks(monkeypatch):
 
 # --- reduced precision: error at most about 2x plain PyTorch's in the same precision --------
 
-def _plain_kernel_matmul(X, Z, V, kernel, precision):
+def _plain_kernel_matmul(X, Z, V, kernel, precision, bandwidth=BW):
     """What plain PyTorch computes in that precision: the distances from rounded points, and
     K @ V with both operands rounded (cuBLAS TF32 rounds both; bf16 keeps K in bf16)."""
     Xr, Zr = (f64(TC.round_to(t, precision)) for t in (X, Z))
-    K = km_ref.kernel_matrix(Xr, Zr, kernel=kernel, bandwidth=BW, M=None)
+    K = km_ref.kernel_matrix(Xr, Zr, kernel=kernel, bandwidth=bandwidth, M=None)
     K = f64(TC.round_to(K.float(), precision))
     return K @ f64(TC.round_to(V, precision))
 
@@ -302,3 +302,75 @@ def test_coincident_pairs_far_from_the_mean(kernel):
     ref = agop_ref.kernel_grads(f64(Xq), f64(X), f64(alpha), kernel=kernel, bandwidth=BW,
                                 M=None)
     assert rel_err(G.cpu(), ref) < tol(torch.float32)
+
+
+def test_reduced_precision_many_coordinates():
+    """r > 128: the tensor-core distance GEMM loops over 32-wide k-steps."""
+    X, Z, V = data((17, 140), (40, 140), (40, 2), dtype=torch.float32)
+    ref = kmm_ref.kernel_matmul(f64(X), f64(Z), f64(V), kernel="gaussian", bandwidth=20.0, M=None)
+    for precision in ("tf32", "bf16"):
+        out = kmm_tri.kernel_matmul(X, Z, V, kernel="gaussian", bandwidth=20.0, M=None,
+                                    precision=precision)
+        plain = rel_err(_plain_kernel_matmul(X, Z, V, "gaussian", precision, bandwidth=20.0), ref)
+        assert rel_err(out.cpu(), ref) <= 2 * plain
+
+
+_COMPILE_CHECK = r'''
+import os, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from rfmfast.ops.agop import triton as AG
+from rfmfast.ops.kernel_matmul import triton as KMM
+from rfmfast.ops.kernel_matrix import triton as KM
+
+def compile_one(fn, ptrs, ints, const, dt, cfg):
+    sig = {a: "*" + dt for a in ptrs}
+    sig.update({a: "i32" for a in ints})
+    const = dict(const, **cfg.kwargs)
+    sig.update({k: "constexpr" for k in const})
+    triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32),
+                   options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+
+kmm = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "v_ptr", "x_ptr", "a_ptr", "out_ptr",
+        "consts_ptr"], ["q", "n", "r", "t", "d", "c"])
+base = dict(INTERP=False, DIRECT=False, WEIGHT=False, VALUES_FROM_X=False, P_RESIDENT=False)
+for mode, kernel, prec, dt, extra in [
+        ("ieee", 0, 0, "fp32", {}), ("tc", 0, 1, "fp32", {"P_RESIDENT": True}),
+        ("tc", 1, 2, "fp32", {}), ("ieee", 1, 0, "fp64", {}),
+        ("ieee_wide", 0, 0, "fp32", {"WEIGHT": True, "VALUES_FROM_X": True}),
+        ("tc_wide", 0, 1, "fp32", {"WEIGHT": True, "VALUES_FROM_X": True, "P_RESIDENT": True}),
+        ("direct", 2, 0, "fp32", {"DIRECT": True}), ("direct", 0, 0, "fp64", {"DIRECT": True})]:
+    const = dict(base, KERNEL=kernel, PREC=prec, BLOCK_K=4 if mode == "direct" else 64, **extra)
+    if not mode.endswith("wide"):
+        const["BLOCK_T"] = 16
+    compile_one(KMM._fused_kmm, *kmm, const, dt, KMM._CONFIGS[mode][0])
+    print("kernel_matmul", mode, kernel, prec, dt, "ok", flush=True)
+km = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "out_ptr", "consts_ptr"], ["q", "n", "r"])
+for mode, kernel, prec, dt, sym in [("ieee", 0, 0, "fp32", True), ("tc", 1, 2, "fp32", False),
+                                    ("direct", 2, 0, "fp64", True)]:
+    const = dict(KERNEL=kernel, DIRECT=mode == "direct", SYMMETRIC=sym, PREC=prec, INTERP=False,
+                 BLOCK_K=4 if mode == "direct" else 32)
+    compile_one(KM._kernel_matrix, *km, const, dt, KM._CONFIGS[mode][0])
+    print("kernel_matrix", mode, kernel, dt, "ok", flush=True)
+ag = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "a_ptr", "h_ptr", "consts_ptr"], ["q", "n", "r", "c"])
+for kernel, dt in [(0, "fp32"), (2, "fp32"), (1, "fp64")]:
+    compile_one(AG._direct_grads.fn, *ag, dict(KERNEL=kernel, BLOCK_K=4, BLOCK_R=8), dt,
+                AG._DIRECT_CONFIGS[0])
+    print("direct_grads", kernel, dt, "ok", flush=True)
+print("ALL COMPILED")
+'''
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="with a GPU the other tests compile and run every kernel")
+def test_kernels_compile_for_hopper():
+    """Every kind of kernel compiles for sm_90 (H100/H200) with Triton's bundled ptxas, on a
+    machine without a GPU: code generation errors show up in CI, not on the GPU machine."""
+    ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    if not os.path.isdir(ptxas):
+        pytest.skip("this triton build has no bundled NVIDIA toolchain")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = env.get("TRITON_DEFAULT_FP_FUSION", "1")
+    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0 and "ALL COMPILED" in res.stdout, res.stdout + res.stderr[-3000:]

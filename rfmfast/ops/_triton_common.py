@@ -142,10 +142,14 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
     return Points(P, Y, pn, yn, mu, S, precision, direct)
 
 
-def block_k(r: int) -> int:
-    """Chunk of coordinates per tl.dot: all of them up to 128 (loaded once), else 64 at a time."""
+def block_k(r: int, tensor_cores: bool) -> int:
+    """Coordinates per tl.dot step. Tensor cores (tf32, bf16): all of them up to 128 (the query
+    tile is then loaded once per program), else 32 at a time. The FMA-unit dot ("ieee",
+    float64) keeps its operands in registers per k: 16 at a time."""
+    if not tensor_cores:
+        return 16
     p = max(16, triton.next_power_of_2(r))
-    return p if p <= 128 else 64
+    return p if p <= 128 else 32
 
 
 @triton.jit
@@ -158,13 +162,20 @@ def round_tf32_tile(a):
 
 @triton.jit
 def dot_points(p, y, PREC: tl.constexpr, INTERP: tl.constexpr):
-    """p (BN, BK) . y (BM, BK)^T with the distance precision (inputs already rounded)."""
-    if PREC == 2 and not INTERP:
-        return tl.dot(p.to(tl.bfloat16), tl.trans(y.to(tl.bfloat16)))
+    """p (BN, BK) . y (BM, BK)^T with the distance precision (inputs already rounded).
+
+    The interpreter's bf16 tl.dot is broken (triton 3.9), and the operands are exactly
+    representable in bf16 anyway: there the float32 product is the same computation."""
+    if PREC == 2:
+        if INTERP:
+            g = tl.dot(p, tl.trans(y), input_precision="ieee")
+        else:
+            g = tl.dot(p.to(tl.bfloat16), tl.trans(y.to(tl.bfloat16)))
     elif PREC == 1:
-        return tl.dot(p, tl.trans(y), input_precision="tf32")
+        g = tl.dot(p, tl.trans(y), input_precision="tf32")
     else:
-        return tl.dot(p, tl.trans(y), input_precision="ieee")
+        g = tl.dot(p, tl.trans(y), input_precision="ieee")
+    return g
 
 
 @triton.jit

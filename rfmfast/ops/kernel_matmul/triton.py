@@ -22,22 +22,26 @@ import triton.language as tl
 
 from .. import _triton_common as C
 
-_GEMM_CONFIGS = [
-    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=s)
-    for bn, bm, w, s in [(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2),
-                         (128, 32, 4, 3), (256, 64, 8, 2)]
-]
-_DIRECT_CONFIGS = [
-    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm}, num_warps=w, num_stages=1)
-    for bn, bm, w in [(32, 32, 4), (64, 32, 4), (32, 64, 4), (64, 64, 8)]
-]
-# more than 128 value columns (the AGOP's c d + c): the column block is tuned too, since every
-# column block recomputes its distance tiles
-_WIDE_CONFIGS = [
-    triton.Config({"BLOCK_N": bn, "BLOCK_M": bm, "BLOCK_T": bt}, num_warps=w, num_stages=s)
-    for bn, bm, bt, w, s in [(64, 64, 128, 4, 3), (64, 64, 256, 8, 2), (128, 64, 128, 8, 2),
-                             (64, 32, 256, 8, 2), (128, 32, 256, 8, 2), (128, 64, 256, 8, 1)]
-]
+def _cfgs(rows, names=("BLOCK_N", "BLOCK_M")):
+    return [triton.Config(dict(zip(names, r[:len(names)])), num_warps=r[-2], num_stages=r[-1])
+            for r in rows]
+
+
+# Block sizes per kind of tile, chosen so that ptxas (sm_90a, triton 3.9) reports no register
+# spills, or a few bytes at most: the FMA-unit dot of "ieee" (and float64) holds far more operand
+# registers than a tensor-core dot, hence smaller tiles and 16-wide k-steps there.
+_CONFIGS = {
+    "ieee": _cfgs([(64, 64, 4, 2), (32, 64, 4, 2), (128, 64, 8, 2), (128, 128, 8, 1)]),
+    "tc": _cfgs([(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2),
+                 (128, 32, 4, 3), (256, 64, 8, 2)]),
+    # more than 128 value columns (the AGOP's c d + c): the column block is tuned too, since
+    # every column block recomputes its distance tiles
+    "ieee_wide": _cfgs([(64, 32, 128, 8, 1), (32, 32, 128, 4, 1), (128, 32, 64, 8, 1),
+                        (64, 32, 64, 4, 1)], ("BLOCK_N", "BLOCK_M", "BLOCK_T")),
+    "tc_wide": _cfgs([(64, 64, 128, 8, 2), (64, 64, 128, 8, 1), (128, 32, 128, 8, 2),
+                      (64, 32, 128, 8, 2), (64, 32, 256, 8, 1)], ("BLOCK_N", "BLOCK_M", "BLOCK_T")),
+    "direct": _cfgs([(32, 32, 4, 1), (64, 32, 4, 1), (32, 64, 4, 1), (64, 64, 8, 1)]),
+}
 _SMALL = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16}, num_warps=1, num_stages=1)
 _SMALL_WIDE = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16, "BLOCK_T": 64}, num_warps=1,
                             num_stages=1)
@@ -103,15 +107,17 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
              mask=(rows < q)[:, None] & tmask[None, :])
 
 
-_kmm_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
-_kmm_direct = triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL), key=_KEY)(_fused_kmm)
-_kmm_wide = triton.autotune(C.interpret_configs(_WIDE_CONFIGS, _SMALL_WIDE),
-                            key=[k for k in _KEY if k != "BLOCK_T"])(_fused_kmm)
+_KERNELS = {
+    mode: triton.autotune(
+        C.interpret_configs(cfgs, _SMALL_WIDE if mode.endswith("wide") else _SMALL),
+        key=[k for k in _KEY if k != "BLOCK_T"] if mode.endswith("wide") else _KEY)(_fused_kmm)
+    for mode, cfgs in _CONFIGS.items()
+}
 
 
 def block_t(t: int) -> int:
     """Output columns per program for t <= 128 (at least 16, tl.dot's minimum); wider outputs
-    tune it (_WIDE_CONFIGS)."""
+    tune it (_CONFIGS["*_wide"])."""
     return min(128, max(16, triton.next_power_of_2(t)))
 
 
@@ -141,18 +147,20 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
         t = c * d + c
     out = torch.empty(q, t, dtype=dt, device=P.device)
     consts = C.consts(kernel, bandwidth, r, dt, P.device)
-    bk = direct_block_k(r) if pts.direct else C.block_k(r)
-    if pts.direct or t <= 128:
-        fn = _kmm_direct if pts.direct else _kmm_gemm
-        extra = {"BLOCK_T": block_t(t)}
+    tc = pts.precision != "ieee"
+    bk = direct_block_k(r) if pts.direct else C.block_k(r, tc)
+    if pts.direct:
+        mode = "direct"
     else:
-        fn, extra = _kmm_wide, {}
+        mode = ("tc" if tc else "ieee") + ("_wide" if t > 128 else "")
+    extra = {} if mode.endswith("wide") else {"BLOCK_T": block_t(t)}
+    fn = _KERNELS[mode]
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]),  # noqa: E731
                          triton.cdiv(t, meta["BLOCK_T"]))
     fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
              q, n, r, t, d, c, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, WEIGHT=weight,
              VALUES_FROM_X=V is None, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
-             P_RESIDENT=(not pts.direct and r <= bk), BLOCK_K=bk, **extra)
+             P_RESIDENT=(tc and r <= bk), BLOCK_K=bk, **extra)
     return out
 
 

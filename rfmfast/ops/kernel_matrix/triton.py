@@ -16,10 +16,15 @@ import triton.language as tl
 from .. import _triton_common as C
 from ..kernel_matmul.triton import direct_block_k
 
-_GEMM_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=s)
-                 for b, w, s in [(64, 4, 3), (128, 8, 3), (128, 4, 2), (64, 8, 2)]]
-_DIRECT_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w, num_stages=1)
-               for b, w in [(32, 4), (64, 4), (64, 8)]]
+def _cfgs(rows):
+    return [triton.Config({"BLOCK": b}, num_warps=w, num_stages=s) for b, w, s in rows]
+
+
+# chosen so that ptxas (sm_90a, triton 3.9) reports no register spills in either mode, except
+# the 128-block tensor-core config when symmetric (the transposed store), left to the tuner
+_CONFIGS = {"ieee": _cfgs([(64, 4, 2), (64, 8, 2), (32, 4, 2)]),
+            "tc": _cfgs([(64, 8, 2), (64, 4, 3), (128, 8, 3)]),
+            "direct": _cfgs([(32, 4, 1), (64, 4, 1), (64, 8, 1)])}
 _SMALL = triton.Config({"BLOCK": 16}, num_warps=1, num_stages=1)
 _KEY = ["r", "KERNEL", "DIRECT", "SYMMETRIC", "PREC", "BLOCK_K"]
 
@@ -32,8 +37,9 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
     """out[i, j] = K(P[i], Y[j]) for one (BLOCK, BLOCK) tile; out (q, n) contiguous."""
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
-    if SYMMETRIC and pid_m < pid_n:
-        return
+    if SYMMETRIC:
+        if pid_m < pid_n:
+            return
     rows = (pid_n * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
     cols = (pid_m * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
     c2 = tl.load(consts_ptr)
@@ -62,9 +68,8 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
         tl.store(out_ptr + rows[:, None] * n + cols[None, :], k, mask=mask)
 
 
-_km_gemm = triton.autotune(C.interpret_configs(_GEMM_CONFIGS, _SMALL), key=_KEY)(_kernel_matrix)
-_km_direct = triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
-                             key=_KEY)(_kernel_matrix)
+_KERNELS = {mode: triton.autotune(C.interpret_configs(cfgs, _SMALL), key=_KEY)(_kernel_matrix)
+            for mode, cfgs in _CONFIGS.items()}
 
 
 def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None):
@@ -83,8 +88,9 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None
     q, r = pts.P.shape
     n = pts.Y.shape[0]
     out = torch.empty(q, n, dtype=X.dtype, device=X.device)
-    bk = direct_block_k(r) if pts.direct else C.block_k(r)
-    fn = _km_direct if pts.direct else _km_gemm
+    tc = pts.precision != "ieee"
+    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
+    fn = _KERNELS["direct" if pts.direct else ("tc" if tc else "ieee")]
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
     fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(kernel, bandwidth, r, X.dtype, X.device),
              q, n, r, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
