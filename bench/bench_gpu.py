@@ -17,6 +17,8 @@
 3. RFMRegressor.fit at n = 100,000, d = 50 (MATH.md's low-rank target), wall clock end to end.
 4. Precision table: each op's error against float64 per precision at n = 256, d = 64, next to
    plain PyTorch's error on inputs rounded to that precision.
+--ptxas-report (no GPU needed): registers and spill bytes of every autotune configuration,
+compiled for sm_90a.
 
 Timing: triton.testing.do_bench (CUDA events, median) on GPU; the host clock only in --dry-run
 on CPU, where nothing is a measurement. Every result is checked against a float64 reference on
@@ -48,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument("--only", default="matmul,agop,fit,errors",
                    help="comma list of matmul, agop, fit, errors")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile baseline")
+    p.add_argument("--ptxas-report", action="store_true",
+                   help="only compile every kernel configuration for sm_90a (no GPU needed) and "
+                        "record ptxas's registers / spill bytes per configuration")
     p.add_argument("--budget-s", type=float, default=400.0,
                    help="skip the remaining benchmarks once this much time has passed")
     return p.parse_args(argv)
@@ -56,10 +61,12 @@ def parse_args(argv=None):
 ARGS = parse_args()
 import torch  # noqa: E402
 
-if not torch.cuda.is_available():
+if not torch.cuda.is_available() and not ARGS.ptxas_report:
     if not ARGS.dry_run:
         sys.exit("no CUDA device: run with --dry-run to check the script on the CPU")
     os.environ.setdefault("TRITON_INTERPRET", "1")   # before any Triton kernel is defined
+if ARGS.ptxas_report and os.environ.get("TRITON_INTERPRET") == "1":
+    sys.exit("--ptxas-report compiles the kernels: unset TRITON_INTERPRET")
 
 import triton  # noqa: E402
 
@@ -81,6 +88,8 @@ def machine() -> str:
     if CUDA:
         p = torch.cuda.get_device_properties(0)
         return f"{p.name} ({p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB); {cpu}"
+    if ARGS.ptxas_report:
+        return f"no GPU: compiled for sm_90a with triton's bundled ptxas; {cpu}"
     return f"CPU only, Triton interpreter; {cpu}"
 
 
@@ -102,7 +111,8 @@ def commit() -> str:
 ROWS: list[dict] = []
 BASE = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "commit": commit(), "machine": machine(), "versions": versions()}
-NOTE = ("dry run: tiny sizes; timings (host clock) are not measurements, errors are"
+NOTE = ("compile-time resource report, no timing" if ARGS.ptxas_report else
+        "dry run: tiny sizes; timings (host clock) are not measurements, errors are"
         if ARGS.dry_run else
         "GPU timed with triton.testing.do_bench (median); host CPU may be shared")
 
@@ -442,6 +452,82 @@ def bench_errors(precisions):
                        notes=f"plain PyTorch in {prec}: {plain:.2e}; ratio = ours / plain")
 
 
+# ---- 5. ptxas resource report (no GPU needed) ---------------------------------------------------
+def ptxas_report():
+    """Compile each autotune configuration of each kind of tile for sm_90a and record ptxas's
+    registers per thread and spill-store bytes (triton's bundled ptxas; the newest one that
+    reads the PTX)."""
+    import re
+    import tempfile
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from rfmfast.ops.kernel_matrix import triton as km_tri
+
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    tools = [os.path.join(bindir, f) for f in ("ptxas-blackwell", "ptxas")
+             if os.path.exists(os.path.join(bindir, f))]
+
+    def resources(ptx):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "k.ptx")
+            with open(src, "w") as f:
+                f.write(ptx)
+            for tool in tools:
+                res = subprocess.run([tool, "-arch=sm_90a", "-v", src, "-o",
+                                      os.path.join(tmp, "k.cubin")], capture_output=True, text=True)
+                txt = res.stdout + res.stderr
+                regs = re.search(r"Used (\d+) registers", txt)
+                if regs:
+                    spill = re.search(r"(\d+) bytes spill stores", txt)
+                    return int(regs.group(1)), int(spill.group(1)) if spill else 0
+        return None, None
+
+    def one(name, fn, ptrs, ints, const, dt, cfg):
+        sig = {a: "*" + dt for a in ptrs}
+        sig.update({a: "i32" for a in ints})
+        const = dict(const, **cfg.kwargs)
+        sig.update({k: "constexpr" for k in const})
+        k = triton.compile(ASTSource(fn, sig, const), target=GPUTarget("cuda", 90, 32),
+                           options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+        regs, spill = resources(k.asm["ptx"])
+        wgmma = k.asm["ptx"].count("wgmma.mma_async")
+        record(bench="ptxas_sm90a", impl=name, precision=dt,
+               shape=f"{cfg.kwargs} warps={cfg.num_warps} stages={cfg.num_stages}",
+               rate=f"{regs}", rate_unit="registers/thread",
+               notes=f"spill stores {spill} B; wgmma instructions {wgmma}")
+
+    kmm = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "v_ptr", "x_ptr", "a_ptr", "out_ptr",
+            "consts_ptr"], ["q", "n", "r", "t", "d", "c"])
+    for mode, cfgs in kmm_tri._CONFIGS.items():
+        tc = mode.startswith("tc")
+        for cfg in cfgs:
+            for prec, dt in ([(1, "fp32"), (2, "fp32")] if tc else
+                             [(0, "fp32"), (0, "fp64")] if mode.startswith("ieee") else
+                             [(0, "fp32")]):
+                const = dict(INTERP=False, DIRECT=mode == "direct", KERNEL=0, PREC=prec,
+                             WEIGHT=mode.endswith("wide"), VALUES_FROM_X=mode.endswith("wide"),
+                             P_RESIDENT=tc, BLOCK_K=64 if tc else 4 if mode == "direct" else 16)
+                if not mode.endswith("wide"):
+                    const["BLOCK_T"] = 16
+                one(f"kernel_matmul {mode} prec={prec}", kmm_tri._fused_kmm, *kmm, const, dt, cfg)
+    km = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "out_ptr", "consts_ptr"], ["q", "n", "r"])
+    for mode, cfgs in km_tri._CONFIGS.items():
+        for cfg in cfgs:
+            for sym in (False, True):
+                const = dict(KERNEL=2 if mode == "direct" else 0, DIRECT=mode == "direct",
+                             SYMMETRIC=sym, PREC=1 if mode == "tc" else 0, INTERP=False,
+                             BLOCK_K=4 if mode == "direct" else 32 if mode == "tc" else 16)
+                one(f"kernel_matrix {mode} symmetric={sym}", km_tri._kernel_matrix, *km, const,
+                    "fp32", cfg)
+    ag = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "a_ptr", "h_ptr", "consts_ptr"],
+          ["q", "n", "r", "c"])
+    for cfg in agop_tri._DIRECT_CONFIGS:
+        for dt in ("fp32", "fp64"):
+            one("direct_grads laplace", agop_tri._direct_grads.fn, *ag,
+                dict(KERNEL=0, BLOCK_K=4, BLOCK_R=8), dt, cfg)
+
+
 # ---- output ------------------------------------------------------------------------------------
 def write(out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
@@ -478,6 +564,12 @@ def main():
     precisions = [p for p in ARGS.precisions.split(",") if p]
     only = set(ARGS.only.split(","))
     print(f"{BASE['machine']}; {BASE['versions']}; commit {BASE['commit']}", flush=True)
+    if ARGS.ptxas_report:
+        try:
+            ptxas_report()
+        finally:
+            write(ARGS.out)
+        return
     try:
         if "matmul" in only:
             bench_kernel_matmul(precisions)

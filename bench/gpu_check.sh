@@ -55,8 +55,11 @@ fi
 
 # ---- 2. tests ------------------------------------------------------------------------------
 # One block-size config per kernel (no autotuning runs): the tests check results, not speed.
-log "tests: tests/test_triton.py (+ tests marked gpu elsewhere)"
-RFMFAST_TRITON_AUTOTUNE=0 timeout 210 $PY -m pytest -q -p no:cacheprovider -rs \
+# Compilation dominates on a fresh machine: spread the tests over workers where pytest-xdist is.
+XDIST=()
+if [ $DRY = 0 ] && $PY -c "import xdist" 2> /dev/null; then XDIST=(-n 8); fi
+log "tests: tests/test_triton.py ${XDIST[*]} (+ tests marked gpu elsewhere)"
+RFMFAST_TRITON_AUTOTUNE=0 timeout 210 $PY -m pytest -q -p no:cacheprovider -rs "${XDIST[@]}" \
   tests/test_triton.py 2>&1 | tee "$OUT/tests.log"
 TEST_RC=${PIPESTATUS[0]}
 if [ $DRY = 0 ]; then
