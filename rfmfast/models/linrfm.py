@@ -75,7 +75,7 @@ class LinRFMCompleter:
     ----------
     alpha : float, default 0.5
         Power of the Gram matrix (P = G^(2 alpha)). 0.5 is SVD-free and power-free.
-    reg : float, default 100.0
+    reg : float, default 10.0
         Largest ridge and the first floor, relative to trace(P)/d.
     reg_step, plateau, min_gain : float, int, float, defaults 10.0, 1, 0.02
         The floor is divided by ``reg_step`` when the best held-out RMSE has gained less than
@@ -124,7 +124,7 @@ class LinRFMCompleter:
     P_ : (d, d) weight matrix of the chosen sweep; coef_ : (nnz,) row coefficients
     """
 
-    def __init__(self, alpha=0.5, *, reg=100.0, reg_step=10.0, plateau=1, min_gain=0.02,
+    def __init__(self, alpha=0.5, *, reg=10.0, reg_step=10.0, plateau=1, min_gain=0.02,
                  reg_scale=0.1, reg_min=1e-10, momentum=0.9, max_iter=500,
                  holdout=0.05, patience=10, tol=1e-4, bias="none", bias_reg=10.0,
                  power_method="newton_schulz", device=None, dtype=torch.float64, backend="auto",
