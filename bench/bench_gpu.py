@@ -94,7 +94,8 @@ def machine() -> str:
 
 
 def versions() -> str:
-    v = f"python {platform.python_version()}, torch {torch.__version__}, triton {triton.__version__}"
+    v = (f"python {platform.python_version()}, torch {torch.__version__}, "
+         f"triton {triton.__version__}")
     if CUDA:
         v += f", CUDA {torch.version.cuda}"
     return v + f", rfmfast {rfmfast.__version__}"
@@ -541,13 +542,15 @@ def write(out_dir: str):
             w.writerow({k: r.get(k, "") for k in FIELDS})
     md = [f"# rfmfast GPU benchmarks ({BASE['date']} UTC, commit {BASE['commit']})", "",
           f"Machine: {BASE['machine']}  ", f"Versions: {BASE['versions']}  ", f"Notes: {NOTE}", "",
-          "| bench | impl | precision | shape | time (ms) | rate | ratio | rel err | peak GB | note |",
+          "| bench | impl | precision | shape | time (ms) | rate | ratio | rel err | peak GB "
+          "| note |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in ROWS:
         rate = f"{r.get('rate', '')} {r.get('rate_unit', '')}".strip()
         md.append(f"| {r.get('bench', '')} | {r.get('impl', '')} | {r.get('precision', '')} | "
                   f"{r.get('shape', '')} | {r.get('time_ms', '')} | {rate} | {r.get('ratio', '')} "
-                  f"| {r.get('rel_err', '')} | {r.get('peak_mem_gb', '')} | {r.get('row_note', '')} |")
+                  f"| {r.get('rel_err', '')} | {r.get('peak_mem_gb', '')} "
+                  f"| {r.get('row_note', '')} |")
     md += ["", "Targets (issue 5, H200): kernel_matmul >= 1e12 entries/s and >= 10x blocked "
            "PyTorch; agop >= 10x xRFM's PyTorch path; RFM fit n=100,000 d=50 under 60 s."]
     with open(os.path.join(out_dir, "gpu_summary.md"), "w") as f:

@@ -220,8 +220,8 @@ def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps
     """Difference-first distances between P[rows] and Y[cols] as a (BN, BM) tile:
     sum_k (P - Y)^2 if SQUARED, else sum_k |P - Y| (l1).
 
-    Returns (dist, coincident): pairs with dist <= tau (pn + yn) + eps_abs (pn, yn: the squared or l1
-    norms) count as coincident and get distance 0, so that a point mapped twice by S (as a
+    Returns (dist, coincident): pairs with dist <= tau (pn + yn) + eps_abs (pn, yn: the squared
+    or l1 norms) count as coincident and get distance 0, so that a point mapped twice by S (as a
     query and as a center) is recognised as the same point despite rounding.
     """
     rmask = rows < q

@@ -15,9 +15,10 @@ gaussian when r <= 8 (difference-first tiles, rfmfast.ops._triton_common): grad 
 since S^T S = M.
 
 agop accumulates over query chunks: sum_c H_c^T H_c (or the diagonal of G^T G, G = H F), then
-applies F = M (or S) on both sides, F^T (sum H^T H) F, so gradients exist one chunk at a time. Centering uses the
-first chunk's mean gradient as a shift (sum (H - h0)^T (H - h0) - q (hbar - h0)(hbar - h0)^T),
-which keeps the subtraction well conditioned.
+applies F = M (or S) on both sides, F^T (sum H^T H) F, so gradients exist one chunk at a time.
+Centering uses the first chunk's mean gradient as a shift
+(sum (H - h0)^T (H - h0) - q (hbar - h0)(hbar - h0)^T), which keeps the subtraction well
+conditioned.
 
 Memory: kernel_grads, its (q, c, d) output plus O((q + n) d); agop, O(d^2 + chunk (c d + c))
 with chunk * (c d + c) <= 2^26 entries (256 MB in float32), never q x n.

@@ -3,8 +3,8 @@
 One program owns BLOCK_N rows of the output and BLOCK_T of its columns. It walks the centers in
 tiles of BLOCK_M: a distance tile from tl.dot (rfmfast.ops._triton_common), the exp2/rsqrt
 epilogue in registers, and a second tl.dot with the (BLOCK_M, BLOCK_T) value tile into a float32
-(float64 for float64 inputs) accumulator. l1_laplace has no GEMM form: its distance tile is a
-plain tiled sum of |differences|.
+(float64 for float64 inputs) accumulator. l1_laplace has no GEMM form, and r <= 8 coordinates
+make a poor one: there the distance tile is a difference-first tiled sum (DIRECT).
 
 The same kernel serves the predictor gradients (rfmfast.ops.agop.triton): WEIGHT=True replaces
 the kernel values by the gradient weights of MATH.md, and VALUES_FROM_X=True builds the value
@@ -21,6 +21,7 @@ import triton
 import triton.language as tl
 
 from .. import _triton_common as C
+
 
 def _cfgs(rows, names=("BLOCK_N", "BLOCK_M")):
     return [triton.Config(dict(zip(names, r[:len(names)])), num_warps=r[-2], num_stages=r[-1])
