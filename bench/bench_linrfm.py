@@ -209,13 +209,10 @@ def als(rows, cols, vals, shape, rank, lam, iters=15, seed=0):
 
 def load_softimpute():
     """fancyimpute's SoftImpute; its package __init__ imports cvxpy (for another solver), so when
-    that is missing the soft_impute module is loaded on its own."""
-    try:
-        from fancyimpute import SoftImpute
-        import fancyimpute
-        return SoftImpute, fancyimpute.__version__
-    except ImportError:
-        pass
+    that is missing the soft_impute module is loaded on its own. fancyimpute 0.7.0 passes
+    ``force_all_finite`` to scikit-learn's check_array, which newer scikit-learn renamed
+    ``ensure_all_finite``: the keyword is translated."""
+    import importlib
     import importlib.metadata
     import importlib.util
     import types
@@ -223,9 +220,21 @@ def load_softimpute():
     spec = importlib.util.find_spec("fancyimpute")
     if spec is None:
         return None, None
-    pkg = types.ModuleType("fancyimpute")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["fancyimpute"] = pkg
+    try:
+        import fancyimpute  # noqa: F401
+    except ImportError:
+        pkg = types.ModuleType("fancyimpute")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["fancyimpute"] = pkg
+    from sklearn.utils import check_array
+
+    def check_array_compat(X, *args, force_all_finite=None, **kw):
+        if force_all_finite is not None:
+            kw["ensure_all_finite"] = force_all_finite
+        return check_array(X, *args, **kw)
+
+    for name in ("fancyimpute.solver", "fancyimpute.soft_impute"):
+        importlib.import_module(name).check_array = check_array_compat
     from fancyimpute.soft_impute import SoftImpute
     return SoftImpute, importlib.metadata.version("fancyimpute")
 
