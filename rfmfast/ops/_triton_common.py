@@ -121,13 +121,22 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
       mu (d,): the mean of X in the original coordinates (the translation applied);
       S: the factor from mahalanobis_factor (None, (d,) or (r, d));
       precision: the one in effect ("ieee" for difference-first tiles); direct: use_direct.
-    Memory: O((q + n) r) beyond the inputs.
+    Memory: O((q + n) r) beyond the inputs (transiently in float64 for a full M).
     """
-    S = mahalanobis_factor(M, kernel, dtype=X.dtype)
-    mu = X.mean(0, dtype=torch.float64).to(X.dtype)
+    S64 = mahalanobis_factor(M, kernel, dtype=torch.float64)
+    S = None if S64 is None else S64.to(X.dtype)
+    mu64 = X.mean(0, dtype=torch.float64)
+    mu = mu64.to(X.dtype)
     same = Q is X
-    P = apply_factor(Q - mu, S)
-    Y = P if same else apply_factor(X - mu, S)
+
+    def mapped(Z):
+        if S64 is not None and S64.ndim == 2:
+            # a full factor maps in float64 (whatever torch's TF32 setting), then rounds once
+            return apply_factor(Z.to(torch.float64) - mu64, S64).to(X.dtype)
+        return apply_factor(Z - mu, S)
+
+    P = mapped(Q)
+    Y = P if same else mapped(X)
     direct = use_direct(kernel, P.shape[1])
     if direct:
         precision = "ieee"
