@@ -75,7 +75,7 @@ def write(rows):
                     "commit": commit(), "notes": NOTES}
             base.update(r)
             w.writerow(base)
-            print(", ".join(f"{k}={base[k]}" for k in ("bench", "case", "method", "metric", "value",
+            print(", ".join(f"{k}={base.get(k, '')}" for k in ("bench", "case", "method", "metric", "value",
                                                         "time_s", "ratio", "rate")), flush=True)
 
 
@@ -263,7 +263,7 @@ def bench_movielens():
 
     t0 = time.perf_counter()
     best = None
-    for lam in (0.05, 0.1, 0.2):
+    for lam in (0.05, 0.1, 0.2, 0.4, 0.8):
         f = als(r[~held], c[~held], v[~held], shape, rank=10, lam=lam)
         e = rmse(f(r[held], c[held]), v[held])
         best = min(best, (e, lam)) if best else (e, lam)
