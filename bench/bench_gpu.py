@@ -12,7 +12,8 @@
 2. agop, laplace, n = 200,000 centers, q = 20,000 queries (a seeded sample of the centers, as
    in an RFM step), d = 100, c = 10, a full M: xRFM's PyTorch path
    (LaplaceKernel.get_agop in sample batches sized as xRFM sizes them) when xrfm imports, and
-   always the same path re-implemented here in plain PyTorch (labelled so); then Triton.
+   always the same path re-implemented here in plain PyTorch (labelled so); then Triton, fused
+   and two_stage (RFMFAST_TRITON_AGOP, rfmfast.ops.agop.triton), in each precision.
    Rate: q n (query, center) pairs per second. Peak memory beyond the inputs is recorded.
 3. RFMRegressor.fit at n = 100,000, d = 50 (MATH.md's low-rank target), wall clock end to end.
 4. Precision table: each op's error against float64 per precision at n = 256, d = 64, next to
@@ -339,19 +340,22 @@ def bench_agop(precisions):
                rate=f"{pairs / ms * 1e3:.3e}", rate_unit="(query, center) pairs/s",
                rel_err=f"{err:.2e}", peak_mem_gb=f"{mem:.3f}",
                notes=f"sample batch {b} (xRFM's rule)")
-    for prec in precisions:
-        if over_budget("agop triton"):
-            return
-        fn = lambda Qs=Q: agop_tri.agop(Qs, X, alpha, kernel="laplace", bandwidth=L, M=M,  # noqa
-                                        precision=prec)
-        err = rel_err(fn(Q[:qs]), ref)
-        fn()                                              # autotune at the full size first
-        ms = bench_ms(fn)
-        record(bench="agop", impl="rfmfast triton", precision=prec, shape=shape,
-               time_ms=f"{ms:.3f}", rate=f"{pairs / ms * 1e3:.3e}",
-               rate_unit="(query, center) pairs/s", ratio=f"{best / ms:.2f}" if best else "",
-               rel_err=f"{err:.2e}", peak_mem_gb=f"{peak_gb(fn):.3f}",
-               notes="ratio vs the fastest float32 xRFM-path baseline")
+    for method in agop_tri.METHODS:
+        os.environ["RFMFAST_TRITON_AGOP"] = method
+        for prec in precisions:
+            if over_budget("agop triton"):
+                return
+            fn = lambda Qs=Q: agop_tri.agop(Qs, X, alpha, kernel="laplace", bandwidth=L,  # noqa
+                                            M=M, precision=prec)
+            err = rel_err(fn(Q[:qs]), ref)
+            fn()                                          # autotune at the full size first
+            ms = bench_ms(fn)
+            record(bench="agop", impl=f"rfmfast triton ({method})", precision=prec, shape=shape,
+                   time_ms=f"{ms:.3f}", rate=f"{pairs / ms * 1e3:.3e}",
+                   rate_unit="(query, center) pairs/s", ratio=f"{best / ms:.2f}" if best else "",
+                   rel_err=f"{err:.2e}", peak_mem_gb=f"{peak_gb(fn):.3f}",
+                   notes="ratio vs the fastest float32 xRFM-path baseline")
+    os.environ.pop("RFMFAST_TRITON_AGOP", None)
 
 
 # ---- 3. RFM fit ------------------------------------------------------------------------------
@@ -518,6 +522,7 @@ def ptxas_report():
             for sym in (False, True):
                 const = dict(KERNEL=2 if mode == "direct" else 0, DIRECT=mode == "direct",
                              SYMMETRIC=sym, PREC=1 if mode == "tc" else 0, INTERP=False,
+                             WEIGHT=False,
                              BLOCK_K=4 if mode == "direct" else 32 if mode == "tc" else 16)
                 one(f"kernel_matrix {mode} symmetric={sym}", km_tri._kernel_matrix, *km, const,
                     "fp32", cfg)

@@ -348,9 +348,9 @@ for mode, kernel, prec, dt, extra in [
     print("kernel_matmul", mode, kernel, prec, dt, "ok", flush=True)
 km = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "out_ptr", "consts_ptr"], ["q", "n", "r"])
 for mode, kernel, prec, dt, sym in [("ieee", 0, 0, "fp32", True), ("tc", 1, 2, "fp32", False),
-                                    ("direct", 2, 0, "fp64", True)]:
+                                    ("tc", 0, 1, "fp32", False), ("direct", 2, 0, "fp64", True)]:
     const = dict(KERNEL=kernel, DIRECT=mode == "direct", SYMMETRIC=sym, PREC=prec, INTERP=False,
-                 BLOCK_K=4 if mode == "direct" else 32)
+                 WEIGHT=not sym, BLOCK_K=4 if mode == "direct" else 32)
     compile_one(KM._kernel_matrix, *km, const, dt, KM._CONFIGS[mode][0])
     print("kernel_matrix", mode, kernel, dt, "ok", flush=True)
 ag = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "a_ptr", "h_ptr", "consts_ptr"], ["q", "n", "r", "c"])
@@ -374,3 +374,29 @@ def test_kernels_compile_for_hopper():
     res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK], env=env, capture_output=True,
                          text=True, timeout=600)
     assert res.returncode == 0 and "ALL COMPILED" in res.stdout, res.stdout + res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kernel,Mk,shape", [("laplace", "full", (17, 70, 33, 3)),
+                                             ("gaussian", "none", (70, 40, 33, 1))])
+def test_agop_two_stage(kernel, Mk, shape, monkeypatch):
+    """RFMFAST_TRITON_AGOP=two_stage (weight matrix per query chunk, then a matmul), with
+    chunks of 16 queries: gradients and AGOP against the reference, in ieee and tf32."""
+    monkeypatch.setenv("RFMFAST_TRITON_AGOP", "two_stage")
+    monkeypatch.setattr(agop_tri, "_TWO_STAGE_ENTRIES", 1)
+    q, n, d, c = shape
+    Q, X, alpha = grad_data(q, n, d, c, torch.float32)
+    M = make_M(Mk, d, torch.float32)
+    G = agop_tri.kernel_grads(Q, X, alpha, kernel=kernel, bandwidth=BW, M=M)
+    Gref = agop_ref.kernel_grads(f64(Q), f64(X), f64(alpha), kernel=kernel, bandwidth=BW,
+                                 M=f64(M))
+    assert rel_err(G.cpu(), Gref) < tol(torch.float32)
+    Aref = agop_ref.agop(f64(Q), f64(X), f64(alpha), kernel=kernel, bandwidth=BW, M=f64(M),
+                         centering=True)
+    A = agop_tri.agop(Q, X, alpha, kernel=kernel, bandwidth=BW, M=M, centering=True)
+    assert rel_err(A.cpu(), Aref) < 2 * tol(torch.float32)
+    At = agop_tri.agop(Q, X, alpha, kernel=kernel, bandwidth=BW, M=M, centering=True,
+                       precision="tf32")
+    assert rel_err(At.cpu(), Aref) < 1e-3
+    monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fast")
+    with pytest.raises(ValueError, match="RFMFAST_TRITON_AGOP"):
+        agop_tri.agop(Q, X, alpha, kernel=kernel, bandwidth=BW, M=M)

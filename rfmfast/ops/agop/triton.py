@@ -20,10 +20,19 @@ Centering uses the first chunk's mean gradient as a shift
 (sum (H - h0)^T (H - h0) - q (hbar - h0)(hbar - h0)^T), which keeps the subtraction well
 conditioned.
 
-Memory: kernel_grads, its (q, c, d) output plus O((q + n) d); agop, O(d^2 + chunk (c d + c))
-with chunk * (c d + c) <= 2^26 entries (256 MB in float32), never q x n.
+RFMFAST_TRITON_AGOP=two_stage (laplace and gaussian with r > 8) replaces the fused pass by two
+steps per chunk of queries: the weight matrix A (chunk, n) from the Triton tile kernel
+(rfmfast.ops.kernel_matrix.triton), then O = A V by torch's matmul (cuBLAS; TF32 unless the
+precision is "ieee"), with V (n, c d + c) stored once. It trades memory, O(n (c d + c) + 2^28)
+entries, for doing the distance tiles once instead of once per column block of V; which is
+faster on a given GPU is for bench/bench_gpu.py to say. The default is "fused".
+
+Memory (fused): kernel_grads, its (q, c, d) output plus O((q + n) d); agop,
+O(d^2 + chunk (c d + c)) with chunk * (c d + c) <= 2^26 entries (256 MB in float32); never q x n.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
@@ -32,8 +41,34 @@ import triton.language as tl
 from .. import _triton_common as C
 from ...kernels import apply_M, grad_scale
 from ..kernel_matmul.triton import direct_block_k, fused_product
+from ..kernel_matrix.triton import tile_matrix
 
-_CHUNK_ENTRIES = 1 << 26
+_CHUNK_ENTRIES = 1 << 26        # of O (chunk, c d + c), fused
+_TWO_STAGE_ENTRIES = 1 << 28    # of A (chunk, n), two_stage
+METHODS = ("fused", "two_stage")
+
+
+def agop_method() -> str:
+    """$RFMFAST_TRITON_AGOP: "fused" (the default) or "two_stage" (module doc)."""
+    m = os.environ.get("RFMFAST_TRITON_AGOP", "fused")
+    if m not in METHODS:
+        raise ValueError(f"RFMFAST_TRITON_AGOP={m!r} is not one of {', '.join(METHODS)}")
+    return m
+
+
+def _value_gemm(A, V, precision):
+    """A @ V in float32 ("ieee") or TF32 (otherwise), whatever torch's global TF32 setting.
+    Off the GPU (the interpreter's tests) TF32 is emulated by rounding both operands."""
+    if precision == "ieee" or A.dtype != torch.float32:
+        prev, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
+    elif A.is_cuda:
+        prev, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, True
+    else:
+        return C.round_tf32(A) @ C.round_tf32(V)
+    try:
+        return A @ V
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev
 
 _DIRECT_CONFIGS = [triton.Config({"BLOCK_Q": bq, "BLOCK_N": bn}, num_warps=w, num_stages=1)
                    for bq, bn, w in [(32, 32, 4), (64, 32, 4), (32, 64, 8)]]
@@ -109,6 +144,8 @@ class _Prepared:
         self.kernel, self.bandwidth = kernel, bandwidth
         self.alpha = alpha.contiguous()
         self.pts = C.prepare_points(Q, X, kernel, M, C.resolve_precision(precision, Q.dtype))
+        self.two_stage = agop_method() == "two_stage" and not self.pts.direct
+        self.V = None
         if self.pts.direct:
             # H in the mapped coordinates: grad = H S (S = M^{1/2} for l1_laplace, else S^T S = M)
             self.F = self.pts.S
@@ -118,15 +155,30 @@ class _Prepared:
             self.Qc = (Q - self.pts.mu).contiguous()
             self.Xc = (X - self.pts.mu).contiguous()
 
+    def chunk(self) -> int:
+        """Queries per call of h: bounds O (fused) or A (two_stage)."""
+        n, c = self.alpha.shape
+        d = self.pts.mu.shape[0]
+        if self.two_stage:
+            return max(16, _TWO_STAGE_ENTRIES // n)
+        return max(128, _CHUNK_ENTRIES // (c * d + c))
+
     def h(self, i0: int, i1: int) -> torch.Tensor:
         """H (i1 - i0, c, d or r) for queries i0:i1, before the right factor F."""
         pts = self.pts.rows(i0, i1)
         if pts.direct:
             return _direct_h(pts, self.alpha, self.kernel, self.bandwidth)
-        O = fused_product(pts, kernel=self.kernel, bandwidth=self.bandwidth, X=self.Xc,
-                          alpha=self.alpha, weight=True)
         c = self.alpha.shape[1]
         d = self.Xc.shape[1]
+        if self.two_stage:
+            if self.V is None:      # [alpha_1 * X | ... | alpha_c * X | alpha], (n, c d + c)
+                self.V = torch.cat([self.alpha[:, j:j + 1] * self.Xc for j in range(c)]
+                                   + [self.alpha], dim=1)
+            A = tile_matrix(pts, kernel=self.kernel, bandwidth=self.bandwidth, weight=True)
+            O = _value_gemm(A, self.V, pts.precision)
+        else:
+            O = fused_product(pts, kernel=self.kernel, bandwidth=self.bandwidth, X=self.Xc,
+                              alpha=self.alpha, weight=True)
         w = O[:, c * d:]
         H = w[:, :, None] * self.Qc[i0:i1, None, :] - O[:, :c * d].view(-1, c, d)
         return H * grad_scale(self.kernel, self.bandwidth)
@@ -139,7 +191,13 @@ def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, precision=None):
     $RFMFAST_TRITON_PRECISION or "ieee". Memory: the output plus O((q + n) d + q c).
     """
     prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
-    return apply_M(prep.h(0, Q.shape[0]), prep.F).contiguous()
+    q, chunk = Q.shape[0], prep.chunk()
+    if q <= chunk:
+        return apply_M(prep.h(0, q), prep.F).contiguous()
+    out = torch.empty(q, alpha.shape[1], Q.shape[1], dtype=Q.dtype, device=Q.device)
+    for i0 in range(0, q, chunk):
+        out[i0:i0 + chunk] = apply_M(prep.h(i0, min(q, i0 + chunk)), prep.F)
+    return out
 
 
 def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accumulate=None,
@@ -150,11 +208,10 @@ def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accu
     the sums in float64 (result in Q's dtype). Memory: O(d^2 + chunk (c d + c)), see module doc.
     """
     prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
-    q, d = Q.shape
-    c = alpha.shape[1]
+    q = Q.shape[0]
     F = prep.F
     acc_dtype = torch.float64 if accumulate == "float64" else Q.dtype
-    chunk = max(128, _CHUNK_ENTRIES // (c * d + c))
+    chunk = prep.chunk()
     shift = s1 = s2 = None
     for i0 in range(0, q, chunk):
         H = prep.h(i0, min(q, i0 + chunk)).to(acc_dtype)

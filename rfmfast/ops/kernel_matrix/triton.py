@@ -26,15 +26,16 @@ _CONFIGS = {"ieee": _cfgs([(64, 4, 2), (64, 8, 2), (32, 4, 2)]),
             "tc": _cfgs([(64, 8, 2), (64, 4, 3), (128, 8, 3)]),
             "direct": _cfgs([(32, 4, 1), (64, 4, 1), (64, 8, 1)])}
 _SMALL = triton.Config({"BLOCK": 16}, num_warps=1, num_stages=1)
-_KEY = ["r", "KERNEL", "DIRECT", "SYMMETRIC", "PREC", "BLOCK_K"]
+_KEY = ["r", "KERNEL", "DIRECT", "SYMMETRIC", "WEIGHT", "PREC", "BLOCK_K"]
 
 
 @triton.jit
 def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
                    KERNEL: tl.constexpr, DIRECT: tl.constexpr, SYMMETRIC: tl.constexpr,
-                   PREC: tl.constexpr,
+                   WEIGHT: tl.constexpr, PREC: tl.constexpr,
                    INTERP: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
-    """out[i, j] = K(P[i], Y[j]) for one (BLOCK, BLOCK) tile; out (q, n) contiguous."""
+    """out[i, j] = K(P[i], Y[j]) (or the gradient weight, WEIGHT) for one (BLOCK, BLOCK) tile;
+    out (q, n) contiguous."""
     pid_n = tl.program_id(0)
     pid_m = tl.program_id(1)
     if SYMMETRIC:
@@ -57,7 +58,7 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
         diag = rows[:, None] == cols[None, :]
         dist = tl.where(diag, 0.0, dist)
         coincident = coincident | diag
-    k = C.kernel_epilogue(dist, coincident, c2, KERNEL, False)
+    k = C.kernel_epilogue(dist, coincident, c2, KERNEL, WEIGHT)
     mask = (rows < q)[:, None] & (cols < n)[None, :]
     if SYMMETRIC:
         upper = rows[:, None] <= cols[None, :]
@@ -72,6 +73,25 @@ _KERNELS = {mode: triton.autotune(C.interpret_configs(cfgs, _SMALL), key=_KEY)(_
             for mode, cfgs in _CONFIGS.items()}
 
 
+def tile_matrix(pts, *, kernel, bandwidth, symmetric=False, weight=False):
+    """The (q, n) matrix of kernel values (or gradient weights, weight=True: K / dist for
+    laplace, K for gaussian) between prepared points (rfmfast.ops._triton_common.prepare_points).
+    """
+    q, r = pts.P.shape
+    n = pts.Y.shape[0]
+    dt = pts.P.dtype
+    out = torch.empty(q, n, dtype=dt, device=pts.P.device)
+    tc = pts.precision != "ieee"
+    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
+    fn = _KERNELS["direct" if pts.direct else ("tc" if tc else "ieee")]
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
+    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(kernel, bandwidth, r, dt, pts.P.device),
+             q, n, r, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
+             WEIGHT=bool(weight), PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+             BLOCK_K=bk)
+    return out
+
+
 def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None):
     """X: (n, d), Z: (m, d) -> K: (n, m), K_ij = K_M(x_i, z_j).
 
@@ -81,18 +101,7 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False, precision=None
     Memory: the (n, m) output plus O((n + m) d) for the mapped points.
     """
     C.check_device(X, Z)
-    precision = C.resolve_precision(precision, X.dtype)
     if symmetric:
         Z = X
     pts = C.prepare_points(X, Z, kernel, M, C.resolve_precision(precision, X.dtype))
-    q, r = pts.P.shape
-    n = pts.Y.shape[0]
-    out = torch.empty(q, n, dtype=X.dtype, device=X.device)
-    tc = pts.precision != "ieee"
-    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
-    fn = _KERNELS["direct" if pts.direct else ("tc" if tc else "ieee")]
-    grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
-    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(kernel, bandwidth, r, X.dtype, X.device),
-             q, n, r, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
-             PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET, BLOCK_K=bk)
-    return out
+    return tile_matrix(pts, kernel=kernel, bandwidth=bandwidth, symmetric=symmetric)
