@@ -19,7 +19,7 @@ OUT=${OUT:-$ROOT/bench/results/gpu_check_$(date -u +%Y%m%d_%H%M%S)}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 START=$(date +%s)
-TOTAL_S=${GPU_CHECK_TOTAL_S:-450}            # hard budget for everything (the target is 8 min)
+TOTAL_S=${GPU_CHECK_TOTAL_S:-460}            # hard budget for everything (the target is 8 min)
 elapsed() { echo $(( $(date +%s) - START )); }
 log() { echo "[gpu_check +$(elapsed)s] $*"; }
 export PYTHONUNBUFFERED=1
