@@ -21,6 +21,7 @@
 --ptxas-report (no GPU needed): registers and spill bytes of every autotune configuration,
 compiled for sm_90a.
 
+They run in the order 1, 3, 2, 4; past --budget-s the remaining ones are skipped (a row says so).
 Timing: triton.testing.do_bench (CUDA events, median) on GPU; the host clock only in --dry-run
 on CPU, where nothing is a measurement. Every result is checked against a float64 reference on
 a subset (rel_err column). Rows go to DIR/gpu_bench.csv (appended) with machine, versions and
