@@ -144,7 +144,7 @@ def test_auto_policy():
     from rfmfast.solvers.auto import choose_solver
 
     cpu, big = torch.device("cpu"), 1 << 40
-    assert choose_solver(20_000, 1e-3, 4, cpu, big)[0] == "cg"
-    assert choose_solver(20_000, 0.0, 4, cpu, big)[0] == "cholesky"     # interpolation
-    assert choose_solver(5_000, 1e-3, 4, cpu, big)[0] == "cholesky"
-    assert choose_solver(5_000, 0.0, 4, cpu, 1000)[0] == "cg"           # does not fit
+    assert choose_solver(20_000, 1e-3, 4, cpu, big)[0] == "cholesky"
+    assert choose_solver(20_000, 1e-3, 4, cpu, 20_000 ** 2 * 4 - 1)[0] == "cg"   # does not fit
+    kind, why = choose_solver(5_000, 0.0, 4, cpu, 1000)
+    assert kind == "cg" and "reg = 0" in why

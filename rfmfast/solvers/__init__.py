@@ -23,9 +23,9 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
     kernel, bandwidth, M, backend: as in rfmfast.kernel_matrix. reg >= 0 (0: interpolation).
     solver: "cholesky" (memory n^2 entries; jitter retry, see cholesky_solve), "cg" (memory
     O(n (rank + c)); tol, max_iter, x0 warm start, rank of the Nystroem preconditioner, seed of
-    its landmarks; see cg_solve) or "auto" (cg when the n x n matrix does not fit memory_budget
-    bytes, default half the free memory of the device, or when reg > 0 and n >= 10,000;
-    cholesky otherwise; see auto.choose_solver; says which when verbose).
+    its landmarks; see cg_solve) or "auto" (cholesky when the n x n matrix fits memory_budget
+    bytes, default half the free memory of the device; cg otherwise; see auto.choose_solver;
+    says which when verbose).
     dtype: None (X's) or torch.float32 / torch.float64: the precision of the whole solve.
     return_info: also return a SolveInfo (solver, jitter, iterations, residual, time, memory).
     """
