@@ -18,9 +18,9 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     """alpha = (K(X, X) + reg I)^{-1} y by Cholesky.
 
     X: (n, d), y: (n, c) -> alpha: (n, c), in X's dtype and device (pass float64 tensors for a
-    float64 solve). The kernel matrix is built once (kernel_matrix computes one triangle and
-    mirrors it), reg is added to its diagonal and it is factored in place: memory n^2 entries
-    plus the op's blocks, no second n x n buffer.
+    float64 solve). The kernel matrix is built once, reg is added to its diagonal and it is
+    factored in place (the lower triangle becomes L): memory n^2 entries plus the op's blocks,
+    no second n x n buffer.
 
     If the factorization fails (K + reg I not numerically positive definite, e.g. reg = 0 with
     nearly repeated points), the matrix is rebuilt and jitter is added to the diagonal, starting
@@ -33,7 +33,9 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     eps = torch.finfo(X.dtype).eps
     jitter = 0.0
     for attempt in range(MAX_TRIES + 1):
-        K = kernel_matrix(X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
+        # K(X, X) rather than the op's symmetric path (Z=None): same values, and on the C++
+        # backend it measured 2x faster at n = 8000, d = 50 (0.25 s vs 0.5-0.7 s)
+        K = kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
         K.diagonal().add_(reg + jitter)
         info_t = torch.empty((), dtype=torch.int32, device=K.device)
         torch.linalg.cholesky_ex(K, out=(K, info_t))  # in place: K now holds L (lower)
