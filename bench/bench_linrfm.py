@@ -1,7 +1,8 @@
 """lin-RFM benchmarks (CPU), side by side in one process, baseline first. Rows go to
 bench/results/linrfm.csv with the machine, versions and git commit.
 
-    python bench/bench_linrfm.py [reference] [movielens] [million] [power]   (default: all)
+    python bench/bench_linrfm.py [reference] [movielens] [million] [million32] [power]
+    (default: reference movielens million power; million32 is the million case in float32)
 
 1. reference  The public reference's own problem: 500 x 500, rank 5, 10,000 observed entries,
               alpha = 1/2. Baseline: that algorithm written plainly in numpy (dense loop over rows,
@@ -400,7 +401,7 @@ def main(argv):
     for name in which:
         print(f"== {name}", flush=True)
         {"reference": bench_reference, "movielens": bench_movielens, "million": bench_million,
-         "power": bench_power}[name]()
+         "million32": lambda: bench_million(dtype=torch.float32), "power": bench_power}[name]()
 
 
 if __name__ == "__main__":
