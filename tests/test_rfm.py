@@ -216,3 +216,18 @@ def test_auto_solver_uses_cg_and_falls_back_to_cholesky(monkeypatch, capsys):
     assert "did not converge" in capsys.readouterr().out
     ref = RFMRegressor(iters=1, dtype="float64", solver="cholesky").fit(X, y)
     np.testing.assert_allclose(m2.predict(X), ref.predict(X), rtol=1e-10, atol=1e-12)
+
+
+def test_grokking_recipe_cli(tmp_path, capsys):
+    from rfmfast.cli import main
+
+    out = tmp_path / "grok.png"
+    assert main(["grokking", "--op", "x*y", "--p", "11", "--iters", "2",
+                 "--train-fraction", "0.8", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "x*y mod 11" in text and "test acc" in text
+    assert len([ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]) == 3   # iters 0..2
+    assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="unknown op"):
+        from rfmfast.recipes.grokking import modular_data
+        modular_data("x/y", 7)

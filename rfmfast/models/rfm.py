@@ -345,9 +345,10 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         if fitting:
             classes, counts = np.unique(lab, return_counts=True)
             if len(classes) < 2:
-                raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs two or more")
+                raise ValueError(f"y has a single class ({classes[0].tolist()!r}); a classifier "
+                                 "needs two or more")
             if counts.min() < 2:
-                raise ValueError(f"class {classes[counts.argmin()]!r} has only one sample; every "
+                raise ValueError(f"class {classes[counts.argmin()].tolist()!r} has only one sample; every "
                                  "class needs at least two (drop it or merge it)")
             self.classes_ = classes
         idx = np.searchsorted(self.classes_, lab)
