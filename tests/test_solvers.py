@@ -148,3 +148,11 @@ def test_auto_policy():
     assert choose_solver(20_000, 1e-3, 4, cpu, 20_000 ** 2 * 4 - 1)[0] == "cg"   # does not fit
     kind, why = choose_solver(5_000, 0.0, 4, cpu, 1000)
     assert kind == "cg" and "reg = 0" in why
+
+
+def test_cg_stops_at_the_float32_floor():
+    X, y = data(n=1500, d=10, c=2, dtype=torch.float32)
+    _, info = cg_solve(X, y, reg=1e-3, tol=1e-9, max_iter=500, rank=100)
+    assert not info.converged and info.iterations < 500 and 1e-9 < info.residual < 1e-2
+    _, info64 = cg_solve(X.double(), y.double(), reg=1e-3, tol=1e-9, max_iter=500, rank=100)
+    assert info64.converged and info64.residual <= 1e-9

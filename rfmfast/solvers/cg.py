@@ -76,8 +76,9 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     tol: relative residual ||y_c - (K + reg I) alpha_c|| / ||y_c|| to reach (default_tol(dtype)).
     rank: Nystroem landmarks (0 = no preconditioner). Memory: O(n (rank + 4 c)) plus the op's blocks.
     When the recursive residual estimate reaches tol, the true residual is recomputed (one more
-    product) and CG restarts from x if it is still above tol; info.residual is that true
-    residual and info.converged says whether it is <= tol within max_iter iterations.
+    product) and CG restarts from x if it is still above tol, as long as each restart at least
+    halves it (otherwise the dtype's rounding floor is reached and CG stops); info.residual is
+    that true residual and info.converged says whether it is <= tol.
     """
     t0 = time.perf_counter()
     n, c = y.shape
@@ -96,13 +97,16 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     ynorm = y.norm(dim=0).clamp(min=torch.finfo(y.dtype).tiny)
     x = torch.zeros_like(y) if x0 is None else x0.to(y.dtype).clone()
     r = y - matvec(x) if x0 is not None else y.clone()
-    it = 0
+    it, last = 0, float("inf")
     while True:
-        # r is the true residual here; restart the recurrence until it is below tol
+        # r is the true residual here; restart the recurrence until it is below tol, unless a
+        # restart did not halve it (the rounding floor of the dtype: stop, not converged)
         res = r.norm(dim=0) / ynorm
         active = res > tol
-        if it >= max_iter or not bool(active.any()):
+        worst = float(res.max())
+        if it >= max_iter or not bool(active.any()) or worst > 0.5 * last:
             break
+        last = worst
         z = precond(r)
         p = z.clone()
         rz = (r * z).sum(0)
