@@ -156,3 +156,34 @@ def test_cg_stops_at_the_float32_floor():
     assert not info.converged and info.iterations < 500 and 1e-9 < info.residual < 1e-2
     _, info64 = cg_solve(X.double(), y.double(), reg=1e-3, tol=1e-9, max_iter=500, rank=100)
     assert info64.converged and info64.residual <= 1e-9
+
+
+def _peak_rss_reset():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")                        # resets VmHWM, the peak resident set size
+    except OSError:
+        pytest.skip("needs Linux /proc/self/clear_refs to measure the peak memory")
+
+
+def _peak_rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    pytest.skip("no VmHWM in /proc/self/status")
+
+
+def test_cholesky_holds_one_n_by_n_buffer():
+    n = 3000
+    X, y = data(n=n, d=5, c=1)
+    cholesky_solve(X[:100], y[:100])            # warm up allocator and libraries
+    import gc
+
+    gc.collect()
+    with open("/proc/self/status") as f:
+        base = next((int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:")), None)
+    _peak_rss_reset()
+    cholesky_solve(X, y, reg=1e-3)
+    grown = _peak_rss() - base
+    assert grown < 1.5 * n * n * 8, f"peak grew by {grown / 2**20:.0f} MiB; K is {n * n * 8 / 2**20:.0f} MiB"
