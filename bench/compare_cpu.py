@@ -35,7 +35,7 @@ def bench_matmul(n, d, t, rows, keops):
     case = f"laplace n=m={n} d={d} t={t}"
     a_s, a_mem, a_out = timeit(lambda: B.matmul_plain(X, Z, V, L), repeat=2)
     b_s, b_mem, cfg = B.tuned_best(X, Z, V, L, timeit)
-    g_s, e_s = B.floor_matmul(X, Z, V, L, timeit)
+    g_s, e_s = B.floor_matmul(X, Z, V, L, timeit, *cfg)
     k_res = None
     if keops:
         k_res = bench_keops(X, Z, V, L)

@@ -340,6 +340,10 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
   typedef Blocks<T> B;
   const int64_t nblocks = (n + B::MB - 1) / B::MB;
   const bool l1 = kind == L1_LAPLACE;
+  // Z is X: the full product is already exactly symmetric (a dot product and a sum of norms
+  // round the same both ways). Computing one triangle and transposing it saves arithmetic but
+  // adds memory traffic, so it is used only where the distance GEMM dominates (r >= 96).
+  symmetric = symmetric && r >= 96;
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
