@@ -89,14 +89,19 @@ def _opt(M):
     return None if M is None else M.detach()
 
 
+def _map_pair(X, Z, M, kernel, same: bool):
+    """Both point sets mapped by the factor of M, with their norms; Z packed for the kernels."""
+    S, s_mode = factor(_opt(M), kernel, X.dtype)
+    Xt, xn = prepare(X, S, s_mode)
+    Zt, zn = (Xt, xn) if same else prepare(Z, S, s_mode)
+    return Xt, xn, fn("pack_points", X.dtype)(Zt), zn
+
+
 # ---- custom ops --------------------------------------------------------------------------------
 @torch.library.custom_op("rfmfast::kernel_matrix_cpu", mutates_args=(), device_types="cpu")
 def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
                      M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
-    S, s_mode = factor(_opt(M), kernel, X.dtype)
-    Xt, xn = prepare(X, S, s_mode)
-    Zt, zn = (Xt, xn) if symmetric else prepare(Z, S, s_mode)
-    Zp = fn("pack_points", X.dtype)(Zt)
+    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, symmetric)
     out = np.empty((X.shape[0], Z.shape[0]), dtype=Xt.dtype)
     fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, symmetric,
                                  out, threads())
@@ -111,10 +116,7 @@ def _(X, Z, kernel, bandwidth, M, symmetric):
 @torch.library.custom_op("rfmfast::kernel_matmul_cpu", mutates_args=(), device_types="cpu")
 def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: str,
                      bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
-    S, s_mode = factor(_opt(M), kernel, X.dtype)
-    Xt, xn = prepare(X, S, s_mode)
-    Zt, zn = prepare(Z, S, s_mode)
-    Zp = fn("pack_points", X.dtype)(Zt)
+    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, False)
     t = V.shape[1]
     if t <= SMALL_T:
         Vp, Vt = None, np_(V.T)
