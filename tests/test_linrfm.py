@@ -198,6 +198,7 @@ def test_no_holdout_mode():
     assert "change" in est.history_[0] and missing_err(est.completed_, Y, mask) < 1e-3
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     Y, mask = low_rank(60, 40, 2, 0.4, seed=11)
