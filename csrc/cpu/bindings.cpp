@@ -139,6 +139,39 @@ void l1_grads(arr<T> Qt, arr<T> Xt, arr<T> Xp, arr<T> alpha, double bw, double s
   ops<T>().l1_grads(qt, q, xt, xp, n, r, a, c, bw, scale, h, nthreads);
 }
 
+// An array written in place: it must already be a C-contiguous, writeable array of T (a
+// converting cast would write into a temporary copy and lose the result).
+template <class T>
+T* inplace(py::array& a, const char* what) {
+  need(py::isinstance<py::array_t<T>>(a), std::string(what) + ": wrong dtype");  // dtype only
+  need((a.flags() & py::array::c_style) != 0, std::string(what) + ": must be C-contiguous");
+  need(a.writeable(), std::string(what) + ": must be writeable");
+  return static_cast<T*>(a.mutable_data());
+}
+
+// C (m x n) -= A (m x k) B (n x k)^T in place (lower: C square, lower-triangle tiles only).
+template <class T>
+void gemm_nt(py::array C, arr<T> A, arr<T> B, bool lower, int nthreads) {
+  T* c = inplace<T>(C, "gemm_nt: C");
+  need(C.ndim() == 2 && A.ndim() == 2 && B.ndim() == 2, "gemm_nt: 2-D arrays");
+  const int64_t m = C.shape(0), n = C.shape(1), k = A.shape(1);
+  need(A.shape(0) == m && B.shape(0) == n && B.shape(1) == k, "gemm_nt: shapes");
+  need(!lower || m == n, "gemm_nt: lower needs a square C");
+  const T *a = ptr(A), *b = ptr(B);
+  py::gil_scoped_release release;
+  ops<T>().gemm_nt(m, n, k, a, k, b, k, c, n, lower, nthreads);
+}
+
+// A = L L^T in place (lower triangle; the upper is not read). Returns 0 or the failing pivot + 1.
+template <class T>
+int64_t cholesky(py::array A, int nthreads) {
+  T* a = inplace<T>(A, "cholesky: A");
+  need(A.ndim() == 2 && A.shape(0) == A.shape(1), "cholesky: A must be square");
+  const int64_t n = A.shape(0);
+  py::gil_scoped_release release;
+  return ops<T>().cholesky(a, n, n, nthreads);
+}
+
 template <class T>
 void bind_dtype(py::module_& m, const char* suffix) {
   auto name = [&](const char* base) { return std::string(base) + suffix; };
@@ -149,6 +182,8 @@ void bind_dtype(py::module_& m, const char* suffix) {
   m.def(name("kernel_matmul").c_str(), &kernel_matmul<T>);
   m.def(name("kernel_grads").c_str(), &kernel_grads<T>);
   m.def(name("l1_grads").c_str(), &l1_grads<T>);
+  m.def(name("gemm_nt").c_str(), &gemm_nt<T>);
+  m.def(name("cholesky").c_str(), &cholesky<T>);
 }
 
 }  // namespace

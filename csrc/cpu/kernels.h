@@ -39,6 +39,14 @@ struct Ops {
   // l1_laplace: h (q x c x r), h_c = s sum_j alpha_jc K_ij sign(Qt_i - Xt_j).
   void (*l1_grads)(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64_t r,
                    const T* alpha, int64_t c, double bandwidth, double scale, T* H, int nthreads);
+  // C (m x n) -= A (m x k) B (n x k)^T, each with its leading dimension; lower: C is square and
+  // only the tiles reaching its lower triangle are updated.
+  void (*gemm_nt)(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B,
+                  int64_t ldb, T* C, int64_t ldc, bool lower, int nthreads);
+  // A (n x n, leading dimension lda) = L L^T in place, L in the lower triangle; the upper
+  // triangle is not read. Returns 0, or j + 1 where pivot j was not positive (A then partly
+  // overwritten).
+  int64_t (*cholesky)(T* A, int64_t n, int64_t lda, int nthreads);
 };
 
 namespace variant_tag {

@@ -530,6 +530,8 @@ void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64
   }
 }
 
+#include "cholesky_impl.h"
+
 template <class T>
 Ops<T> make_ops() {
   Ops<T> o;
@@ -549,6 +551,8 @@ Ops<T> make_ops() {
   o.kernel_matmul = &kernel_matmul<T>;
   o.kernel_grads = &kernel_grads<T>;
   o.l1_grads = &l1_grads<T>;
+  o.gemm_nt = &gemm_nt<T>;
+  o.cholesky = &cholesky<T>;
   return o;
 }
 

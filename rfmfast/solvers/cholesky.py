@@ -6,6 +6,7 @@ import warnings
 
 import torch
 
+from ..ops.cholesky import cholesky_inplace
 from ..ops.kernel_matrix import kernel_matrix
 from .auto import JitterWarning, SolveInfo
 
@@ -20,7 +21,9 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     X: (n, d), y: (n, c) -> alpha: (n, c), in X's dtype and device (pass float64 tensors for a
     float64 solve). The kernel matrix is built once, reg is added to its diagonal and it is
     factored in place: memory n^2 entries plus the op's blocks, no second n x n buffer (tested
-    in tests/test_solvers.py).
+    in tests/test_solvers.py). On CPU tensors with the C++ extension the factorization is
+    rfmfast's own (recursive, on its packed GEMM tiles; about 2x LAPACK's rate on the 2-core
+    AVX-512 machine of bench/results); elsewhere torch.linalg.cholesky_ex.
 
     If the factorization fails (K + reg I not numerically positive definite, e.g. reg = 0 with
     nearly repeated points), the matrix is rebuilt and jitter is added to the diagonal, starting
@@ -37,13 +40,8 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
         # backend it measured 2x faster at n = 8000, d = 50 (0.25 s vs 0.5-0.7 s)
         K = kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
         K.diagonal().add_(reg + jitter)
-        # factor the transposed view: for the symmetric K it is the same matrix, and being
-        # column-major it is what LAPACK works on, so no n x n copy is made (passing the
-        # row-major K measured one extra n^2 buffer at n = 8000). Afterwards K.mT holds L.
-        Kt = K.mT
-        info_t = torch.empty((), dtype=torch.int32, device=K.device)
-        torch.linalg.cholesky_ex(Kt, out=(Kt, info_t))
-        failed = int(info_t)
+        # in place, L in K's lower triangle (C++ on CPU, LAPACK / cuSOLVER otherwise)
+        failed = cholesky_inplace(K, backend=backend)
         if not failed:
             break
         del K
@@ -61,7 +59,7 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
                       f"solved is (K + {reg + jitter:.3g} I) alpha = y", JitterWarning, stacklevel=3)
     # two triangular solves (each reads only its triangle): measured 5-10x faster than
     # torch.cholesky_solve for a few right-hand sides at n = 4000 on CPU
-    alpha = torch.linalg.solve_triangular(K, torch.linalg.solve_triangular(K.mT, y, upper=False),
+    alpha = torch.linalg.solve_triangular(K.mT, torch.linalg.solve_triangular(K, y, upper=False),
                                           upper=True)
     info = SolveInfo(solver="cholesky", n=n, dtype=str(X.dtype).replace("torch.", ""),
                      reg=float(reg), jitter=float(jitter), seconds=time.perf_counter() - t0,

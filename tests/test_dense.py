@@ -1,0 +1,106 @@
+"""The dense factorization under the Cholesky solve: rfmfast's C++ GEMM and recursive Cholesky
+against float64 torch / LAPACK on ragged sizes, every instruction-set variant."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import rel_err
+from rfmfast.backends import available_backends
+from rfmfast.ops.cholesky import cholesky_inplace
+
+CPU = available_backends()["cpu"][0]
+needs_cpu = pytest.mark.skipif(not CPU, reason="C++ extension not built")
+ISAS = []
+if CPU:
+    from rfmfast import _C
+
+    ISAS = _C.available_isas().split(",")
+
+# float32 relative errors of a backward-stable factorization of a well-conditioned matrix
+TOL = {torch.float32: 2e-5, torch.float64: 1e-13}
+
+
+@pytest.fixture(params=ISAS or ["none"])
+def isa(request):
+    if not CPU:
+        pytest.skip("C++ extension not built")
+    before = _C.isa()
+    _C.set_isa(request.param)
+    yield request.param
+    _C.set_isa(before)
+
+
+def spd(n, dtype, seed, d=7, reg=1e-1):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, dtype=torch.float64, generator=g)
+    K = torch.exp(-torch.cdist(X, X) / 3.0) + reg * torch.eye(n, dtype=torch.float64)
+    return K, K.to(dtype, copy=True)
+
+
+@needs_cpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (13, 37, 5), (100, 33, 300), (257, 513, 260),
+                                     (129, 129, 1003)])
+def test_gemm_nt_matches_float64(isa, dtype, m, n, k):
+    from rfmfast.ops._cpu_common import fn
+
+    g = torch.Generator().manual_seed(m * n + k)
+    A, B, C = (torch.randn(*s, dtype=dtype, generator=g) for s in ((m, k), (n, k), (m, n)))
+    ref = C.double() - A.double() @ B.double().T
+    out = C.clone()
+    fn("gemm_nt", dtype)(out.numpy(), A.numpy(), B.numpy(), False, torch.get_num_threads())
+    assert rel_err(out, ref) < TOL[dtype]
+    if m == n:       # lower: the lower triangle is updated exactly as the full product
+        low = C.clone()
+        fn("gemm_nt", dtype)(low.numpy(), A.numpy(), B.numpy(), True, torch.get_num_threads())
+        assert torch.equal(low.tril(), out.tril())
+
+
+@needs_cpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 7, 47, 49, 129, 1003])
+def test_cholesky_matches_lapack(isa, dtype, n):
+    K64, K = spd(n, dtype, seed=n)
+    K += torch.full_like(K, float("nan")).triu(1)       # the upper triangle is never read
+    assert cholesky_inplace(K, backend="cpu") == 0
+    L = K.tril()
+    assert rel_err(L, torch.linalg.cholesky(K64)) < 50 * TOL[dtype]
+    assert rel_err(L.double() @ L.double().T, K64) < TOL[dtype]
+
+
+@pytest.mark.parametrize("backend", ["reference"] + (["cpu"] if CPU else []))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backends_agree_and_report_the_failing_pivot(backend, dtype):
+    K64, K = spd(300, dtype, seed=1)
+    ok = K.clone()
+    assert cholesky_inplace(ok, backend=backend) == 0
+    assert rel_err(ok.tril(), torch.linalg.cholesky(K64)) < 50 * TOL[dtype]
+    bad = K.clone()
+    bad[200, 200] = -1.0                                  # leading minors 1..200 stay positive
+    assert cholesky_inplace(bad, backend=backend) == 201
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        cholesky_inplace(torch.eye(3)[:2])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cholesky_inplace(torch.eye(3, dtype=torch.float16))
+    with pytest.raises(ValueError, match="contiguous"):
+        cholesky_inplace(torch.eye(4)[::2, ::2])
+    assert cholesky_inplace(torch.empty(0, 0)) == 0
+
+
+@needs_cpu
+def test_binding_refuses_arrays_it_cannot_write_in_place():
+    from rfmfast import _C
+
+    A = np.eye(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="dtype"):
+        _C.cholesky_f32(A.astype(np.float64), 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _C.cholesky_f32(A.T[:3, :3], 1)
+    A.setflags(write=False)
+    with pytest.raises(ValueError, match="writeable"):
+        _C.cholesky_f32(A, 1)
