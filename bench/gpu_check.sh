@@ -84,6 +84,9 @@ else
   BUDGET=$(( LEFT - 60 ))                      # after this, remaining benchmarks are skipped
   ARGS=(--out "$OUT" --budget-s "$BUDGET")
   [ $DRY = 1 ] && ARGS+=(--dry-run)
+  # e.g. GPU_CHECK_BENCH_ARGS="--only fit,agop --precisions ieee,tf32" for a shorter rerun
+  read -r -a EXTRA <<< "${GPU_CHECK_BENCH_ARGS:-}"
+  ARGS+=("${EXTRA[@]}")
   log "benchmarks (budget ${BUDGET}s, hard stop ${LEFT}s)"
   timeout -s TERM $(( LEFT - 5 )) $PY bench/bench_gpu.py "${ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
   BENCH_RC=${PIPESTATUS[0]}

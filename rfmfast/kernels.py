@@ -46,7 +46,8 @@ def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch
     """A factor S with S^T S = M, as an (r, d) matrix; a (d,) vector for a diagonal M; None for M = I.
 
     For ``l1_laplace`` S is the symmetric square root M^{1/2} (d, d): the l1 norm is not
-    rotation invariant, so the convention matters (it is xRFM's ``sqrtM``). For the other
+    rotation invariant, so the convention matters (it is xRFM's ``sqrtM``). In both forms
+    eigenvalues below d eps(float64) lambda_max count as 0. For the other
     kernels only ||S v||_2 matters, so S = diag(sqrt(lambda)) U^T from M = U diag(lambda) U^T,
     with the rows of zero eigenvalues dropped (r = rank of M <= d): a low-rank M makes every
     later distance computation cheaper. The eigendecomposition runs in float64.
@@ -58,10 +59,13 @@ def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch
         return M.clamp(min=0).sqrt().to(dtype)
     w, U = torch.linalg.eigh(M.to(torch.float64))
     w = w.clamp(min=0)  # M was checked PSD (up to rounding) by the op's input validation
-    if kernel == "l1_laplace":
-        return ((U * w.sqrt()) @ U.T).to(dtype)
-    tol = w.max().clamp(min=0) * M.shape[0] * torch.finfo(torch.float64).eps
+    # Eigenvalues below d eps lambda_max are rounding noise of the eigensolver (they differ
+    # between LAPACK and cuSOLVER), and their square roots (~1e-8 lambda_max^1/2) would enter
+    # every distance: they are taken as exactly 0.
+    tol = w.max() * M.shape[0] * torch.finfo(torch.float64).eps
     keep = w > tol
+    if kernel == "l1_laplace":
+        return ((U * torch.where(keep, w, 0.0).sqrt()) @ U.T).to(dtype)
     if not bool(keep.any()):
         keep[-1] = True  # M == 0: keep one zero row so shapes stay valid (all distances 0)
     return (w[keep].sqrt()[:, None] * U[:, keep].T).to(dtype).contiguous()

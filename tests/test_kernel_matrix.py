@@ -118,3 +118,50 @@ def test_reference_exact_self_distance():
     X, _ = data(129, 7, 64)
     K = rfmfast.kernel_matrix(X, backend="reference")
     assert bool((K.diagonal() == 1).all())
+
+
+@pytest.mark.parametrize("kernel", ["l1_laplace", "laplace"])
+@pytest.mark.parametrize("seed", range(4))
+def test_factor_of_low_rank_M_ignores_eigensolver_noise(kernel, seed):
+    """A rank-k M: its factor annihilates M's null space to rounding (1e-14), not to the
+    ~1e-8 that square roots of noise eigenvalues would leave (they differ between LAPACK and
+    cuSOLVER, which once made CPU and GPU l1_laplace results differ by 4e-9 in float64)."""
+    from rfmfast.kernels import mahalanobis_factor
+
+    d, k = 33, 11
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randint(-3, 4, (d, k), generator=g).double() / 4
+    M = A @ A.T                                    # exact in float64: rank k, PSD
+    Q, _ = torch.linalg.qr(A, mode="complete")
+    null = Q[:, k:]                                # M null = 0
+    S = mahalanobis_factor(M, kernel)
+    assert float((S @ null).norm() / S.norm()) < 1e-13
+
+
+@pytest.mark.parametrize("backend", ["reference"] + (["cpu"] if available_backends()["cpu"][0]
+                                                     else []))
+def test_out_buffer_is_written_in_place(backend):
+    g = torch.Generator().manual_seed(3)
+    X, Z = torch.randn(37, 5, generator=g), torch.randn(23, 5, generator=g)
+    M = torch.diag(torch.rand(5, generator=g) + 0.5)
+    want = rfmfast.kernel_matrix(X, Z, bandwidth=2.0, M=M, backend=backend)
+    out = torch.full((37, 23), float("nan"))
+    got = rfmfast.kernel_matrix(X, Z, bandwidth=2.0, M=M, backend=backend, out=out)
+    assert got is out and torch.equal(out, want)
+    sym = torch.full((37, 37), float("nan"))
+    rfmfast.kernel_matrix(X, bandwidth=2.0, M=M, backend=backend, out=sym)
+    assert torch.equal(sym, rfmfast.kernel_matrix(X, bandwidth=2.0, M=M, backend=backend))
+    outn = np.full((37, 23), np.nan, dtype=np.float32)        # numpy in, numpy out
+    assert rfmfast.kernel_matrix(X.numpy(), Z.numpy(), bandwidth=2.0, M=M.numpy(),
+                                 backend=backend, out=outn) is outn
+    np.testing.assert_array_equal(outn, want.numpy())
+
+
+def test_out_buffer_bad_input():
+    X = torch.randn(4, 3)
+    for bad, err in [(torch.empty(4, 5), ValueError), (torch.empty(4, 4, dtype=torch.float64),
+                                                       ValueError),
+                     (torch.empty(4, 8)[:, ::2], ValueError), (np.empty((4, 4), np.float32),
+                                                               TypeError)]:
+        with pytest.raises(err, match="out"):
+            rfmfast.kernel_matrix(X, X, out=bad)

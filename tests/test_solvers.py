@@ -187,3 +187,13 @@ def test_cholesky_holds_one_n_by_n_buffer():
     cholesky_solve(X, y, reg=1e-3)
     grown = _peak_rss() - base
     assert grown < 1.5 * n * n * 8, f"peak grew by {grown / 2**20:.0f} MiB; K is {n * n * 8 / 2**20:.0f} MiB"
+
+
+def test_cholesky_workspace_is_reused_and_gives_the_same_solution():
+    X, y = data(n=500, d=5, c=2)
+    a, _ = cholesky_solve(X, y, reg=1e-2)
+    ws = torch.full((500, 500), float("nan"), dtype=X.dtype)
+    ptr = ws.data_ptr()
+    b, _ = cholesky_solve(X, y, reg=1e-2, workspace=ws)
+    assert ws.data_ptr() == ptr and not bool(torch.isnan(ws.tril()).any())
+    assert torch.allclose(b, a, rtol=1e-10, atol=1e-12)

@@ -400,3 +400,14 @@ def test_agop_two_stage(kernel, Mk, shape, monkeypatch):
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fast")
     with pytest.raises(ValueError, match="RFMFAST_TRITON_AGOP"):
         agop_tri.agop(Q, X, alpha, kernel=kernel, bandwidth=BW, M=M)
+
+
+def test_agop_method_auto_chooses_by_value_matrix_size(monkeypatch):
+    monkeypatch.delenv("RFMFAST_TRITON_AGOP", raising=False)
+    assert agop_tri.agop_method() == "auto"
+    assert agop_tri.use_two_stage(200_000, 10, 100)            # V: 2.0e8 entries <= 2^28
+    assert not agop_tri.use_two_stage(1_000_000, 10, 100)      # V: 1.0e9 entries: fused
+    monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fused")
+    assert not agop_tri.use_two_stage(10, 1, 1)
+    monkeypatch.setenv("RFMFAST_TRITON_AGOP", "two_stage")
+    assert agop_tri.use_two_stage(1_000_000, 10, 100)

@@ -97,14 +97,22 @@ def _map_pair(X, Z, M, kernel, same: bool):
     return Xt, xn, fn("pack_points", X.dtype)(Zt), zn
 
 
+def kernel_matrix_into(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
+                       M: torch.Tensor | None, symmetric: bool, out: np.ndarray) -> None:
+    """K(X, Z) written into out, a C-contiguous (n, m) array of X's dtype (the solvers reuse one
+    buffer across solves: no fresh n x m allocation, and none of its page faults, per solve)."""
+    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, symmetric)
+    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, symmetric,
+                                 out, threads())
+
+
 # ---- custom ops --------------------------------------------------------------------------------
 @torch.library.custom_op("rfmfast::kernel_matrix_cpu", mutates_args=(), device_types="cpu")
 def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
                      M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
-    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, symmetric)
-    out = np.empty((X.shape[0], Z.shape[0]), dtype=Xt.dtype)
-    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, symmetric,
-                                 out, threads())
+    out = np.empty((X.shape[0], Z.shape[0]), dtype=np.float64 if X.dtype == torch.float64
+                   else np.float32)
+    kernel_matrix_into(X, Z, kernel, bandwidth, M, symmetric, out)
     return torch.from_numpy(out)
 
 

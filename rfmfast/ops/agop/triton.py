@@ -24,8 +24,11 @@ RFMFAST_TRITON_AGOP=two_stage (laplace and gaussian with r > 8) replaces the fus
 steps per chunk of queries: the weight matrix A (chunk, n) from the Triton tile kernel
 (rfmfast.ops.kernel_matrix.triton), then O = A V by torch's matmul (cuBLAS; TF32 unless the
 precision is "ieee"), with V (n, c d + c) stored once. It trades memory, O(n (c d + c) + 2^28)
-entries, for doing the distance tiles once instead of once per column block of V; which is
-faster on a given GPU is for bench/bench_gpu.py to say. The default is "fused".
+entries, for doing the distance tiles once instead of once per column block of V. Measured on
+an H200 (bench/results/gpu_bench.csv; n = 200,000, q = 20,000, d = 100, c = 10, full M):
+two_stage 254 ms (ieee) / 88 ms (tf32) against fused 2193 ms / 437 ms. So the default, "auto",
+is two_stage whenever V has at most 2^28 entries (1 GB in float32), and fused (O(d^2 + chunk
+(c d + c)) memory) beyond; RFMFAST_TRITON_AGOP=fused or two_stage forces one.
 
 Memory (fused): kernel_grads, its (q, c, d) output plus O((q + n) d); agop,
 O(d^2 + chunk (c d + c)) with chunk * (c d + c) <= 2^26 entries (256 MB in float32); never q x n.
@@ -45,15 +48,21 @@ from ..kernel_matrix.triton import tile_matrix
 
 _CHUNK_ENTRIES = 1 << 26        # of O (chunk, c d + c), fused
 _TWO_STAGE_ENTRIES = 1 << 28    # of A (chunk, n), two_stage
-METHODS = ("fused", "two_stage")
+_AUTO_V_ENTRIES = 1 << 28       # "auto": two_stage while V (n, c d + c) is at most this
+METHODS = ("auto", "fused", "two_stage")
 
 
 def agop_method() -> str:
-    """$RFMFAST_TRITON_AGOP: "fused" (the default) or "two_stage" (module doc)."""
-    m = os.environ.get("RFMFAST_TRITON_AGOP", "fused")
+    """$RFMFAST_TRITON_AGOP: "auto" (the default), "fused" or "two_stage" (module doc)."""
+    m = os.environ.get("RFMFAST_TRITON_AGOP", "auto")
     if m not in METHODS:
         raise ValueError(f"RFMFAST_TRITON_AGOP={m!r} is not one of {', '.join(METHODS)}")
     return m
+
+
+def use_two_stage(n: int, c: int, d: int) -> bool:
+    m = agop_method()
+    return m == "two_stage" or (m == "auto" and n * (c * d + c) <= _AUTO_V_ENTRIES)
 
 
 def _value_gemm(A, V, precision):
@@ -144,7 +153,8 @@ class _Prepared:
         self.kernel, self.bandwidth = kernel, bandwidth
         self.alpha = alpha.contiguous()
         self.pts = C.prepare_points(Q, X, kernel, M, C.resolve_precision(precision, Q.dtype))
-        self.two_stage = agop_method() == "two_stage" and not self.pts.direct
+        n, c = self.alpha.shape
+        self.two_stage = use_two_stage(n, c, X.shape[1]) and not self.pts.direct
         self.V = None
         if self.pts.direct:
             # H in the mapped coordinates: grad = H S (S = M^{1/2} for l1_laplace, else S^T S = M)
