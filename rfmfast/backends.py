@@ -32,6 +32,14 @@ def _probe(name: str) -> tuple[bool, str]:
         try:
             from . import _C  # noqa: F401
         except ImportError as e:
+            pkg = os.path.dirname(os.path.abspath(__file__))
+            if os.path.exists(os.path.join(os.path.dirname(pkg), "pyproject.toml")):
+                # a source checkout shadows the installed package (e.g. `python -m` run from
+                # the repository root): say so rather than suggest reinstalling
+                return False, (f"the C++ extension rfmfast._C is not built in the source tree "
+                               f"{pkg}, which is the rfmfast imported here; build it in place with "
+                               "`pip install -e .`, or run from another directory to use an "
+                               "installed package")
             return False, (f"the C++ extension rfmfast._C is not built ({e}); reinstall with "
                            "`pip install .` (needs a C++17 compiler, CMake and OpenMP)")
         return True, f"C++ kernels, {_C.isa()} code path, {_C.max_threads()} OpenMP threads"

@@ -29,6 +29,15 @@ def test_info_prints_backends_and_versions():
         assert f"  {name}" in out
 
 
+@pytest.mark.skipif(os.environ.get("RFMFAST_REQUIRE_CPU_BACKEND") != "1",
+                    reason="RFMFAST_REQUIRE_CPU_BACKEND=1 is set where the extension must exist (CI)")
+def test_required_cpu_backend_is_built():
+    """Where the C++ backend must exist (.ci/run sets the variable), its absence is a failure,
+    not a row of skipped tests."""
+    ok, why = available_backends()["cpu"]
+    assert ok, why
+
+
 def test_import_without_triton_or_extension():
     """Blocking triton and the C++ module: import works, auto falls back, explicit raises."""
     code = (
