@@ -30,7 +30,7 @@ def test_info_prints_backends_and_versions():
 
 
 @pytest.mark.skipif(os.environ.get("RFMFAST_REQUIRE_CPU_BACKEND") != "1",
-                    reason="RFMFAST_REQUIRE_CPU_BACKEND=1 is set where the extension must exist (CI)")
+                    reason="runs only where RFMFAST_REQUIRE_CPU_BACKEND=1 (CI)")
 def test_required_cpu_backend_is_built():
     """Where the C++ backend must exist (.ci/run sets the variable), its absence is a failure,
     not a row of skipped tests."""

@@ -165,3 +165,22 @@ def test_out_buffer_bad_input():
                                                                TypeError)]:
         with pytest.raises(err, match="out"):
             rfmfast.kernel_matrix(X, X, out=bad)
+
+
+@pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("n, d", [(1, 3), (7, 3), (129, 300), (1003, 5)])
+def test_cpu_lower_fill_writes_the_lower_triangle_exactly(kernel, n, d):
+    """The Cholesky solve's fill: every entry j <= i as in the full matrix, nothing else read."""
+    from rfmfast.ops import _cpu_common
+
+    g = torch.Generator().manual_seed(n + d)
+    X = torch.randn(n, d, generator=g)
+    M = torch.rand(d, generator=g) + 0.5
+    full = rfmfast.kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                                 backend="cpu")
+    out = np.full((n, n), np.nan, dtype=np.float32)
+    _cpu_common.kernel_matrix_into(X, X, kernel, bandwidth(kernel, d), M, "lower", out)
+    low = torch.from_numpy(out).tril()
+    assert not bool(torch.isnan(low).any())
+    assert torch.equal(low, full.tril())

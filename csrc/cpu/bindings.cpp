@@ -85,14 +85,16 @@ arr<T> pack_values(arr<T> V) {
 
 template <class T>
 void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
-                   bool symmetric, arr<T> out, int nthreads) {
+                   int fill, arr<T> out, int nthreads) {
   const int64_t n = Xt.shape(0), r = Xt.shape(1);
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == m, "kernel_matrix: out shape");
   need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matrix: norms");
   const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
+  need(fill >= rfmfast::FILL_FULL && fill <= rfmfast::FILL_LOWER, "kernel_matrix: fill");
+  need(fill == rfmfast::FILL_FULL || n == m, "kernel_matrix: symmetric fills need Z = X");
   T* o = mptr(out);
   py::gil_scoped_release release;
-  ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, symmetric, o, nthreads);
+  ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, fill, o, nthreads);
 }
 
 template <class T>

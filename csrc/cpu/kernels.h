@@ -9,6 +9,7 @@
 namespace rfmfast {
 
 enum Kind : int { LAPLACE = 0, GAUSSIAN = 1, L1_LAPLACE = 2 };
+enum Fill : int { FILL_FULL = 0, FILL_SYMMETRIC = 1, FILL_LOWER = 2 };
 
 template <class T>
 struct Ops {
@@ -24,9 +25,11 @@ struct Ops {
   void (*pack_points)(const T* P, int64_t n, int64_t r, T* out);
   // values (n x w) -> panels [w/NR][n][NR]   (the B operand of the value GEMM)
   void (*pack_values)(const T* V, int64_t n, int64_t w, T* out);
-  // out (n x m) = K(X, Z); Zp = pack_points(Zt). symmetric: Z is X, fill one triangle + mirror.
+  // out (n x m) = K(X, Z); Zp = pack_points(Zt). fill: FILL_FULL; FILL_SYMMETRIC (Z is X: one
+  // triangle computed and mirrored); FILL_LOWER (Z is X: every entry j <= i written, the strictly
+  // upper ones only within diagonal blocks; for a solver that reads the lower triangle).
   void (*kernel_matrix)(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
-                        int64_t r, int kind, double bandwidth, bool symmetric, T* out, int nthreads);
+                        int64_t r, int kind, double bandwidth, int fill, T* out, int nthreads);
   // out (n x t) = K(X, Z) V. Either Vp = pack_values(V) (t > 4) or Vt = V^T (t x m, t <= 4).
   void (*kernel_matmul)(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
                         int64_t r, int kind, double bandwidth, const T* Vp, const T* Vt, int64_t t,

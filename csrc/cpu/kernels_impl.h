@@ -336,14 +336,15 @@ void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r
 
 template <class T>
 void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
-                   int64_t r, int kind, double bandwidth, bool symmetric, T* out, int nthreads) {
+                   int64_t r, int kind, double bandwidth, int fill, T* out, int nthreads) {
   typedef Blocks<T> B;
   const int64_t nblocks = (n + B::MB - 1) / B::MB;
   const bool l1 = kind == L1_LAPLACE;
   // Z is X: the full product is already exactly symmetric (a dot product and a sum of norms
   // round the same both ways). Computing one triangle and transposing it saves arithmetic but
   // adds memory traffic, so it is used only where the distance GEMM dominates (r >= 96).
-  symmetric = symmetric && r >= 96;
+  const bool symmetric = fill == FILL_SYMMETRIC && r >= 96;
+  const bool lower = fill == FILL_LOWER;
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
@@ -353,10 +354,11 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
       const int64_t mbp = round_up<T>(mb, MR);
       load_rows(Xt, i0, mb, r, A.data());
       // symmetric: only the columns from the block's first row on (the upper part); the rest
-      // is filled by the blocked transpose below
+      // is filled by the blocked transpose below. lower: the columns up to the block's last row.
       const int64_t cstart = symmetric ? i0 : 0;
-      for (int64_t j0 = cstart / B::NR * B::NR; j0 < m; j0 += B::NB) {
-        const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
+      const int64_t cend = lower ? std::min<int64_t>(m, i0 + mb) : m;
+      for (int64_t j0 = cstart / B::NR * B::NR; j0 < cend; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, cend - j0), nbp = round_up<T>(nb, B::NR);
         const int64_t skip = std::max<int64_t>(cstart - j0, 0);
         distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
         load_norms(zn, j0, nb, nbp, znb.data());

@@ -97,12 +97,18 @@ def _map_pair(X, Z, M, kernel, same: bool):
     return Xt, xn, fn("pack_points", X.dtype)(Zt), zn
 
 
+FILL = {"full": 0, "symmetric": 1, "lower": 2}
+
+
 def kernel_matrix_into(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
-                       M: torch.Tensor | None, symmetric: bool, out: np.ndarray) -> None:
+                       M: torch.Tensor | None, fill: str, out: np.ndarray) -> None:
     """K(X, Z) written into out, a C-contiguous (n, m) array of X's dtype (the solvers reuse one
-    buffer across solves: no fresh n x m allocation, and none of its page faults, per solve)."""
-    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, symmetric)
-    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, symmetric,
+    buffer across solves: no fresh n x m allocation, and none of its page faults, per solve).
+    fill: "full"; "symmetric" (Z is X: one triangle computed, mirrored); "lower" (Z is X: the
+    lower triangle written, the strictly upper one only near the diagonal: for the Cholesky
+    solve, which reads nothing else)."""
+    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, fill != "full")
+    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, FILL[fill],
                                  out, threads())
 
 
@@ -112,7 +118,7 @@ def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: f
                      M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
     out = np.empty((X.shape[0], Z.shape[0]), dtype=np.float64 if X.dtype == torch.float64
                    else np.float32)
-    kernel_matrix_into(X, Z, kernel, bandwidth, M, symmetric, out)
+    kernel_matrix_into(X, Z, kernel, bandwidth, M, "symmetric" if symmetric else "full", out)
     return torch.from_numpy(out)
 
 

@@ -9,4 +9,4 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, symmetric=False):
 
 def kernel_matrix_into(X, Z, *, kernel, bandwidth, M, symmetric, out):
     """Into a given contiguous (n, m) tensor (eager only: not a traced custom op)."""
-    _into(X, Z, kernel, bandwidth, M, symmetric, np_(out))
+    _into(X, Z, kernel, bandwidth, M, "symmetric" if symmetric else "full", np_(out))
