@@ -5,6 +5,7 @@
 // value matrix. Nothing of size n x m (or q x n x d) is ever stored, except by kernel_matrix
 // whose output it is.
 #include <algorithm>
+#include <utility>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -334,53 +335,80 @@ void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r
   }
 }
 
+// The loop every op shares: row blocks of MB points of P (the mapped queries, norms pn) over
+// the threads, and for each block the column tiles [j0, j0 + nb) of the packed points Zp up to
+// cols(i0, mb) = (first, end), each turned into a raw distance tile (dot products, or l1
+// distances) with the column norms beside it. The op supplies, per thread, a state made by
+// make() and three steps: begin(state, i0, mb) before a block, tile(state, i0, mb, mbp, j0, nb,
+// nbp, tile, ld, zn_tile) for each tile (the epilogue and what consumes it), end(state, i0, mb).
+template <class T, class Make, class Cols, class Begin, class Tile, class End>
+void for_each_tile(const T* P, int64_t np, int64_t r, const T* Zp, const T* zn, bool l1,
+                   int nthreads, Make make, Cols cols, Begin begin, Tile tile_step, End end) {
+  typedef Blocks<T> B;
+  const int64_t nblocks = (np + B::MB - 1) / B::MB;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB, T(0));
+    auto state = make();
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, np - i0);
+      const int64_t mbp = round_up<T>(mb, MR);
+      load_rows(P, i0, mb, r, A.data());
+      begin(state, i0, mb);
+      const auto [first, cend] = cols(i0, mb);
+      for (int64_t j0 = first / B::NR * B::NR; j0 < cend; j0 += B::NB) {
+        const int64_t nb = std::min<int64_t>(B::NB, cend - j0), nbp = round_up<T>(nb, B::NR);
+        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
+        if (zn != nullptr) load_norms(zn, j0, nb, nbp, znb.data());
+        tile_step(state, i0, mb, mbp, j0, nb, nbp, tile.data(), B::LD, znb.data());
+      }
+      end(state, i0, mb);
+    }
+  }
+}
+
+struct NoState {};
+
 template <class T>
 void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
                    int64_t r, int kind, double bandwidth, int fill, T* out, int nthreads) {
   typedef Blocks<T> B;
-  const int64_t nblocks = (n + B::MB - 1) / B::MB;
-  const bool l1 = kind == L1_LAPLACE;
   // Z is X: the full product is already exactly symmetric (a dot product and a sum of norms
   // round the same both ways). Computing one triangle and transposing it saves arithmetic but
   // adds memory traffic, so it is used only where the distance GEMM dominates (r >= 96).
   const bool symmetric = fill == FILL_SYMMETRIC && r >= 96;
   const bool lower = fill == FILL_LOWER;
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
-      const int64_t mbp = round_up<T>(mb, MR);
-      load_rows(Xt, i0, mb, r, A.data());
-      // symmetric: only the columns from the block's first row on (the upper part); the rest
-      // is filled by the blocked transpose below. lower: the columns up to the block's last row.
-      const int64_t cstart = symmetric ? i0 : 0;
-      const int64_t cend = lower ? std::min<int64_t>(m, i0 + mb) : m;
-      for (int64_t j0 = cstart / B::NR * B::NR; j0 < cend; j0 += B::NB) {
-        const int64_t nb = std::min<int64_t>(B::NB, cend - j0), nbp = round_up<T>(nb, B::NR);
-        const int64_t skip = std::max<int64_t>(cstart - j0, 0);
-        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
-        load_norms(zn, j0, nb, nbp, znb.data());
-        for (int64_t i = 0; i < mb; ++i) {
-          T* row = tile.data() + i * B::LD;
-          epilogue_row<T>(row, nbp, xn[i0 + i], znb.data(), kind, T(bandwidth), false, T(0));
-          std::memcpy(out + (i0 + i) * m + j0 + skip, row + skip, sizeof(T) * (nb - skip));
-        }
-      }
+  // symmetric: only the columns from the block's first row on (the upper part); the rest is
+  // filled by the blocked transpose below. lower: the columns up to the block's last row.
+  auto cols = [&](int64_t i0, int64_t mb) {
+    return std::pair<int64_t, int64_t>(symmetric ? i0 : 0,
+                                       lower ? std::min<int64_t>(m, i0 + mb) : m);
+  };
+  auto step = [=](NoState&, int64_t i0, int64_t mb, int64_t, int64_t j0, int64_t nb,
+                  int64_t nbp, T* tile, int64_t ld, const T* znb) {
+    const int64_t skip = std::max<int64_t>((symmetric ? i0 : 0) - j0, 0);
+    for (int64_t i = 0; i < mb; ++i) {
+      T* row = tile + i * ld;
+      epilogue_row<T>(row, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0));
+      std::memcpy(out + (i0 + i) * m + j0 + skip, row + skip, sizeof(T) * (nb - skip));
     }
-    if (symmetric) {
-      // out[a][b] = out[b][a] for b left of a's block, in 64 x 64 blocks (cache and TLB friendly)
-      constexpr int64_t TB = 64;
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t ib = 0; ib < nblocks; ++ib) {
-        const int64_t a0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - a0);
-        for (int64_t b0 = 0; b0 < a0; b0 += TB) {
-          const int64_t b1 = std::min<int64_t>(b0 + TB, a0);
-          for (int64_t a = a0; a < a0 + mb; ++a) {
-            T* dst = out + a * m;
-            for (int64_t b = b0; b < b1; ++b) dst[b] = out[b * m + a];
-          }
+  };
+  auto none = [](NoState&, int64_t, int64_t) {};
+  for_each_tile<T>(Xt, n, r, Zp, zn, kind == L1_LAPLACE, nthreads, [] { return NoState{}; },
+                   cols, none, step, none);
+  if (symmetric) {
+    // out[a][b] = out[b][a] for b left of a's block, in 64 x 64 blocks (cache and TLB friendly)
+    constexpr int64_t TB = 64;
+    const int64_t nblocks = (n + B::MB - 1) / B::MB;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t ib = 0; ib < nblocks; ++ib) {
+      const int64_t a0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - a0);
+      for (int64_t b0 = 0; b0 < a0; b0 += TB) {
+        const int64_t b1 = std::min<int64_t>(b0 + TB, a0);
+        for (int64_t a = a0; a < a0 + mb; ++a) {
+          T* dst = out + a * m;
+          for (int64_t b = b0; b < b1; ++b) dst[b] = out[b * m + a];
         }
       }
     }
@@ -405,48 +433,38 @@ void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
                    T* out, int nthreads) {
   typedef Blocks<T> B;
   constexpr int W = VT<T>::W;
-  const int64_t nblocks = (n + B::MB - 1) / B::MB;
-  const bool l1 = kind == L1_LAPLACE, small = Vp == nullptr;
+  const bool small = Vp == nullptr;
   const int64_t tp = small ? t : round_up<T>(t, B::NR);
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
-    std::vector<T> C(B::MB * tp);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, n - i0);
-      const int64_t mbp = round_up<T>(mb, MR);
-      load_rows(Xt, i0, mb, r, A.data());
-      std::fill(C.begin(), C.end(), T(0));
-      for (int64_t j0 = 0; j0 < m; j0 += B::NB) {
-        const int64_t nb = std::min<int64_t>(B::NB, m - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Zp, j0, nb, l1, tile.data(), B::LD);
-        load_norms(zn, j0, nb, nbp, znb.data());
-        for (int64_t i = 0; i < mb; ++i)
-          epilogue_row<T>(tile.data() + i * B::LD, nbp, xn[i0 + i], znb.data(), kind,
-                          T(bandwidth), false, T(0));
-        if (small) {  // t <= 4: vectorized row dot products
-          for (int64_t i = 0; i < mb; ++i) {
-            const T* row = tile.data() + i * B::LD;
-            for (int64_t c = 0; c < t; ++c) {
-              const T* v = Vt + c * m + j0;
-              vec<T> acc{};
-              int64_t j = 0;
-              for (; j + W <= nb; j += W) acc += load(row + j) * load(v + j);
-              T s = 0;
-              for (int l = 0; l < W; ++l) s += acc[l];
-              for (; j < nb; ++j) s += row[j] * v[j];
-              C[i * tp + c] += s;
-            }
-          }
-        } else {
-          value_tile(tile.data(), mbp, nb, Vp, m, j0, tp, C.data());
+  auto make = [&] { return std::vector<T>(B::MB * tp); };  // C: the block's rows of K V
+  auto cols = [&](int64_t, int64_t) { return std::pair<int64_t, int64_t>(0, m); };
+  auto begin = [](std::vector<T>& C, int64_t, int64_t) { std::fill(C.begin(), C.end(), T(0)); };
+  auto step = [=](std::vector<T>& C, int64_t i0, int64_t mb, int64_t mbp, int64_t j0, int64_t nb,
+                  int64_t nbp, T* tile, int64_t ld, const T* znb) {
+    for (int64_t i = 0; i < mb; ++i)
+      epilogue_row<T>(tile + i * ld, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0));
+    if (small) {  // t <= 4: vectorized row dot products
+      for (int64_t i = 0; i < mb; ++i) {
+        const T* row = tile + i * ld;
+        for (int64_t c = 0; c < t; ++c) {
+          const T* v = Vt + c * m + j0;
+          vec<T> acc{};
+          int64_t j = 0;
+          for (; j + W <= nb; j += W) acc += load(row + j) * load(v + j);
+          T s = 0;
+          for (int l = 0; l < W; ++l) s += acc[l];
+          for (; j < nb; ++j) s += row[j] * v[j];
+          C[i * tp + c] += s;
         }
       }
-      for (int64_t i = 0; i < mb; ++i)
-        std::memcpy(out + (i0 + i) * t, C.data() + i * tp, sizeof(T) * t);
+    } else {
+      value_tile(tile, mbp, nb, Vp, m, j0, tp, C.data());
     }
-  }
+  };
+  auto end = [=](std::vector<T>& C, int64_t i0, int64_t mb) {
+    for (int64_t i = 0; i < mb; ++i)
+      std::memcpy(out + (i0 + i) * t, C.data() + i * tp, sizeof(T) * t);
+  };
+  for_each_tile<T>(Xt, n, r, Zp, zn, kind == L1_LAPLACE, nthreads, make, cols, begin, step, end);
 }
 
 template <class T>
@@ -454,82 +472,69 @@ void kernel_grads(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, 
                   int64_t n, int64_t r, int64_t d, int64_t c, int kind, double bandwidth,
                   double scale, double eps, const T* Vp, T* H, int nthreads) {
   typedef Blocks<T> B;
-  const int64_t nblocks = (q + B::MB - 1) / B::MB;
   const int64_t w = c * d + c, wp = round_up<T>(w, B::NR);
   const T s = T(scale);
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB);
-    std::vector<T> C(B::MB * wp);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, q - i0);
-      const int64_t mbp = round_up<T>(mb, MR);
-      load_rows(Qt, i0, mb, r, A.data());
-      std::fill(C.begin(), C.end(), T(0));
-      for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
-        const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Xp, j0, nb, false, tile.data(), B::LD);
-        load_norms(xn, j0, nb, nbp, znb.data());
-        for (int64_t i = 0; i < mb; ++i)
-          epilogue_row<T>(tile.data() + i * B::LD, nbp, qn[i0 + i], znb.data(), kind,
-                          T(bandwidth), true, T(eps));
-        // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
-        value_tile(tile.data(), mbp, nb, Vp, n, j0, wp, C.data());
-      }
-      for (int64_t i = 0; i < mb; ++i) {
-        const T* ci = C.data() + i * wp;
-        const T* qi = Q + (i0 + i) * d;
-        T* hi = H + (i0 + i) * c * d;
-        for (int64_t cc = 0; cc < c; ++cc) {
-          const T a = ci[c * d + cc];  // (A alpha_c)_i
-          for (int64_t k = 0; k < d; ++k) hi[cc * d + k] = s * (a * qi[k] - ci[cc * d + k]);
-        }
+  auto make = [&] { return std::vector<T>(B::MB * wp); };  // C: the block's rows of A V
+  auto cols = [&](int64_t, int64_t) { return std::pair<int64_t, int64_t>(0, n); };
+  auto begin = [](std::vector<T>& C, int64_t, int64_t) { std::fill(C.begin(), C.end(), T(0)); };
+  auto step = [=](std::vector<T>& C, int64_t i0, int64_t mb, int64_t mbp, int64_t j0, int64_t nb,
+                  int64_t nbp, T* tile, int64_t ld, const T* znb) {
+    for (int64_t i = 0; i < mb; ++i)
+      epilogue_row<T>(tile + i * ld, nbp, qn[i0 + i], znb, kind, T(bandwidth), true, T(eps));
+    // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
+    value_tile(tile, mbp, nb, Vp, n, j0, wp, C.data());
+  };
+  auto end = [=](std::vector<T>& C, int64_t i0, int64_t mb) {
+    for (int64_t i = 0; i < mb; ++i) {
+      const T* ci = C.data() + i * wp;
+      const T* qi = Q + (i0 + i) * d;
+      T* hi = H + (i0 + i) * c * d;
+      for (int64_t cc = 0; cc < c; ++cc) {
+        const T a = ci[c * d + cc];  // (A alpha_c)_i
+        for (int64_t k = 0; k < d; ++k) hi[cc * d + k] = s * (a * qi[k] - ci[cc * d + k]);
       }
     }
-  }
+  };
+  for_each_tile<T>(Qt, q, r, Xp, xn, false, nthreads, make, cols, begin, step, end);
 }
 
 template <class T>
 void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64_t r,
               const T* alpha, int64_t c, double bandwidth, double scale, T* H, int nthreads) {
-  typedef Blocks<T> B;
-  const int64_t nblocks = (q + B::MB - 1) / B::MB;
   const T s = T(scale);
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB, T(0));
-    std::vector<T> h(c * r), sg(r), wgt(c);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t ib = 0; ib < nblocks; ++ib) {
-      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, q - i0);
-      const int64_t mbp = round_up<T>(mb, MR);
-      load_rows(Qt, i0, mb, r, A.data());
-      std::fill(H + i0 * c * r, H + (i0 + mb) * c * r, T(0));
-      for (int64_t j0 = 0; j0 < n; j0 += B::NB) {
-        const int64_t nb = std::min<int64_t>(B::NB, n - j0), nbp = round_up<T>(nb, B::NR);
-        distance_tile(A.data(), mbp, r, Xp, j0, nb, true, tile.data(), B::LD);
-        for (int64_t i = 0; i < mb; ++i) {
-          T* row = tile.data() + i * B::LD;
-          epilogue_row<T>(row, nbp, T(0), znb.data(), L1_LAPLACE, T(bandwidth), false, T(0));
-          const T* u = Qt + (i0 + i) * r;
-          T* hi = H + (i0 + i) * c * r;
-          for (int64_t j = 0; j < nb; ++j) {
-            const T* x = Xt + (j0 + j) * r;
-            for (int64_t k = 0; k < r; ++k) {
-              const T diff = u[k] - x[k];
-              sg[k] = T((diff > 0) - (diff < 0));
-            }
-            for (int64_t cc = 0; cc < c; ++cc) {
-              const T wv = s * alpha[(j0 + j) * c + cc] * row[j];
+  auto make = [&] { return std::vector<T>(r); };  // the signs of one (query, point) pair
+  auto cols = [&](int64_t, int64_t) { return std::pair<int64_t, int64_t>(0, n); };
+  auto begin = [=](std::vector<T>&, int64_t i0, int64_t mb) {
+    std::fill(H + i0 * c * r, H + (i0 + mb) * c * r, T(0));
+  };
+  auto step = [=](std::vector<T>& sgv, int64_t i0, int64_t mb, int64_t, int64_t j0, int64_t nb,
+                  int64_t nbp, T* tile, int64_t ld, const T* zero) {
+    // locals, not the closure's members: stores to H could otherwise alias the float scale
+    const T s_ = s;
+    const int64_t r_ = r, c_ = c;
+    T* const sg = sgv.data();
+    for (int64_t i = 0; i < mb; ++i) {
+      T* row = tile + i * ld;
+      epilogue_row<T>(row, nbp, T(0), zero, L1_LAPLACE, T(bandwidth), false, T(0));
+      const T* u = Qt + (i0 + i) * r_;
+      T* hi = H + (i0 + i) * c_ * r_;
+      for (int64_t j = 0; j < nb; ++j) {
+        const T* x = Xt + (j0 + j) * r_;
+        for (int64_t k = 0; k < r_; ++k) {
+          const T diff = u[k] - x[k];
+          sg[k] = T((diff > 0) - (diff < 0));
+        }
+        for (int64_t cc = 0; cc < c_; ++cc) {
+          const T wv = s_ * alpha[(j0 + j) * c_ + cc] * row[j];
 #pragma omp simd
-              for (int64_t k = 0; k < r; ++k) hi[cc * r + k] += wv * sg[k];
-            }
-          }
+          for (int64_t k = 0; k < r_; ++k) hi[cc * r_ + k] += wv * sg[k];
         }
       }
     }
-  }
+  };
+  auto none = [](std::vector<T>&, int64_t, int64_t) {};
+  // no norms (zn = nullptr): the l1 epilogue reads a zero buffer
+  for_each_tile<T>(Qt, q, r, Xp, nullptr, true, nthreads, make, cols, begin, step, none);
 }
 
 #include "cholesky_impl.h"
