@@ -104,3 +104,20 @@ def test_binding_refuses_arrays_it_cannot_write_in_place():
     A.setflags(write=False)
     with pytest.raises(ValueError, match="writeable"):
         _C.cholesky_f32(A, 1)
+
+
+@needs_cpu
+def test_bindings_refuse_zero_threads_and_outputs_they_would_copy():
+    from rfmfast import _C
+    from rfmfast.ops import _cpu_common
+
+    with pytest.raises(ValueError, match="nthreads"):
+        _C.cholesky_f32(np.eye(3, dtype=np.float32), 0)
+    with pytest.raises(ValueError, match="nthreads"):
+        _C.gemm_nt_f32(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32),
+                       np.eye(3, dtype=np.float32), False, 0)
+    X = torch.randn(5, 3)
+    for out, msg in [(np.empty((5, 5)), "dtype"), (np.empty((5, 10), np.float32)[:, ::2],
+                                                   "contiguous")]:
+        with pytest.raises(ValueError, match=msg):
+            _cpu_common.kernel_matrix_into(X, X, "laplace", 1.0, None, "full", out)

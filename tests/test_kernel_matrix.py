@@ -184,3 +184,11 @@ def test_cpu_lower_fill_writes_the_lower_triangle_exactly(kernel, n, d):
     low = torch.from_numpy(out).tril()
     assert not bool(torch.isnan(low).any())
     assert torch.equal(low, full.tril())
+
+
+def test_out_buffer_read_only_numpy_is_refused():
+    X = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    out = np.zeros((4, 4), np.float32)
+    out.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        rfmfast.kernel_matrix(X, X, out=out)

@@ -197,3 +197,55 @@ def test_cholesky_workspace_is_reused_and_gives_the_same_solution():
     b, _ = cholesky_solve(X, y, reg=1e-2, workspace=ws)
     assert ws.data_ptr() == ptr and not bool(torch.isnan(ws.tril()).any())
     assert torch.allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_cholesky_solve_validates_before_any_work():
+    """Called directly (not through kernel_solve), bad input still gets the ops' clear errors on
+    every backend, never a jittered answer for NaN points."""
+    X, y = data(n=50, d=3, c=1)
+    bad = X.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        cholesky_solve(bad, y)
+    with pytest.raises(ValueError, match="bandwidth"):
+        cholesky_solve(X, y, bandwidth=0.0)
+    with pytest.raises(ValueError, match="kernel"):
+        cholesky_solve(X, y, kernel="laplce")
+    with pytest.raises(ValueError, match="semi-definite"):
+        cholesky_solve(X, y, M=-torch.eye(3, dtype=X.dtype))
+
+
+def test_backend_env_without_a_factorization_still_solves(monkeypatch):
+    """RFMFAST_BACKEND=triton (which has no Cholesky) leaves the factorization to the best
+    backend for the device; the kernel matrix still comes from triton."""
+    from rfmfast.backends import available_backends
+
+    if not available_backends()["triton"][0]:
+        pytest.skip("triton unavailable")
+    X, y = data(n=40, d=3, c=1)
+    want = rfmfast.kernel_solve(X, y, solver="cholesky")
+    monkeypatch.setenv("RFMFAST_BACKEND", "triton")
+    got = rfmfast.kernel_solve(X, y, solver="cholesky")
+    assert torch.allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_rfm_fit_holds_a_workspace_only_for_the_cpp_backend(monkeypatch):
+    import rfmfast.models.rfm as rfm_mod
+
+    seen = []
+    real = rfm_mod.cholesky_solve
+
+    def spy(*a, workspace=None, **k):
+        seen.append(workspace is not None)
+        return real(*a, workspace=workspace, **k)
+
+    monkeypatch.setattr(rfm_mod, "cholesky_solve", spy)
+    X, y = data(n=200, d=4, c=1)
+    rfm_mod.RFMRegressor(iters=1, backend="reference", solver="cholesky").fit(X, y[:, 0])
+    assert seen == [False, False]
+    from rfmfast.backends import available_backends
+
+    if available_backends()["cpu"][0]:
+        seen.clear()
+        rfm_mod.RFMRegressor(iters=1, backend="cpu", solver="cholesky").fit(X, y[:, 0])
+        assert seen == [True, True]

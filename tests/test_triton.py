@@ -405,8 +405,9 @@ def test_agop_two_stage(kernel, Mk, shape, monkeypatch):
 def test_agop_method_auto_chooses_by_value_matrix_size(monkeypatch):
     monkeypatch.delenv("RFMFAST_TRITON_AGOP", raising=False)
     assert agop_tri.agop_method() == "auto"
-    assert agop_tri.use_two_stage(200_000, 10, 100)            # V: 2.0e8 entries <= 2^28
-    assert not agop_tri.use_two_stage(1_000_000, 10, 100)      # V: 1.0e9 entries: fused
+    assert agop_tri.use_two_stage(200_000, 10, 100)            # V: 0.81 GB in float32
+    assert not agop_tri.use_two_stage(200_000, 10, 100, 8)     # 1.6 GB in float64: fused
+    assert not agop_tri.use_two_stage(1_000_000, 10, 100)      # V: 4 GB: fused
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fused")
     assert not agop_tri.use_two_stage(10, 1, 1)
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "two_stage")

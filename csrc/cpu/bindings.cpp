@@ -37,8 +37,14 @@ void need(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
+int threads(int nthreads) {
+  need(nthreads >= 1, "nthreads must be >= 1, got " + std::to_string(nthreads));
+  return nthreads;
+}
+
 template <class T>
 py::tuple prepare(arr<T> X, py::object S, int s_mode, int nthreads) {
+  nthreads = threads(nthreads);
   need(X.ndim() == 2, "prepare: X must be 2-D");
   const int64_t n = X.shape(0), d = X.shape(1);
   int64_t r = d;
@@ -84,15 +90,19 @@ arr<T> pack_values(arr<T> V) {
 }
 
 template <class T>
+T* inplace(py::array& a, const char* what);
+
+template <class T>
 void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
-                   int fill, arr<T> out, int nthreads) {
+                   int fill, py::array out, int nthreads) {
+  nthreads = threads(nthreads);
   const int64_t n = Xt.shape(0), r = Xt.shape(1);
+  T* o = inplace<T>(out, "kernel_matrix: out");
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == m, "kernel_matrix: out shape");
   need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matrix: norms");
   const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
   need(fill >= rfmfast::FILL_FULL && fill <= rfmfast::FILL_LOWER, "kernel_matrix: fill");
   need(fill == rfmfast::FILL_FULL || n == m, "kernel_matrix: symmetric fills need Z = X");
-  T* o = mptr(out);
   py::gil_scoped_release release;
   ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, fill, o, nthreads);
 }
@@ -100,6 +110,7 @@ void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int ki
 template <class T>
 void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
                    py::object Vp, py::object Vt, int64_t t, arr<T> out, int nthreads) {
+  nthreads = threads(nthreads);
   const int64_t n = Xt.shape(0), r = Xt.shape(1);
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == t, "kernel_matmul: out shape");
   need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matmul: norms");
@@ -116,6 +127,7 @@ template <class T>
 void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, int64_t n, int64_t c,
                   int kind, double bw, double scale, double eps, arr<T> Vp, arr<T> H,
                   int nthreads) {
+  nthreads = threads(nthreads);
   const int64_t q = Qt.shape(0), r = Qt.shape(1), d = Q.shape(1);
   need(Q.shape(0) == q && qn.shape(0) == q && xn.shape(0) == n, "kernel_grads: shapes");
   need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == d,
@@ -131,6 +143,7 @@ void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, int64_t 
 template <class T>
 void l1_grads(arr<T> Qt, arr<T> Xt, arr<T> Xp, arr<T> alpha, double bw, double scale, arr<T> H,
               int nthreads) {
+  nthreads = threads(nthreads);
   const int64_t q = Qt.shape(0), r = Qt.shape(1), n = Xt.shape(0), c = alpha.shape(1);
   need(Xt.shape(1) == r && alpha.shape(0) == n, "l1_grads: shapes");
   need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == r,
@@ -154,6 +167,7 @@ T* inplace(py::array& a, const char* what) {
 // C (m x n) -= A (m x k) B (n x k)^T in place (lower: C square, lower-triangle tiles only).
 template <class T>
 void gemm_nt(py::array C, arr<T> A, arr<T> B, bool lower, int nthreads) {
+  nthreads = threads(nthreads);
   T* c = inplace<T>(C, "gemm_nt: C");
   need(C.ndim() == 2 && A.ndim() == 2 && B.ndim() == 2, "gemm_nt: 2-D arrays");
   const int64_t m = C.shape(0), n = C.shape(1), k = A.shape(1);
@@ -167,6 +181,7 @@ void gemm_nt(py::array C, arr<T> A, arr<T> B, bool lower, int nthreads) {
 // A = L L^T in place (lower triangle; the upper is not read). Returns 0 or the failing pivot + 1.
 template <class T>
 int64_t cholesky(py::array A, int nthreads) {
+  nthreads = threads(nthreads);
   T* a = inplace<T>(A, "cholesky: A");
   need(A.ndim() == 2 && A.shape(0) == A.shape(1), "cholesky: A must be square");
   const int64_t n = A.shape(0);

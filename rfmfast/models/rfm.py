@@ -27,6 +27,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..backends import choose
 from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
@@ -172,7 +173,7 @@ class _RFMBase(BaseEstimator):
         # is advised to huge pages where the OS allows): no n^2 allocation and page faults per
         # iteration (about 1 s each at n = 20000). On CUDA the caching allocator does this.
         ws = None
-        if solver == "cholesky" and X.device.type == "cpu":
+        if solver == "cholesky" and choose(self.backend, X.device, "kernel_matrix") == "cpu":
             ws = torch.from_numpy(np.empty((n, n), dtype=np.float64 if X.dtype == torch.float64
                                            else np.float32))
         for t in range(int(self.iters) + 1):

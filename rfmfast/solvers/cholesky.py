@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..backends import choose
+from ..ops import _common
 from ..ops.cholesky import cholesky_inplace
 from ..ops.kernel_matrix import kernel_matrix
 from .auto import JitterWarning, SolveInfo
@@ -17,14 +18,17 @@ MAX_TRIES = 6
 
 
 def _kernel_matrix(X, kernel, bandwidth, M, backend, workspace):
-    """K(X, X) for the factorization, into workspace if given. The C++ backend writes only the
-    lower triangle (and the diagonal blocks), all that the factorization and the triangular
-    solves read: half the kernel evaluations, and no mirror pass. Elsewhere K(X, X) is computed
-    whole (rather than by the op's symmetric path, which measured slower at d = 50)."""
+    """K(X, X) for the factorization. Inputs are validated as by rfmfast.kernel_matrix (finite X,
+    kernel, bandwidth, a PSD M) before any work. The C++ backend writes only the lower triangle
+    (and the diagonal blocks), all that the factorization and the triangular solves read: half
+    the kernel evaluations, no mirror pass; it writes into workspace when one is given. The other
+    backends compute K(X, X) whole into a new matrix and ignore workspace (they cannot write in
+    place, and a copy would hold two n x n matrices at once)."""
+    t, M, _, _ = _common.prepare("kernel_matrix", backend, kernel, bandwidth, M, {"X": X})
+    X = t["X"]
     if choose(backend, X.device, "kernel_matrix") != "cpu":
-        return kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend,
-                             out=workspace)
-    from ..ops import _cpu_common
+        return kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
+    from ..ops import _cpu_common   # the C++ extension: imported only where it is used
 
     n = X.shape[0]
     if workspace is None:   # numpy's allocator advises huge pages for large arrays
@@ -49,8 +53,9 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     float64 solve). The kernel matrix is built once, reg is added to its diagonal and it is
     factored in place: memory n^2 entries plus the op's blocks, no second n x n buffer (tested
     in tests/test_solvers.py). workspace: an optional (n, n) C-contiguous tensor of X's dtype and
-    device that holds the matrix and its factor (overwritten): a caller solving repeatedly (the
-    RFM fit) passes one buffer to every solve instead of allocating n^2 entries each time. On CPU tensors with the C++ extension the factorization is
+    device that holds the matrix and its factor (overwritten) on the C++ backend: a caller
+    solving repeatedly (the RFM fit) passes one buffer to every solve instead of allocating n^2
+    entries each time; other backends ignore it. On CPU tensors with the C++ extension the factorization is
     rfmfast's own (recursive, on its packed GEMM tiles; about 2x LAPACK's rate on the 2-core
     AVX-512 machine of bench/results); elsewhere torch.linalg.cholesky_ex.
 

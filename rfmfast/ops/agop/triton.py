@@ -27,8 +27,10 @@ precision is "ieee"), with V (n, c d + c) stored once. It trades memory, O(n (c 
 entries, for doing the distance tiles once instead of once per column block of V. Measured on
 an H200 (bench/results/gpu_bench.csv; n = 200,000, q = 20,000, d = 100, c = 10, full M):
 two_stage 254 ms (ieee) / 88 ms (tf32) against fused 2193 ms / 437 ms. So the default, "auto",
-is two_stage whenever V has at most 2^28 entries (1 GB in float32), and fused (O(d^2 + chunk
-(c d + c)) memory) beyond; RFMFAST_TRITON_AGOP=fused or two_stage forces one.
+is two_stage whenever V takes at most 1 GB (2^28 float32 entries, 2^27 float64), and fused
+(O(d^2 + chunk (c d + c)) memory) beyond; RFMFAST_TRITON_AGOP=fused or two_stage forces one.
+Memory (two_stage): V, n (c d + c) entries, plus A, max(2^28, 16 n) entries (a chunk is at least
+16 queries), plus the fused path's O(d^2).
 
 Memory (fused): kernel_grads, its (q, c, d) output plus O((q + n) d); agop,
 O(d^2 + chunk (c d + c)) with chunk * (c d + c) <= 2^26 entries (256 MB in float32); never q x n.
@@ -48,7 +50,7 @@ from ..kernel_matrix.triton import tile_matrix
 
 _CHUNK_ENTRIES = 1 << 26        # of O (chunk, c d + c), fused
 _TWO_STAGE_ENTRIES = 1 << 28    # of A (chunk, n), two_stage
-_AUTO_V_ENTRIES = 1 << 28       # "auto": two_stage while V (n, c d + c) is at most this
+_AUTO_V_BYTES = 1 << 30         # "auto": two_stage while V (n, c d + c) takes at most this
 METHODS = ("auto", "fused", "two_stage")
 
 
@@ -60,9 +62,9 @@ def agop_method() -> str:
     return m
 
 
-def use_two_stage(n: int, c: int, d: int) -> bool:
+def use_two_stage(n: int, c: int, d: int, itemsize: int = 4) -> bool:
     m = agop_method()
-    return m == "two_stage" or (m == "auto" and n * (c * d + c) <= _AUTO_V_ENTRIES)
+    return m == "two_stage" or (m == "auto" and n * (c * d + c) * itemsize <= _AUTO_V_BYTES)
 
 
 def _value_gemm(A, V, precision):
@@ -154,7 +156,8 @@ class _Prepared:
         self.alpha = alpha.contiguous()
         self.pts = C.prepare_points(Q, X, kernel, M, C.resolve_precision(precision, Q.dtype))
         n, c = self.alpha.shape
-        self.two_stage = use_two_stage(n, c, X.shape[1]) and not self.pts.direct
+        self.two_stage = (use_two_stage(n, c, X.shape[1], X.element_size())
+                          and not self.pts.direct)
         self.V = None
         if self.pts.direct:
             # H in the mapped coordinates: grad = H S (S = M^{1/2} for l1_laplace, else S^T S = M)

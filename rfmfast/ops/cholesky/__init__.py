@@ -5,9 +5,11 @@ does no finiteness check, its caller builds the matrix).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
-from ...backends import choose, impl
+from ...backends import BackendUnavailable, available_backends, impl
 
 
 def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto") -> int:
@@ -30,9 +32,22 @@ def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto") -> int:
         raise TypeError(f"cholesky: A must be float32 or float64, got {A.dtype}")
     if not A.is_contiguous():
         raise ValueError("cholesky: A must be C-contiguous (it is factored in place)")
-    if backend not in ("cpu", "reference"):
-        backend = "auto"
-    name = choose(backend, A.device, "cholesky")
+    # $RFMFAST_BACKEND applies where it names a backend with a factorization (cpu, reference);
+    # triton and cuda have none, so they and "auto" take the best one for A's device
+    forced = os.environ.get("RFMFAST_BACKEND")
+    want = forced if forced in ("cpu", "reference") else backend
+    if want == "cpu":
+        ok, why = available_backends()["cpu"]
+        if not ok:
+            raise BackendUnavailable(f"backend 'cpu' is not available: {why}")
+        if A.device.type != "cpu":
+            raise BackendUnavailable(f"the cpu backend needs CPU tensors, got {A.device}")
+        name = "cpu"
+    elif want == "reference":
+        name = "reference"
+    else:
+        name = ("cpu" if A.device.type == "cpu" and available_backends()["cpu"][0]
+                else "reference")
     if A.shape[0] == 0:
         return 0
     return int(impl("cholesky", name).cholesky_inplace(A))

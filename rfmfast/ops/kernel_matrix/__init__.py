@@ -38,6 +38,8 @@ def kernel_matrix(X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backen
     if np_in != isinstance(out, np.ndarray) or not isinstance(out, (np.ndarray, torch.Tensor)):
         raise TypeError(f"out must be a {'numpy array' if np_in else 'torch tensor'} like X, "
                         f"got {type(out).__name__}")
+    if np_in and not out.flags.writeable:
+        raise ValueError("out is a read-only numpy array")
     out = torch.from_numpy(out) if np_in else out
     want = (X.shape[0], Z.shape[0])
     if tuple(out.shape) != want or out.dtype != X.dtype or out.device != X.device:
