@@ -106,5 +106,14 @@ def check_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> No
         raise ValueError(f"{name_a} has {a.shape[0]} rows but {name_b} has {b.shape[0]}")
 
 
+def check_buffer(buf: torch.Tensor, name: str, shape: tuple, like: torch.Tensor) -> None:
+    """A caller's buffer written in place: shape, like's dtype and device, C-contiguous."""
+    if tuple(buf.shape) != tuple(shape) or buf.dtype != like.dtype or buf.device != like.device:
+        raise ValueError(f"{name} must be {tuple(shape)} {like.dtype} on {like.device}, got "
+                         f"{tuple(buf.shape)} {buf.dtype} on {buf.device}")
+    if not buf.is_contiguous():
+        raise ValueError(f"{name} must be C-contiguous")
+
+
 def out_like(result: torch.Tensor, from_numpy: bool):
     return result.numpy() if from_numpy else result

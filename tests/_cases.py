@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 
 from rfmfast.ops.agop import reference as agop_ref
@@ -97,3 +98,10 @@ def rss_growth_mb(setup: str, warm: str, run: str) -> float:
                        cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr
     return float(r.stdout.strip().splitlines()[-1])
+
+
+def low_rank_data(n, d=20, seed=0):
+    """Science 2024 notebook: X ~ N(0, 0.5^2 I), f*(x) = x_0 x_1 1[x_5 > 0] (MATH.md)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 0.5, (n, d))
+    return X, X[:, 0] * X[:, 1] * (X[:, 5] > 0)

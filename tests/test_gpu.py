@@ -12,16 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from _cases import low_rank_data
 from conftest import rel_err
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-
-
-def low_rank_target(n, d, seed):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(0.0, 0.5, (n, d))
-    return X, X[:, 0] * X[:, 1] * (X[:, 5] > 0)
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
@@ -29,7 +24,7 @@ def low_rank_target(n, d, seed):
 def test_kernel_solve_on_cuda_matches_cpu(solver, kernel):
     from rfmfast import kernel_solve
 
-    X, y = low_rank_target(700, 9, seed=1)
+    X, y = low_rank_data(700, 9, seed=1)
     M = np.diag(np.linspace(0.5, 2.0, 9))
     opts = dict(kernel=kernel, bandwidth=3.0, M=M, reg=1e-2, solver=solver)
     Xc = torch.from_numpy(X)
@@ -43,8 +38,8 @@ def test_kernel_solve_on_cuda_matches_cpu(solver, kernel):
 def test_rfm_regressor_on_cuda_matches_cpu():
     from rfmfast import RFMRegressor
 
-    X, y = low_rank_target(1500, 12, seed=2)
-    Xt, yt = low_rank_target(500, 12, seed=3)
+    X, y = low_rank_data(1500, 12, seed=2)
+    Xt, yt = low_rank_data(500, 12, seed=3)
     kw = dict(kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, dtype="float64",
               solver="cholesky", random_state=0)
     cpu = RFMRegressor(device="cpu", **kw).fit(X, y)
@@ -62,8 +57,8 @@ def test_rfm_float32_on_cuda_learns_the_target():
     """The default float32 path (Triton ops, TF32 off by default) reaches the CPU's test MSE."""
     from rfmfast import RFMRegressor
 
-    X, y = low_rank_target(3000, 20, seed=4)
-    Xt, yt = low_rank_target(1000, 20, seed=5)
+    X, y = low_rank_data(3000, 20, seed=4)
+    Xt, yt = low_rank_data(1000, 20, seed=5)
     mse = {}
     for dev in ("cpu", "cuda"):
         m = RFMRegressor(bandwidth=10.0, reg=1e-3, iters=4, device=dev, random_state=0).fit(X, y)
@@ -88,7 +83,7 @@ def test_rfm_classifier_on_cuda_matches_cpu():
 def test_device_auto_picks_cuda():
     from rfmfast import RFMRegressor
 
-    X, y = low_rank_target(300, 6, seed=7)
+    X, y = low_rank_data(300, 6, seed=7)
     m = RFMRegressor(iters=1, device="auto").fit(X, y)
     assert m._X_t.device.type == "cuda"
 

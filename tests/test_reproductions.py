@@ -8,18 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from _cases import low_rank_data
 from rfmfast import RFMRegressor
 from rfmfast.recipes import grokking
 
 SMALL = os.environ.get("RFMFAST_REPRO_SMALL") == "1"
 pytestmark = pytest.mark.slow
-
-
-def low_rank_data(n, d=20, seed=0):
-    """Science 2024 notebook: X ~ N(0, 0.5^2 I), f*(x) = x_0 x_1 1[x_5 > 0]."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(0.0, 0.5, (n, d))
-    return X, X[:, 0] * X[:, 1] * (X[:, 5] > 0)
 
 
 def test_low_rank_target():

@@ -68,18 +68,6 @@ inline void pack_a(const T* A, int64_t lda, int64_t m, int64_t kc, T* out) {
   }
 }
 
-// rows [j0, j0 + NR) x depth [0, kc) of B (row-major, ldb) -> one [kc][NR] panel (zero padded)
-template <class T>
-inline void pack_b_panel(const T* B, int64_t ldb, int64_t rows, int64_t kc, T* dst) {
-  constexpr int NR = VT<T>::NR;
-  for (int64_t j = 0; j < rows; ++j) {
-    const T* src = B + j * ldb;
-    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
-  }
-  for (int64_t j = rows; j < NR; ++j)
-    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
-}
-
 // C (m x n) -= A (m x k) B (n x k)^T. lower: only tiles reaching C's lower triangle (C square).
 template <class T>
 void gemm_nt(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* B, int64_t ldb,

@@ -156,20 +156,27 @@ int64_t packed_size(int64_t rows, int64_t cols) {
   return ((cols + NR - 1) / NR) * NR * std::max<int64_t>(rows, 1);
 }
 
+// rows [0, rows <= NR) x depth [0, kc) of B (row-major, ldb) -> one [kc][NR] panel (zero padded):
+// the B operand of every register-tile GEMM (distance tiles, and the Cholesky's gemm_nt)
+template <class T>
+inline void pack_b_panel(const T* B, int64_t ldb, int64_t rows, int64_t kc, T* dst) {
+  constexpr int NR = VT<T>::NR;
+  for (int64_t j = 0; j < rows; ++j) {
+    const T* src = B + j * ldb;
+    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+  }
+  for (int64_t j = rows; j < NR; ++j)
+    for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
+}
+
 // points P (n x r) -> [panel][k][NR]: panel p holds points p*NR .. p*NR+NR-1 (zero padded)
 template <class T>
 void pack_points(const T* P, int64_t n, int64_t r, T* out) {
   constexpr int NR = VT<T>::NR;
   const int64_t panels = (n + NR - 1) / NR;
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; ++p) {
-    T* dst = out + p * r * NR;
-    for (int64_t k = 0; k < r; ++k)
-      for (int j = 0; j < NR; ++j) {
-        int64_t i = p * NR + j;
-        dst[k * NR + j] = i < n ? P[i * r + k] : T(0);
-      }
-  }
+  for (int64_t p = 0; p < panels; ++p)
+    pack_b_panel(P + p * NR * r, r, std::min<int64_t>(NR, n - p * NR), r, out + p * r * NR);
 }
 
 // values V (n x w) -> [panel][i][NR]: panel p holds columns p*NR .. p*NR+NR-1 (zero padded)

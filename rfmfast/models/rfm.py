@@ -32,6 +32,7 @@ from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
 from ..solvers import cg_solve, cholesky_solve
+from ..solvers.cholesky import cpu_workspace
 from ..solvers.auto import SOLVERS, available_memory, choose_solver
 from . import _rfm_utils as U
 
@@ -169,13 +170,12 @@ class _RFMBase(BaseEstimator):
         M, alpha = None, None
         best = None
         history = []
-        # On CPU every Cholesky solve of the fit reuses one n x n buffer (numpy-allocated, so it
-        # is advised to huge pages where the OS allows): no n^2 allocation and page faults per
-        # iteration (about 1 s each at n = 20000). On CUDA the caching allocator does this.
+        # On the C++ backend every Cholesky solve of the fit reuses one n x n buffer: no n^2
+        # allocation and page faults per iteration (about 1 s each at n = 20000). Elsewhere the
+        # solve allocates its own (on CUDA the caching allocator reuses it).
         ws = None
         if solver == "cholesky" and choose(self.backend, X.device, "kernel_matrix") == "cpu":
-            ws = torch.from_numpy(np.empty((n, n), dtype=np.float64 if X.dtype == torch.float64
-                                           else np.float32))
+            ws = cpu_workspace(n, X.dtype)
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()
             alpha, info = self._solve(X, Y, M, solver, alpha, fallback, ws)

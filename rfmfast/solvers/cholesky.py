@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import torch
 
+from .. import _validate as _v
 from ..backends import choose
 from ..ops import _common
 from ..ops.cholesky import cholesky_inplace
@@ -15,6 +16,13 @@ from .auto import JitterWarning, SolveInfo
 
 #: how many times the jitter is raised (x10 each) before giving up
 MAX_TRIES = 6
+
+
+def cpu_workspace(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """An (n, n) CPU tensor for the C++ backend's matrix and factor, allocated by numpy, whose
+    allocator advises huge pages for large arrays (fewer page faults and TLB misses)."""
+    return torch.from_numpy(np.empty((n, n), dtype=np.float64 if dtype == torch.float64
+                                     else np.float32))
 
 
 def _kernel_matrix(X, kernel, bandwidth, M, backend, workspace):
@@ -31,14 +39,10 @@ def _kernel_matrix(X, kernel, bandwidth, M, backend, workspace):
     from ..ops import _cpu_common   # the C++ extension: imported only where it is used
 
     n = X.shape[0]
-    if workspace is None:   # numpy's allocator advises huge pages for large arrays
-        workspace = torch.from_numpy(np.empty((n, n), dtype=np.float64 if X.dtype == torch.float64
-                                              else np.float32))
-    elif (tuple(workspace.shape) != (n, n) or workspace.dtype != X.dtype
-          or workspace.device != X.device or not workspace.is_contiguous()):
-        raise ValueError(f"workspace must be a contiguous ({n}, {n}) {X.dtype} tensor on "
-                         f"{X.device}, got {tuple(workspace.shape)} {workspace.dtype} on "
-                         f"{workspace.device}")
+    if workspace is None:
+        workspace = cpu_workspace(n, X.dtype)
+    else:
+        _v.check_buffer(workspace, "workspace", (n, n), X)
     _cpu_common.kernel_matrix_into(X, X, kernel, float(bandwidth), M, "lower",
                                    _cpu_common.np_(workspace))
     return workspace

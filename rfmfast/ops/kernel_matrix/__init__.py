@@ -41,12 +41,7 @@ def kernel_matrix(X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backen
     if np_in and not out.flags.writeable:
         raise ValueError("out is a read-only numpy array")
     out = torch.from_numpy(out) if np_in else out
-    want = (X.shape[0], Z.shape[0])
-    if tuple(out.shape) != want or out.dtype != X.dtype or out.device != X.device:
-        raise ValueError(f"out must be {want} {X.dtype} on {X.device}, got "
-                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
-    if not out.is_contiguous():
-        raise ValueError("out must be C-contiguous")
+    _v.check_buffer(out, "out", (X.shape[0], Z.shape[0]), X)
     if hasattr(mod, "kernel_matrix_into"):
         mod.kernel_matrix_into(X, Z, kernel=kernel, bandwidth=float(bandwidth), M=M,
                                symmetric=symmetric, out=out)
