@@ -34,7 +34,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "results", "linrfm.csv")
 ML100K = os.path.join(ROOT, "..", "shared", "data", "ml-100k", "u.data")
 THREADS = 1  # the 2 cores are shared with other work; one thread each side is the fair setting
-NOTES = f"CPU shared with other jobs while measuring; {THREADS} thread each side"
+NOTES = (os.environ.get("RFMFAST_BENCH_NOTES", "CPU shared with other jobs while measuring")
+         + f"; {THREADS} thread each side")
 FIELDS = ["bench", "case", "method", "metric", "value", "time_s", "ratio", "rate", "machine",
           "threads", "versions", "commit", "notes"]
 
