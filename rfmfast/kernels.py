@@ -23,6 +23,26 @@ KERNELS = ("laplace", "gaussian", "l1_laplace")
 #: distances below this count as zero (the Laplace gradient's self-pair), as in the RFM code.
 EPS = 1e-10
 
+# ---- the distance rule (every backend) ------------------------------------------------------
+# A distance GEMM forms ||x - z||^2 as |x|^2 + |z|^2 - 2 x.z, whose rounding error is about
+# eps (|x|^2 + |z|^2): it cancels for points far from the origin relative to their spread, and
+# for near-duplicate points. Kernels are translation invariant, so
+#   1. both point sets are translated by the centers' mean (center_of) before they are mapped
+#      by M's factor: only the data's spread enters the norms;
+#   2. a pair whose GEMM squared distance is at most RESOLVE (|x|^2 + |z|^2) is recomputed by
+#      differences, sum_k (x_k - z_k)^2: small distances (near-duplicates, self-pairs) come out
+#      exact, and the pair's gradient term w alpha (q - x) is summed directly, not through the
+#      value matrix;
+#   3. coincident pairs (distance 0 after 2.) carry no gradient weight, for every kernel.
+# The relative error of a GEMM distance that is kept is then at most about (r + 2) eps / RESOLVE.
+RESOLVE = 1.0 / 16.0
+
+
+def center_of(Z: torch.Tensor) -> torch.Tensor:
+    """The translation of the distance rule: the mean of the centers Z (m, d) -> (d,), summed in
+    float64 and rounded once to Z's dtype."""
+    return Z.mean(0, dtype=torch.float64).to(Z.dtype)
+
 
 def check_kernel(kernel: str, bandwidth: float) -> None:
     if kernel not in KERNELS:
@@ -33,6 +53,20 @@ def check_kernel(kernel: str, bandwidth: float) -> None:
         raise TypeError(f"bandwidth must be a positive number, got {bandwidth!r}") from None
     if not (bw > 0 and bw < float("inf")):
         raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+
+
+def check_bandwidth_scale(kernel: str, bandwidth: float, dtype: torch.dtype) -> None:
+    """Refuse a bandwidth whose scale overflows the dtype: 1/L (laplace, l1_laplace) or
+    1/(2 L^2) (gaussian) beyond finfo.max would turn the kernel's exponent into inf * 0 = NaN.
+    (A merely tiny bandwidth is valid: every off-diagonal entry is then 0.)"""
+    fi = torch.finfo(dtype)
+    scale = 0.5 / (bandwidth * bandwidth) if kernel == "gaussian" else 1.0 / bandwidth
+    if not scale < fi.max / 16:
+        name = str(dtype).replace("torch.", "")
+        low = (0.5 * 16 / fi.max) ** 0.5 if kernel == "gaussian" else 16 / fi.max
+        raise ValueError(f"bandwidth {bandwidth!r} is too small for {name}: the {kernel} "
+                         f"kernel's scale overflows (use a bandwidth above {low:.2g}, "
+                         "or float64)")
 
 
 def grad_scale(kernel: str, bandwidth: float) -> float:

@@ -60,8 +60,9 @@ def test_nan_prefilled_output_fully_written(t):
         V = np.random.default_rng(0).standard_normal((m, t))
         for dtype, sfx in ((np.float32, "f32"), (np.float64, "f64")):
             prep = getattr(_C, f"prepare_{sfx}")
-            Xt, xn = prep(X.numpy().astype(dtype), None, 0, 2)
-            Zt, zn = prep(Z.numpy().astype(dtype), None, 0, 2)
+            Xo, Zo = X.numpy().astype(dtype), Z.numpy().astype(dtype)
+            Xt, xn = prep(Xo, None, None, 0, 2)
+            Zt, zn = prep(Zo, None, None, 0, 2)
             Zp = getattr(_C, f"pack_points_{sfx}")(Zt)
             Vd = V.astype(dtype)
             if t <= 4:
@@ -69,7 +70,8 @@ def test_nan_prefilled_output_fully_written(t):
             else:
                 Vp, Vt = getattr(_C, f"pack_values_{sfx}")(Vd), None
             out = np.full((n, t), np.nan, dtype=dtype)
-            getattr(_C, f"kernel_matmul_{sfx}")(Xt, xn, Zp, zn, m, 0, 10.0, Vp, Vt, t, out, 2)
+            getattr(_C, f"kernel_matmul_{sfx}")(Xt, xn, Zp, zn, m, 0, 10.0, Xo, Zo, None, 0,
+                                               1 / 16, Vp, Vt, t, out, 2)
             assert np.isfinite(out).all(), (n, m, d, t, dtype)
 
 

@@ -90,12 +90,13 @@ def test_nan_prefilled_output_fully_written(symmetric):
         Z = X if symmetric else Z
         for dtype, sfx in ((np.float32, "f32"), (np.float64, "f64")):
             prep = getattr(_C, f"prepare_{sfx}")
-            Xt, xn = prep(X.numpy().astype(dtype), None, 0, 2)
-            Zt, zn = (Xt, xn) if symmetric else prep(Z.numpy().astype(dtype), None, 0, 2)
+            Xo, Zo = X.numpy().astype(dtype), Z.numpy().astype(dtype)
+            Xt, xn = prep(Xo, None, None, 0, 2)
+            Zt, zn = (Xt, xn) if symmetric else prep(Zo, None, None, 0, 2)
             Zp = getattr(_C, f"pack_points_{sfx}")(Zt)
             out = np.full((X.shape[0], Z.shape[0]), np.nan, dtype=dtype)
-            getattr(_C, f"kernel_matrix_{sfx}")(Xt, xn, Zp, zn, Z.shape[0], 0, 10.0, symmetric,
-                                               out, 2)
+            getattr(_C, f"kernel_matrix_{sfx}")(Xt, xn, Zp, zn, Z.shape[0], 0, 10.0, Xo, Zo,
+                                               None, 0, 1 / 16, symmetric, out, 2)
             assert np.isfinite(out).all(), (n, m, d, dtype)
 
 

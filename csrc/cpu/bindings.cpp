@@ -42,13 +42,56 @@ int threads(int nthreads) {
   return nthreads;
 }
 
+// Ctrl-C (kernels.h): Python runs signal handlers only on the main thread, so only a kernel
+// called from there polls; the handler's exception (KeyboardInterrupt) is raised on return.
+thread_local bool polling = false;
+
+bool poll_python_signals() {
+  if (!polling) return false;
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Runs f with the GIL released; a Ctrl-C seen by the kernel raises the pending exception.
+template <class F>
+auto run(F f) {
+  const bool main = PyThread_get_thread_ident() == py::module_::import("threading")
+                                                       .attr("main_thread")()
+                                                       .attr("ident")
+                                                       .cast<unsigned long>();
+  bool interrupted = false;
+  decltype(f()) result{};
+  {
+    py::gil_scoped_release release;
+    polling = main;
+    try {
+      result = f();
+    } catch (const rfmfast::Interrupted&) {
+      interrupted = true;
+    }
+    polling = false;
+  }
+  if (interrupted) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw py::value_error("interrupted");
+  }
+  return result;
+}
+
 template <class T>
-py::tuple prepare(arr<T> X, py::object S, int s_mode, int nthreads) {
+py::tuple prepare(arr<T> X, py::object mu, py::object S, int s_mode, int nthreads) {
   nthreads = threads(nthreads);
   need(X.ndim() == 2, "prepare: X must be 2-D");
   const int64_t n = X.shape(0), d = X.shape(1);
   int64_t r = d;
   const T* Sp = ptr_or_null<T>(S);
+  arr<T> mua;
+  const T* mup = nullptr;
+  if (!mu.is_none()) {
+    mua = mu.cast<arr<T>>();
+    need(mua.ndim() == 1 && mua.shape(0) == d, "prepare: mu must be (d,)");
+    mup = mua.data();
+  }
   if (s_mode == 2) {
     auto Sa = S.cast<arr<T>>();
     need(Sa.ndim() == 2 && Sa.shape(1) == d, "prepare: S must be (r, d)");
@@ -60,7 +103,7 @@ py::tuple prepare(arr<T> X, py::object S, int s_mode, int nthreads) {
   const T* x = ptr(X);
   {
     py::gil_scoped_release release;
-    ops<T>().prepare(x, n, d, Sp, s_mode, r, xt, nr, nthreads);
+    ops<T>().prepare(x, n, d, mup, Sp, s_mode, r, xt, nr, nthreads);
   }
   return py::make_tuple(Xt, norms);
 }
@@ -89,12 +132,49 @@ arr<T> pack_values(arr<T> V) {
   return out;
 }
 
+// The distance rule's exact path (kernels.h): the original rows, M's factor and the ratio.
+template <class T>
+struct ExactArgs {
+  arr<T> X, Z;
+  py::object S;
+  rfmfast::Exact<T> ex;
+  ExactArgs(arr<T> X_, arr<T> Z_, py::object S_, int s_mode, double resolve, int64_t r)
+      : X(X_), Z(Z_), S(S_) {
+    need(X.ndim() == 2 && Z.ndim() == 2 && X.shape(1) == Z.shape(1), "exact: original rows");
+    const T* sp = nullptr;
+    const int64_t d = X.shape(1);
+    if (s_mode != 0) {
+      auto Sa = S.cast<arr<T>>();
+      need(s_mode == 1 ? (Sa.ndim() == 1 && Sa.shape(0) == d)
+                       : (Sa.ndim() == 2 && Sa.shape(1) == d && Sa.shape(0) == r),
+           "exact: S shape");
+      S = Sa;
+      sp = Sa.data();
+    }
+    ex = rfmfast::Exact<T>{X.data(), Z.data(), sp, s_mode, d, r, resolve};
+  }
+};
+
+template <class T>
+arr<T> pack_grad_values(arr<T> X, arr<T> alpha) {
+  need(X.ndim() == 2 && alpha.ndim() == 2 && alpha.shape(0) == X.shape(0),
+       "pack_grad_values: X (n, d), alpha (n, c)");
+  const int64_t n = X.shape(0), d = X.shape(1), c = alpha.shape(1);
+  arr<T> out({ops<T>().packed_size(n, c * d + c)});
+  T* o = mptr(out);
+  const T *x = ptr(X), *a = ptr(alpha);
+  py::gil_scoped_release release;
+  ops<T>().pack_grad_values(x, a, n, d, c, o);
+  return out;
+}
+
 template <class T>
 T* inplace(py::array& a, const char* what);
 
 template <class T>
 void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
-                   int fill, py::array out, int nthreads) {
+                   arr<T> X, arr<T> Z, py::object S, int s_mode, double resolve, int fill,
+                   py::array out, int nthreads) {
   nthreads = threads(nthreads);
   const int64_t n = Xt.shape(0), r = Xt.shape(1);
   T* o = inplace<T>(out, "kernel_matrix: out");
@@ -103,41 +183,57 @@ void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int ki
   const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
   need(fill >= rfmfast::FILL_FULL && fill <= rfmfast::FILL_LOWER, "kernel_matrix: fill");
   need(fill == rfmfast::FILL_FULL || n == m, "kernel_matrix: symmetric fills need Z = X");
-  py::gil_scoped_release release;
-  ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, fill, o, nthreads);
+  ExactArgs<T> e(X, Z, S, s_mode, resolve, r);
+  need(e.X.shape(0) == n && e.Z.shape(0) == m, "kernel_matrix: original rows");
+  run([&] {
+    ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, e.ex, fill, o, nthreads);
+    return 0;
+  });
 }
 
 template <class T>
 void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
-                   py::object Vp, py::object Vt, int64_t t, arr<T> out, int nthreads) {
+                   arr<T> X, arr<T> Z, py::object S, int s_mode, double resolve, py::object Vp,
+                   py::object Vt, int64_t t, arr<T> out, int nthreads) {
   nthreads = threads(nthreads);
   const int64_t n = Xt.shape(0), r = Xt.shape(1);
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == t, "kernel_matmul: out shape");
   need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matmul: norms");
+  ExactArgs<T> e(X, Z, S, s_mode, resolve, r);
+  need(e.X.shape(0) == n && e.Z.shape(0) == m, "kernel_matmul: original rows");
   const T *vp = ptr_or_null<T>(Vp), *vt = ptr_or_null<T>(Vt);
   need((vp == nullptr) != (vt == nullptr), "kernel_matmul: give exactly one of Vp, Vt");
   need(vt == nullptr || t <= 4, "kernel_matmul: Vt only for t <= 4");
   const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
   T* o = mptr(out);
-  py::gil_scoped_release release;
-  ops<T>().kernel_matmul(x, xnp, n, z, znp, m, r, kind, bw, vp, vt, t, o, nthreads);
+  run([&] {
+    ops<T>().kernel_matmul(x, xnp, n, z, znp, m, r, kind, bw, e.ex, vp, vt, t, o, nthreads);
+    return 0;
+  });
 }
 
 template <class T>
-void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, int64_t n, int64_t c,
-                  int kind, double bw, double scale, double eps, arr<T> Vp, arr<T> H,
-                  int nthreads) {
+void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, arr<T> Qo, arr<T> X,
+                  py::object S, int s_mode, arr<T> alpha, int kind, double bw, double scale,
+                  double eps, double resolve, arr<T> Vp, arr<T> H, int nthreads) {
   nthreads = threads(nthreads);
   const int64_t q = Qt.shape(0), r = Qt.shape(1), d = Q.shape(1);
+  const int64_t n = X.shape(0), c = alpha.shape(1);
   need(Q.shape(0) == q && qn.shape(0) == q && xn.shape(0) == n, "kernel_grads: shapes");
+  need(X.ndim() == 2 && X.shape(1) == d && alpha.ndim() == 2 && alpha.shape(0) == n,
+       "kernel_grads: X (n, d), alpha (n, c)");
+  ExactArgs<T> e(Qo, X, S, s_mode, resolve, r);
+  need(e.X.shape(0) == q, "kernel_grads: original queries");
   need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == d,
        "kernel_grads: H shape");
   const T *qt = ptr(Qt), *qnp = ptr(qn), *qq = ptr(Q), *xp = ptr(Xp), *xnp = ptr(xn),
-          *vp = ptr(Vp);
+          *vp = ptr(Vp), *a = ptr(alpha);
   T* h = mptr(H);
-  py::gil_scoped_release release;
-  ops<T>().kernel_grads(qt, qnp, qq, q, xp, xnp, n, r, d, c, kind, bw, scale, eps, vp, h,
-                        nthreads);
+  run([&] {
+    ops<T>().kernel_grads(qt, qnp, qq, q, xp, xnp, a, n, r, d, c, kind, bw, scale, eps, e.ex,
+                          vp, h, nthreads);
+    return 0;
+  });
 }
 
 template <class T>
@@ -150,8 +246,10 @@ void l1_grads(arr<T> Qt, arr<T> Xt, arr<T> Xp, arr<T> alpha, double bw, double s
        "l1_grads: H shape");
   const T *qt = ptr(Qt), *xt = ptr(Xt), *xp = ptr(Xp), *a = ptr(alpha);
   T* h = mptr(H);
-  py::gil_scoped_release release;
-  ops<T>().l1_grads(qt, q, xt, xp, n, r, a, c, bw, scale, h, nthreads);
+  run([&] {
+    ops<T>().l1_grads(qt, q, xt, xp, n, r, a, c, bw, scale, h, nthreads);
+    return 0;
+  });
 }
 
 // An array written in place: it must already be a C-contiguous, writeable array of T (a
@@ -185,8 +283,7 @@ int64_t cholesky(py::array A, int nthreads) {
   T* a = inplace<T>(A, "cholesky: A");
   need(A.ndim() == 2 && A.shape(0) == A.shape(1), "cholesky: A must be square");
   const int64_t n = A.shape(0);
-  py::gil_scoped_release release;
-  return ops<T>().cholesky(a, n, n, nthreads);
+  return run([&] { return ops<T>().cholesky(a, n, n, nthreads); });
 }
 
 template <class T>
@@ -195,6 +292,7 @@ void bind_dtype(py::module_& m, const char* suffix) {
   m.def(name("prepare").c_str(), &prepare<T>);
   m.def(name("pack_points").c_str(), &pack_points<T>);
   m.def(name("pack_values").c_str(), &pack_values<T>);
+  m.def(name("pack_grad_values").c_str(), &pack_grad_values<T>);
   m.def(name("kernel_matrix").c_str(), &kernel_matrix<T>);
   m.def(name("kernel_matmul").c_str(), &kernel_matmul<T>);
   m.def(name("kernel_grads").c_str(), &kernel_grads<T>);
@@ -207,6 +305,7 @@ void bind_dtype(py::module_& m, const char* suffix) {
 
 PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
   m.doc() = "rfmfast C++ CPU kernels (OpenMP; generic/AVX2/AVX-512 chosen at run time)";
+  rfmfast::poll_interrupt = &poll_python_signals;
   bind_dtype<float>(m, "_f32");
   bind_dtype<double>(m, "_f64");
   m.def("isa", [] { return std::string(rfmfast::isa()); });

@@ -202,8 +202,11 @@ int64_t cholesky(T* A, int64_t n, int64_t lda, int nthreads) {
   if (int64_t f = cholesky(A, n1, lda, nthreads)) return f;
   T* A21 = A + n1 * lda;
   T* A22 = A21 + n1;
+  check_interrupt();
   trsm_rec(A21, n2, n1, lda, A, lda, nthreads);
+  check_interrupt();
   gemm_nt(n2, n2, n1, A21, lda, A21, lda, A22, lda, true, nthreads);
+  check_interrupt();
   if (int64_t f = cholesky(A22, n2, lda, nthreads)) return f + n1;
   return 0;
 }

@@ -8,6 +8,8 @@
 
 namespace rfmfast {
 
+bool (*poll_interrupt)() = nullptr;
+
 namespace {
 
 bool supports(const std::string& name) {

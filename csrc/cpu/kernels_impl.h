@@ -5,6 +5,9 @@
 // value matrix. Nothing of size n x m (or q x n x d) is ever stored, except by kernel_matrix
 // whose output it is.
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <type_traits>
 #include <utility>
 #include <cmath>
 #include <cstring>
@@ -104,6 +107,34 @@ inline vec<double> vsqrt(vec<double> x) {
 #endif
 }
 
+// true when a[l] <= b[l] in any lane (one compare and a mask test)
+inline bool any_le(vec<float> a, vec<float> b) {
+#if defined(__AVX512F__)
+  return _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_LE_OQ) != 0;
+#elif defined(__AVX2__)
+  return _mm256_movemask_ps(_mm256_cmp_ps((__m256)a, (__m256)b, _CMP_LE_OQ)) != 0;
+#elif defined(__SSE2__)
+  return _mm_movemask_ps(_mm_cmple_ps((__m128)a, (__m128)b)) != 0;
+#else
+  for (int l = 0; l < VT<float>::W; ++l)
+    if (a[l] <= b[l]) return true;
+  return false;
+#endif
+}
+inline bool any_le(vec<double> a, vec<double> b) {
+#if defined(__AVX512F__)
+  return _mm512_cmp_pd_mask((__m512d)a, (__m512d)b, _CMP_LE_OQ) != 0;
+#elif defined(__AVX2__)
+  return _mm256_movemask_pd(_mm256_cmp_pd((__m256d)a, (__m256d)b, _CMP_LE_OQ)) != 0;
+#elif defined(__SSE2__)
+  return _mm_movemask_pd(_mm_cmple_pd((__m128d)a, (__m128d)b)) != 0;
+#else
+  for (int l = 0; l < VT<double>::W; ++l)
+    if (a[l] <= b[l]) return true;
+  return false;
+#endif
+}
+
 // exp(x) for x <= ~0 (kernel exponents): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a
 // Taylor polynomial (degree 7 for float, 12 for double: error below half an ulp of the
 // polynomial's range), and 2^n from the exponent bits. Inputs below the smallest normal result
@@ -195,6 +226,31 @@ void pack_values(const T* V, int64_t n, int64_t w, T* out) {
     }
 }
 
+// [alpha_1 X | ... | alpha_c X | alpha] (n x w, w = c d + c) -> pack_values' layout, built
+// panel by panel from X (n x d) and alpha (n x c): the unpacked matrix never exists.
+template <class T>
+void pack_grad_values(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out) {
+  constexpr int NR = VT<T>::NR;
+  const int64_t w = c * d + c, panels = (w + NR - 1) / NR;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T* x = X + i * d;
+    const T* a = alpha + i * c;
+    for (int64_t p = 0; p < panels; ++p) {
+      T* dst = out + (p * n + i) * NR;
+      for (int j = 0; j < NR; ++j) {
+        const int64_t col = p * NR + j;
+        T v = T(0);
+        if (col < c * d)
+          v = a[col / d] * x[col % d];
+        else if (col < w)
+          v = a[col - c * d];
+        dst[j] = v;
+      }
+    }
+  }
+}
+
 // ---- the register-tile GEMM ----------------------------------------------------------------------
 // C[i][0:NR] (+)= sum_k A[i*lda + k] * Bp[k*NR + 0:NR]     for i < MR
 // (L1: sum_k |A[i*lda+k] - Bp[k*NR+j]| instead of the product)
@@ -258,24 +314,75 @@ inline void distance_tile(const T* A, int64_t mbp, int64_t r, const T* Zp, int64
   }
 }
 
+// ||S (x - z)||^2 of original rows x, z (d), in wider arithmetic; 0 for identical rows.
+template <class T>
+inline T exact_d2(const T* x, const T* z, const Exact<T>& ex) {
+  typedef typename std::conditional<sizeof(T) == 4, double, long double>::type Wide;
+  const int64_t d = ex.d;
+  if (std::memcmp(x, z, sizeof(T) * d) == 0) return T(0);
+  Wide s = 0;
+  if (ex.s_mode == 2) {
+    const int64_t r = ex.r;
+    for (int64_t l = 0; l < r; ++l) {
+      const T* Sl = ex.S + l * d;
+      Wide a = 0;
+      for (int64_t k = 0; k < d; ++k) a += Wide(Sl[k]) * (Wide(x[k]) - Wide(z[k]));
+      s += a * a;
+    }
+  } else {
+    for (int64_t k = 0; k < d; ++k) {
+      Wide dk = Wide(x[k]) - Wide(z[k]);
+      if (ex.s_mode == 1) dk *= Wide(ex.S[k]);
+      s += dk * dk;
+    }
+  }
+  return T(s);
+}
+
+// What the epilogue needs for the distance rule: the row's original point, the first column
+// of the tile and its width; in gradient mode, where resolved pairs go.
+template <class T>
+struct RowCtx {
+  const Exact<T>* ex;
+  const T* x;      // the query's original row (d)
+  int64_t j0, nb;
+  std::vector<std::pair<int64_t, T>>* resolved;  // gradient mode: (column, weight) of such pairs
+};
+
 // The epilogue on one tile row: raw distance stage -> kernel value (weight = false) or the
-// gradient weight (weight = true: K / D masked for laplace, K for gaussian).
+// gradient weight (weight = true: K / D for laplace, K for gaussian; 0 for coincident pairs).
+// With ctx.resolved set, pairs resolved by differences are listed there and zeroed in the row.
 template <class T>
 inline void epilogue_row(T* row, int64_t nbp, T xn_i, const T* zn, int kind, T bw, bool weight,
-                         T eps) {
+                         T eps, const RowCtx<T>& ctx) {
   constexpr int W = VT<T>::W;
   const T inv = T(1) / bw, ginv = T(-0.5) / (bw * bw);
-  const vec<T> xn = bcast<T>(xn_i), zero{};
+  const T res = ctx.ex == nullptr ? T(0) : T(ctx.ex->resolve);
+  const vec<T> xn = bcast<T>(xn_i), zero{}, ratio = bcast<T>(res);
   for (int64_t j = 0; j < nbp; j += W) {
     vec<T> t = load(row + j);
     vec<T> out;
     if (kind == L1_LAPLACE) {
       out = vexp<T>(t * -inv);
     } else {
-      vec<T> d2 = (xn + load(zn + j)) - T(2) * t;
+      const vec<T> s = xn + load(zn + j);
+      vec<T> d2 = s - T(2) * t;
       d2 = d2 > zero ? d2 : zero;
+      bool fixed = false;
+      vec<T> fix_mask{};
+      if (ctx.ex != nullptr && any_le(d2, ratio * s)) {  // rare: near pairs, self-pairs
+        const Exact<T>& ex = *ctx.ex;
+        for (int l = 0; l < W; ++l) {
+          if (j + l < ctx.nb && d2[l] <= res * s[l]) {
+            d2[l] = exact_d2(ctx.x, ex.Z + (ctx.j0 + j + l) * ex.d, ex);
+            fix_mask[l] = T(1);
+            fixed = true;
+          }
+        }
+      }
       if (kind == GAUSSIAN) {
         out = vexp<T>(d2 * ginv);
+        if (weight) out = d2 > zero ? out : zero;  // coincident: no gradient term
       } else {
         vec<T> dist = vsqrt(d2);
         vec<T> k = vexp<T>(dist * -inv);
@@ -285,6 +392,13 @@ inline void epilogue_row(T* row, int64_t nbp, T xn_i, const T* zn, int kind, T b
         } else {
           out = k;
         }
+      }
+      if (fixed && ctx.resolved != nullptr) {
+        for (int l = 0; l < W; ++l)
+          if (fix_mask[l] != T(0)) {
+            if (out[l] != T(0)) ctx.resolved->emplace_back(ctx.j0 + j + l, out[l]);
+            out[l] = T(0);
+          }
       }
     }
     store(row + j, out);
@@ -305,8 +419,8 @@ inline int64_t round_up(int64_t x, int64_t m) {
 
 // ---- ops -----------------------------------------------------------------------------------------
 template <class T>
-void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r, T* Xt, T* norms,
-             int nthreads) {
+void prepare(const T* X, int64_t n, int64_t d, const T* mu, const T* S, int s_mode, int64_t r,
+             T* Xt, T* norms, int nthreads) {
   constexpr int W = VT<T>::W;
   const int64_t rp = round_up<T>(r, W);
   std::vector<T> St;  // S^T (d x rp), zero padded: lanes over the output coordinate
@@ -317,10 +431,14 @@ void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r
   }
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> row(rp);
+    std::vector<T> row(rp), xc(d);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       const T* x = X + i * d;
+      if (mu != nullptr) {
+        for (int64_t k = 0; k < d; ++k) xc[k] = x[k] - mu[k];
+        x = xc.data();
+      }
       if (s_mode == 2) {
         for (int64_t l = 0; l < rp; l += W) {
           vec<T> acc{};
@@ -331,13 +449,13 @@ void prepare(const T* X, int64_t n, int64_t d, const T* S, int s_mode, int64_t r
         for (int64_t k = 0; k < r; ++k) row[k] = s_mode == 1 ? x[k] * S[k] : x[k];
       }
       std::memcpy(Xt + i * r, row.data(), sizeof(T) * r);
-      // the norm exactly as ukernel forms a dot product: lane-wise fused chain over k
-      vec<T> acc{};
-      for (int64_t k = 0; k < r; ++k) {
-        vec<T> a = bcast<T>(row[k]);
-        acc = vfma(a, a, acc);
-      }
-      norms[i] = acc[0];
+      // the squared norm in wider arithmetic, rounded once: it is the largest term of
+      // |x|^2 + |z|^2 - 2 x.z, so its rounding dominates the distance error otherwise.
+      // (Self-pairs come out exactly 0 by the distance rule's differences, not by this sum.)
+      typedef typename std::conditional<sizeof(T) == 4, double, long double>::type Wide;
+      Wide acc = 0;
+      for (int64_t k = 0; k < r; ++k) acc += Wide(row[k]) * Wide(row[k]);
+      norms[i] = T(acc);
     }
   }
 }
@@ -353,12 +471,22 @@ void for_each_tile(const T* P, int64_t np, int64_t r, const T* Zp, const T* zn, 
                    int nthreads, Make make, Cols cols, Begin begin, Tile tile_step, End end) {
   typedef Blocks<T> B;
   const int64_t nblocks = (np + B::MB - 1) / B::MB;
+  std::atomic<bool> stop{false};
+  auto last_poll = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> A(B::MB * std::max<int64_t>(r, 1)), tile(B::MB * B::LD), znb(B::NB, T(0));
     auto state = make();
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ib = 0; ib < nblocks; ++ib) {
+      if (stop.load(std::memory_order_relaxed)) continue;
+      if (omp_get_thread_num() == 0 && poll_interrupt != nullptr) {  // the calling thread
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_poll > std::chrono::milliseconds(20)) {
+          last_poll = now;
+          if (poll_interrupt()) stop.store(true);
+        }
+      }
       const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, np - i0);
       const int64_t mbp = round_up<T>(mb, MR);
       load_rows(P, i0, mb, r, A.data());
@@ -373,13 +501,26 @@ void for_each_tile(const T* P, int64_t np, int64_t r, const T* Zp, const T* zn, 
       end(state, i0, mb);
     }
   }
+  if (stop.load()) throw Interrupted{};
 }
 
 struct NoState {};
 
+// For the calling thread outside parallel regions (the Cholesky's recursion): poll for Ctrl-C
+// at most every 20 ms and throw Interrupted when it was pressed.
+inline void check_interrupt() {
+  if (poll_interrupt == nullptr) return;
+  thread_local auto last = std::chrono::steady_clock::now();
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last < std::chrono::milliseconds(20)) return;
+  last = now;
+  if (poll_interrupt()) throw Interrupted{};
+}
+
 template <class T>
 void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
-                   int64_t r, int kind, double bandwidth, int fill, T* out, int nthreads) {
+                   int64_t r, int kind, double bandwidth, const Exact<T>& ex, int fill, T* out,
+                   int nthreads) {
   typedef Blocks<T> B;
   // Z is X: the full product is already exactly symmetric (a dot product and a sum of norms
   // round the same both ways). Computing one triangle and transposing it saves arithmetic but
@@ -397,7 +538,8 @@ void kernel_matrix(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
     const int64_t skip = std::max<int64_t>((symmetric ? i0 : 0) - j0, 0);
     for (int64_t i = 0; i < mb; ++i) {
       T* row = tile + i * ld;
-      epilogue_row<T>(row, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0));
+      const RowCtx<T> ctx{&ex, ex.X + (i0 + i) * ex.d, j0, nb, nullptr};
+      epilogue_row<T>(row, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0), ctx);
       std::memcpy(out + (i0 + i) * m + j0 + skip, row + skip, sizeof(T) * (nb - skip));
     }
   };
@@ -436,8 +578,8 @@ inline void value_tile(const T* tile, int64_t mbp, int64_t nb, const T* Vp, int6
 
 template <class T>
 void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn, int64_t m,
-                   int64_t r, int kind, double bandwidth, const T* Vp, const T* Vt, int64_t t,
-                   T* out, int nthreads) {
+                   int64_t r, int kind, double bandwidth, const Exact<T>& ex, const T* Vp,
+                   const T* Vt, int64_t t, T* out, int nthreads) {
   typedef Blocks<T> B;
   constexpr int W = VT<T>::W;
   const bool small = Vp == nullptr;
@@ -447,8 +589,10 @@ void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
   auto begin = [](std::vector<T>& C, int64_t, int64_t) { std::fill(C.begin(), C.end(), T(0)); };
   auto step = [=](std::vector<T>& C, int64_t i0, int64_t mb, int64_t mbp, int64_t j0, int64_t nb,
                   int64_t nbp, T* tile, int64_t ld, const T* znb) {
-    for (int64_t i = 0; i < mb; ++i)
-      epilogue_row<T>(tile + i * ld, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0));
+    for (int64_t i = 0; i < mb; ++i) {
+      const RowCtx<T> ctx{&ex, ex.X + (i0 + i) * ex.d, j0, nb, nullptr};
+      epilogue_row<T>(tile + i * ld, nbp, xn[i0 + i], znb, kind, T(bandwidth), false, T(0), ctx);
+    }
     if (small) {  // t <= 4: vectorized row dot products
       for (int64_t i = 0; i < mb; ++i) {
         const T* row = tile + i * ld;
@@ -475,30 +619,55 @@ void kernel_matmul(const T* Xt, const T* xn, int64_t n, const T* Zp, const T* zn
 }
 
 template <class T>
+struct GradState {
+  std::vector<T> C;  // the block's rows of A V
+  std::vector<T> D;  // the block's direct terms sum_j w alpha_jc (q - x_j) of resolved pairs
+  std::vector<std::pair<int64_t, T>> resolved;
+};
+
+template <class T>
 void kernel_grads(const T* Qt, const T* qn, const T* Q, int64_t q, const T* Xp, const T* xn,
-                  int64_t n, int64_t r, int64_t d, int64_t c, int kind, double bandwidth,
-                  double scale, double eps, const T* Vp, T* H, int nthreads) {
+                  const T* alpha, int64_t n, int64_t r, int64_t d, int64_t c, int kind,
+                  double bandwidth, double scale, double eps, const Exact<T>& ex, const T* Vp,
+                  T* H, int nthreads) {
   typedef Blocks<T> B;
   const int64_t w = c * d + c, wp = round_up<T>(w, B::NR);
   const T s = T(scale);
-  auto make = [&] { return std::vector<T>(B::MB * wp); };  // C: the block's rows of A V
+  auto make = [&] { return GradState<T>{std::vector<T>(B::MB * wp), std::vector<T>(B::MB * c * d), {}}; };
   auto cols = [&](int64_t, int64_t) { return std::pair<int64_t, int64_t>(0, n); };
-  auto begin = [](std::vector<T>& C, int64_t, int64_t) { std::fill(C.begin(), C.end(), T(0)); };
-  auto step = [=](std::vector<T>& C, int64_t i0, int64_t mb, int64_t mbp, int64_t j0, int64_t nb,
-                  int64_t nbp, T* tile, int64_t ld, const T* znb) {
-    for (int64_t i = 0; i < mb; ++i)
-      epilogue_row<T>(tile + i * ld, nbp, qn[i0 + i], znb, kind, T(bandwidth), true, T(eps));
-    // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
-    value_tile(tile, mbp, nb, Vp, n, j0, wp, C.data());
+  auto begin = [](GradState<T>& st, int64_t, int64_t) {
+    std::fill(st.C.begin(), st.C.end(), T(0));
+    std::fill(st.D.begin(), st.D.end(), T(0));
   };
-  auto end = [=](std::vector<T>& C, int64_t i0, int64_t mb) {
+  auto step = [=](GradState<T>& st, int64_t i0, int64_t mb, int64_t mbp, int64_t j0, int64_t nb,
+                  int64_t nbp, T* tile, int64_t ld, const T* znb) {
     for (int64_t i = 0; i < mb; ++i) {
-      const T* ci = C.data() + i * wp;
+      st.resolved.clear();
+      const T* qi = ex.X + (i0 + i) * d;  // original rows: exact differences
+      const RowCtx<T> ctx{&ex, qi, j0, nb, &st.resolved};
+      epilogue_row<T>(tile + i * ld, nbp, qn[i0 + i], znb, kind, T(bandwidth), true, T(eps), ctx);
+      T* di = st.D.data() + i * c * d;
+      for (const auto& [j, wt] : st.resolved) {
+        const T* xj = ex.Z + j * d;
+        for (int64_t cc = 0; cc < c; ++cc) {
+          const T f = wt * alpha[j * c + cc];
+          for (int64_t k = 0; k < d; ++k) di[cc * d + k] += f * (qi[k] - xj[k]);
+        }
+      }
+    }
+    // rows mb..mbp of the tile hold the padded (zero) queries' weights: harmless, unused
+    value_tile(tile, mbp, nb, Vp, n, j0, wp, st.C.data());
+  };
+  auto end = [=](GradState<T>& st, int64_t i0, int64_t mb) {
+    for (int64_t i = 0; i < mb; ++i) {
+      const T* ci = st.C.data() + i * wp;
+      const T* di = st.D.data() + i * c * d;
       const T* qi = Q + (i0 + i) * d;
       T* hi = H + (i0 + i) * c * d;
       for (int64_t cc = 0; cc < c; ++cc) {
         const T a = ci[c * d + cc];  // (A alpha_c)_i
-        for (int64_t k = 0; k < d; ++k) hi[cc * d + k] = s * (a * qi[k] - ci[cc * d + k]);
+        for (int64_t k = 0; k < d; ++k)
+          hi[cc * d + k] = s * ((a * qi[k] - ci[cc * d + k]) + di[cc * d + k]);
       }
     }
   };
@@ -522,7 +691,8 @@ void l1_grads(const T* Qt, int64_t q, const T* Xt, const T* Xp, int64_t n, int64
     T* const sg = sgv.data();
     for (int64_t i = 0; i < mb; ++i) {
       T* row = tile + i * ld;
-      epilogue_row<T>(row, nbp, T(0), zero, L1_LAPLACE, T(bandwidth), false, T(0));
+      epilogue_row<T>(row, nbp, T(0), zero, L1_LAPLACE, T(bandwidth), false, T(0),
+                      RowCtx<T>{nullptr, nullptr, 0, 0, nullptr});
       const T* u = Qt + (i0 + i) * r_;
       T* hi = H + (i0 + i) * c_ * r_;
       for (int64_t j = 0; j < nb; ++j) {
@@ -561,6 +731,7 @@ Ops<T> make_ops() {
   o.packed_size = &packed_size<T>;
   o.pack_points = &pack_points<T>;
   o.pack_values = &pack_values<T>;
+  o.pack_grad_values = &pack_grad_values<T>;
   o.kernel_matrix = &kernel_matrix<T>;
   o.kernel_matmul = &kernel_matmul<T>;
   o.kernel_grads = &kernel_grads<T>;

@@ -1,8 +1,14 @@
 """What every public op does before the work: validate, convert, choose the backend."""
 from __future__ import annotations
 
+import torch
+
 from .. import _validate as V
 from ..backends import choose, impl
+from ..kernels import center_of, check_bandwidth_scale
+
+#: names of the point sets among an op's arrays (the others are values: V, alpha)
+POINTS = ("X", "Z", "Q")
 
 
 def prepare(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict):
@@ -28,4 +34,36 @@ def prepare(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict
         if t is not None:
             V.check_finite(t, k)
     M = V.check_M(M, first.shape[1], first)
+    check_bandwidth_scale(kernel, float(bandwidth), first.dtype)
+    check_range(tensors, M)
     return tensors, M, from_numpy, impl(op, name)
+
+
+def check_range(tensors: dict, M) -> None:
+    """Refuse points whose squared distances overflow their dtype even after the distance
+    rule's centering (rfmfast.kernels): |x - mu|^2 ||M|| d must stay below finfo.max / 8.
+    One max-abs pass over each point set; the centered pass only for suspiciously large data."""
+    pts = {k: t for k, t in tensors.items() if k in POINTS and t is not None}
+    first = next(iter(pts.values()))
+    fi = torch.finfo(first.dtype)
+    d = first.shape[1]
+    mscale = 1.0 if M is None else float(M.abs().max()) * (1 if M.ndim == 1 else d)
+    big = fi.max / 8
+
+    def too_big(amax: float) -> bool:
+        return amax * amax * d * max(mscale, 1e-300) > big or amax != amax
+
+    amax = {k: float(t.abs().max()) for k, t in pts.items()}
+    if not any(too_big(a) for a in amax.values()):
+        return
+    centers = pts.get("Z", pts.get("X"))
+    mu = center_of(centers)
+    for k, t in pts.items():
+        spread = float((t - mu).abs().max())
+        if too_big(spread):
+            name = str(first.dtype).replace("torch.", "")
+            raise ValueError(
+                f"{k} has values up to {amax[k]:.3g} (spread {spread:.3g} about the centers' "
+                f"mean): its squared distances overflow {name}. Rescale the data (e.g. divide "
+                "by its standard deviation, and the bandwidth alike)"
+                + (" or use float64" if first.dtype == torch.float32 else ""))

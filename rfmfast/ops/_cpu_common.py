@@ -10,13 +10,15 @@ import numpy as np
 import torch
 
 from .. import _C
-from ..kernels import EPS, apply_M, grad_scale, mahalanobis_factor
+from ..kernels import EPS, RESOLVE, apply_M, center_of, grad_scale, mahalanobis_factor
 
 KIND = {"laplace": 0, "gaussian": 1, "l1_laplace": 2}
 #: below this many value columns kernel_matmul uses row dot products instead of a GEMM
 SMALL_T = 4
 #: bytes of gradients held at once by the AGOP (one chunk of queries)
 AGOP_CHUNK_BYTES = 64 << 20
+#: bytes of the AGOP's packed value matrix (n (c d + c)); more outputs are taken in groups
+AGOP_VALUE_BYTES = 256 << 20
 
 
 def fn(name: str, dtype: torch.dtype):
@@ -39,16 +41,33 @@ def factor(M, kernel, dtype):
     return np_(S), 1 if S.ndim == 1 else 2
 
 
-def prepare(X: torch.Tensor, S, s_mode):
-    """Map points by S and take their norms in the kernel's arithmetic: (Xt, norms) numpy."""
-    return fn("prepare", X.dtype)(np_(X), S, s_mode, threads())
+def prepare(X: torch.Tensor, mu: np.ndarray | None, S, s_mode):
+    """Translate points by -mu, map them by S and take their norms in the kernel's arithmetic:
+    (Xt, norms) numpy. Refuses points whose squared norms overflow the dtype."""
+    Xt, norms = fn("prepare", X.dtype)(np_(X), mu, S, s_mode, threads())
+    check_norms(norms, X.dtype)
+    return Xt, norms
 
 
-def value_matrix(X: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """[alpha_1 * X | ... | alpha_c * X | alpha]: (n, c d + c), the value matrix of MATH.md."""
-    n, d = X.shape
-    c = alpha.shape[1]
-    return torch.cat([(alpha[:, :, None] * X[:, None, :]).reshape(n, c * d), alpha], dim=1)
+def check_norms(norms: np.ndarray, dtype: torch.dtype) -> None:
+    """Squared norms (after centering and mapping) beyond finfo.max / 8 overflow the distance
+    GEMM's |x|^2 + |z|^2: refuse them with what to do, instead of returning garbage."""
+    big = torch.finfo(dtype).max / 8
+    top = float(norms.max()) if norms.size else 0.0
+    if not top <= big:
+        name = "float32" if dtype == torch.float32 else "float64"
+        raise ValueError(f"the points' squared distances overflow {name} (a centered, "
+                         f"M-mapped point has squared norm {top:.3g} > {big:.3g}): rescale the "
+                         "data (e.g. divide by its standard deviation and scale the bandwidth "
+                         "alike)" + (" or use float64" if dtype == torch.float32 else ""))
+
+
+def center(X: torch.Tensor, kernel: str, S) -> np.ndarray | None:
+    """The distance rule's translation; none for l1_laplace without M, whose distances are
+    differences of the original coordinates already (a translation would only add rounding)."""
+    if kernel == "l1_laplace" and S is None:
+        return None
+    return center_of(X).numpy()
 
 
 class GradContext:
@@ -60,28 +79,34 @@ class GradContext:
         self.kernel, self.bandwidth, self.dtype = kernel, float(bandwidth), X.dtype
         self.scale = grad_scale(kernel, bandwidth)
         self.S, self.s_mode = factor(M, kernel, X.dtype)
-        self.Xt, self.xn = prepare(X, self.S, self.s_mode)
+        self.mu = center(X, kernel, self.S)
+        self.Xt, self.xn = prepare(X, self.mu, self.S, self.s_mode)
         self.Xp = fn("pack_points", X.dtype)(self.Xt)
         self.n, self.c = alpha.shape
+        self.alpha = np_(alpha)
         if kernel == "l1_laplace":
-            self.alpha = np_(alpha)
             self.post = None if self.S is None else torch.from_numpy(self.S)
         else:
-            self.Vp = fn("pack_values", X.dtype)(np_(value_matrix(X, alpha)))
+            # centered centers (the gradient is translation invariant): no cancellation of the
+            # data's offset in (A alpha) q - A (alpha x); the original rows for exact pairs
+            self.X = np_(X)
+            self.Vp = fn("pack_grad_values", X.dtype)(self.X - self.mu, self.alpha)
             self.post = M
 
     def raw(self, Q: torch.Tensor) -> torch.Tensor:
         """H (q, c, r) with grad f = H @ post (post = M, or S for l1_laplace; None = I)."""
-        Qt, qn = prepare(Q, self.S, self.s_mode)
+        Qt, qn = prepare(Q, self.mu, self.S, self.s_mode)
         if self.kernel == "l1_laplace":
             H = np.empty((Q.shape[0], self.c, Qt.shape[1]), dtype=Qt.dtype)
             fn("l1_grads", self.dtype)(Qt, self.Xt, self.Xp, self.alpha, self.bandwidth,
                                        self.scale, H, threads())
         else:
             H = np.empty((Q.shape[0], self.c, Q.shape[1]), dtype=Qt.dtype)
-            fn("kernel_grads", self.dtype)(Qt, qn, np_(Q), self.Xp, self.xn, self.n, self.c,
-                                           KIND[self.kernel], self.bandwidth, self.scale, EPS,
-                                           self.Vp, H, threads())
+            Qo = np_(Q)
+            fn("kernel_grads", self.dtype)(Qt, qn, Qo - self.mu, self.Xp, self.xn, Qo, self.X,
+                                           self.S, self.s_mode, self.alpha, KIND[self.kernel],
+                                           self.bandwidth, self.scale, EPS, RESOLVE, self.Vp, H,
+                                           threads())
         return torch.from_numpy(H)
 
 
@@ -90,11 +115,15 @@ def _opt(M):
 
 
 def _map_pair(X, Z, M, kernel, same: bool):
-    """Both point sets mapped by the factor of M, with their norms; Z packed for the kernels."""
+    """Both point sets centered and mapped by the factor of M, with their norms; Z packed for
+    the kernels; and the distance rule's exact-path arguments (original rows, S, s_mode)."""
     S, s_mode = factor(_opt(M), kernel, X.dtype)
-    Xt, xn = prepare(X, S, s_mode)
-    Zt, zn = (Xt, xn) if same else prepare(Z, S, s_mode)
-    return Xt, xn, fn("pack_points", X.dtype)(Zt), zn
+    mu = center(Z, kernel, S)
+    Xt, xn = prepare(X, mu, S, s_mode)
+    Zt, zn = (Xt, xn) if same else prepare(Z, mu, S, s_mode)
+    Xo = np_(X)
+    exact = (Xo, Xo if same else np_(Z), S, s_mode, RESOLVE)
+    return Xt, xn, fn("pack_points", X.dtype)(Zt), zn, exact
 
 
 FILL = {"full": 0, "symmetric": 1, "lower": 2}
@@ -107,13 +136,38 @@ def kernel_matrix_into(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth:
     fill: "full"; "symmetric" (Z is X: one triangle computed, mirrored); "lower" (Z is X: the
     lower triangle written, the strictly upper one only near the diagonal: for the Cholesky
     solve, which reads nothing else)."""
-    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, fill != "full")
-    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, FILL[fill],
-                                 out, threads())
+    Xt, xn, Zp, zn, exact = _map_pair(X, Z, M, kernel, fill != "full")
+    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, *exact,
+                                 FILL[fill], out, threads())
 
 
 # ---- custom ops --------------------------------------------------------------------------------
-@torch.library.custom_op("rfmfast::kernel_matrix_cpu", mutates_args=(), device_types="cpu")
+class CpuOp:
+    """A function registered as the custom op rfmfast::<name> (so torch.compile and fake tensors
+    see its shapes through register_fake) that eager calls run directly: the custom-op
+    dispatcher's first call imports torch's compiler modules (1-4 s, and a Ctrl-C during that
+    import leaves the process broken), a plain Python call imports nothing."""
+
+    def __init__(self, name: str, impl):
+        self.impl = impl
+        self.op = torch.library.custom_op(f"rfmfast::{name}", mutates_args=(),
+                                          device_types="cpu")(impl)
+        self.__doc__ = impl.__doc__
+
+    def register_fake(self, fake):
+        return self.op.register_fake(fake)
+
+    def __call__(self, *args):
+        traced = torch.compiler.is_compiling() or any(
+            isinstance(a, torch.Tensor) and type(a) is not torch.Tensor for a in args)
+        return (self.op if traced else self.impl)(*args)
+
+
+def cpu_op(name: str):
+    return lambda impl: CpuOp(name, impl)
+
+
+@cpu_op("kernel_matrix_cpu")
 def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
                      M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
     out = np.empty((X.shape[0], Z.shape[0]), dtype=np.float64 if X.dtype == torch.float64
@@ -127,18 +181,18 @@ def _(X, Z, kernel, bandwidth, M, symmetric):
     return X.new_empty(X.shape[0], Z.shape[0])
 
 
-@torch.library.custom_op("rfmfast::kernel_matmul_cpu", mutates_args=(), device_types="cpu")
+@cpu_op("kernel_matmul_cpu")
 def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: str,
                      bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
-    Xt, xn, Zp, zn = _map_pair(X, Z, M, kernel, False)
+    Xt, xn, Zp, zn, exact = _map_pair(X, Z, M, kernel, False)
     t = V.shape[1]
     if t <= SMALL_T:
         Vp, Vt = None, np_(V.T)
     else:
         Vp, Vt = fn("pack_values", X.dtype)(np_(V)), None
     out = np.empty((X.shape[0], t), dtype=Xt.dtype)
-    fn("kernel_matmul", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, Vp, Vt, t,
-                                 out, threads())
+    fn("kernel_matmul", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], KIND[kernel], bandwidth, *exact,
+                                 Vp, Vt, t, out, threads())
     return torch.from_numpy(out)
 
 
@@ -147,7 +201,7 @@ def _(X, Z, V, kernel, bandwidth, M):
     return X.new_empty(X.shape[0], V.shape[1])
 
 
-@torch.library.custom_op("rfmfast::kernel_grads_cpu", mutates_args=(), device_types="cpu")
+@cpu_op("kernel_grads_cpu")
 def kernel_grads_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
                     bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
     ctx = GradContext(X, alpha, kernel, bandwidth, _opt(M))
@@ -168,14 +222,33 @@ def _sandwich(A: torch.Tensor, P: torch.Tensor | None) -> torch.Tensor:
     return P.T @ A @ P
 
 
-@torch.library.custom_op("rfmfast::agop_cpu", mutates_args=(), device_types="cpu")
+@cpu_op("agop_cpu")
 def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
             bandwidth: float, M: torch.Tensor | None, diag: bool, centering: bool,
             accumulate: str) -> torch.Tensor:
-    ctx = GradContext(X, alpha, kernel, bandwidth, _opt(M))
     acc = torch.float64 if accumulate == "float64" else Q.dtype
     q, c = Q.shape[0], alpha.shape[1]
-    post = ctx.post.to(acc) if ctx.post is not None else None
+    n, d = X.shape
+    # outputs in groups: the packed value matrix of a group, n (g d + g) entries, stays under
+    # AGOP_VALUE_BYTES (the AGOP is a sum over outputs, so groups add up exactly)
+    group = max(1, min(c, AGOP_VALUE_BYTES // max(1, Q.element_size() * n * (d + 1))))
+    HtH = None
+    for c0 in range(0, c, group):
+        ctx = GradContext(X, alpha[:, c0:c0 + group].contiguous(), kernel, bandwidth, _opt(M))
+        part = _agop_sums(ctx, Q, acc, centering)
+        HtH = part if HtH is None else HtH.add_(part)
+        post = ctx.post.to(acc) if ctx.post is not None else None
+        del ctx
+    A = _sandwich(HtH, post) / q
+    if diag:
+        A = torch.diagonal(A).contiguous()
+    return A.to(Q.dtype)
+
+
+def _agop_sums(ctx: GradContext, Q: torch.Tensor, acc, centering: bool) -> torch.Tensor:
+    """sum_x sum_c h_c h_c^T over the queries (h: raw gradients, before post), in chunks of
+    queries; centered per output if asked."""
+    q, c = Q.shape[0], ctx.c
     chunk = max(64, AGOP_CHUNK_BYTES // (Q.element_size() * c * Q.shape[1]))
     HtH = Hsum = None
     for i in range(0, q, chunk):
@@ -187,10 +260,7 @@ def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
         Hsum = s if Hsum is None else Hsum.add_(s)
     if centering:
         HtH = HtH - Hsum.T @ Hsum / q
-    A = _sandwich(HtH, post) / q
-    if diag:
-        A = torch.diagonal(A).contiguous()
-    return A.to(Q.dtype)
+    return HtH
 
 
 @agop_op.register_fake
