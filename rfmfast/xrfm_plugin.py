@@ -10,9 +10,12 @@ object with xRFM's Kernel interface. This one answers the calls RFM makes
 
 with ``use_sqrtM = False``, so RFM hands over M itself (its max-normalized AGOP) and skips the
 matrix square root: ||x - z||_M is the distance xRFM's LaplaceKernel computes from sqrtM = M^{1/2},
-so "laplace" here gives xRFM's ``kernel='laplace'`` (exponent 1) results.
+so "laplace" here gives xRFM's ``kernel='laplace'`` (exponent 1) results. An M whose two
+triangles differ only by rounding (xRFM computes it in the data's precision) is averaged with
+its transpose before it reaches the ops (``symmetrized``).
 Not supported (an error says so): adaptive bandwidth, xRFM's categorical feature handling,
-exponents other than 1.
+exponents other than 1 (xRFM's exp(-||x - z||^q / L^q) for q != 1: rfmfast's ops have no such
+kernel; q = 2 is rfmfast's "gaussian" with bandwidth L / sqrt(2)).
 """
 from __future__ import annotations
 
@@ -29,6 +32,26 @@ from .ops.agop import agop, kernel_grads
 from .ops.kernel_matrix import kernel_matrix
 
 
+def symmetrized(mat):
+    """(M + M^T) / 2 for a (d, d) M that is symmetric up to rounding; anything else unchanged.
+
+    xRFM's M (a sum of AGOP batches over its largest entry) is symmetric by definition, but
+    it is computed in the data's precision and its two triangles can differ: a float32 AGOP
+    formed as a product of d x d matrices can differ by ~2e-3 of max |M|, more than rfmfast's
+    ops accept as rounding. Up to eps^(1/3) max |M| (4.9e-3 in float32, 6.1e-6 in float64)
+    the difference is taken as rounding and averaged away (v^T M v, hence every Euclidean
+    distance, only sees the symmetric part). A larger difference, a vector, None, or
+    non-finite entries pass through unchanged, for the ops' own checks to refuse.
+    """
+    if not (torch.is_tensor(mat) and mat.is_floating_point() and mat.ndim == 2
+            and mat.shape[0] == mat.shape[1] and mat.numel() > 0):
+        return mat
+    tol = torch.finfo(mat.dtype).eps ** (1 / 3) * float(mat.abs().max())
+    if float((mat - mat.T).abs().max()) <= tol:  # False for NaN / inf entries
+        return (mat + mat.T) * 0.5
+    return mat
+
+
 class RfmfastKernel(_XrfmKernel):
     """xRFM kernel object backed by rfmfast. kernel: "laplace" | "gaussian" | "l1_laplace"
     (xRFM's "l1"/"product_laplace" with exponent 1); bandwidth L; backend: rfmfast op backend."""
@@ -38,7 +61,9 @@ class RfmfastKernel(_XrfmKernel):
         super().__init__()
         check_kernel(kernel, bandwidth)
         if float(exponent) != 1.0:
-            raise ValueError(f"RfmfastKernel supports exponent 1 only, got {exponent}")
+            raise ValueError(f"RfmfastKernel supports exponent 1 only, got {exponent}: "
+                             "rfmfast's ops have no exp(-(||x - z|| / L)^q) kernel for q != 1 "
+                             "(q = 2 is kernel='gaussian' with bandwidth L / sqrt(2))")
         self.kernel = kernel
         self.bandwidth = float(bandwidth)
         self.base_bandwidth = float(bandwidth)
@@ -48,7 +73,8 @@ class RfmfastKernel(_XrfmKernel):
         self.use_sqrtM = False
 
     def _opts(self, mat):
-        return dict(kernel=self.kernel, bandwidth=self.bandwidth, M=mat, backend=self.backend)
+        return dict(kernel=self.kernel, bandwidth=self.bandwidth, M=symmetrized(mat),
+                    backend=self.backend)
 
     def _check(self):
         if self.handle_categorical:

@@ -5,7 +5,7 @@ import torch
 xrfm = pytest.importorskip("xrfm", reason="xrfm is not installed (pip install xrfm==0.4.5)")
 from xrfm.rfm_src.kernels import LaplaceKernel  # noqa: E402
 
-from rfmfast.xrfm_plugin import RfmfastKernel  # noqa: E402
+from rfmfast.xrfm_plugin import RfmfastKernel, symmetrized  # noqa: E402
 
 DT = torch.float64
 # xRFM's LaplaceKernel measures distances with torch.cdist (a GEMM expansion) and M^{1/2} from
@@ -65,10 +65,96 @@ def test_xrfm_rfm_with_plugin_equals_its_laplace_kernel(diag):
 
 
 def test_unsupported_features_say_so():
-    with pytest.raises(ValueError, match="exponent"):
+    with pytest.raises(ValueError, match="exponent 1 only"):
         RfmfastKernel(exponent=1.2)
     with pytest.raises(NotImplementedError, match="constant bandwidth"):
         RfmfastKernel()._reset_adaptive_bandwidth()
+    X, y = lowrank(60)
+    m = xrfm.RFM(kernel=RfmfastKernel(), bandwidth_mode="adaptive", iters=1, device="cpu",
+                 verbose=False)
+    with pytest.raises(NotImplementedError, match="constant bandwidth"):
+        m.fit((X, y), (X, y), reg=1e-3, verbose=False)
+
+
+def asymmetric(M, by):
+    """M plus an upper triangle of noise: max |A - A^T| = by * max |M|."""
+    g = torch.Generator().manual_seed(2)
+    R = torch.rand(M.shape, generator=g, dtype=M.dtype) * 2 - 1
+    R = R.triu(1) / R.triu(1).abs().max()
+    return M + by * float(M.abs().max()) * R
+
+
+@pytest.mark.parametrize("dtype, by", [(torch.float32, 1e-4), (torch.float32, 3e-3),
+                                       (torch.float64, 1e-7)])
+def test_m_asymmetric_by_rounding_is_averaged(dtype, by):
+    """xRFM computes M in the data's precision; triangles that differ by rounding (more than
+    rfmfast's ops accept) give the results of (M + M^T) / 2 instead of an error."""
+    d = 64
+    X, Z = lowrank(90, d)[0].to(dtype), lowrank(40, d, seed=3)[0].to(dtype)
+    coefs = torch.randn(2, 90, dtype=dtype)
+    A = asymmetric((psd(d) + torch.eye(d, dtype=DT) / 2).to(dtype), by)  # well inside PSD
+    S = (A + A.T) * 0.5
+    k = RfmfastKernel("laplace", 10.0)
+    assert torch.equal(symmetrized(A), S)
+    assert torch.equal(k.get_kernel_matrix(X, Z, A), k.get_kernel_matrix(X, Z, S))
+    assert torch.equal(k.get_kernel_matrix(X, X, A), k.get_kernel_matrix(X, X, S))
+    assert torch.equal(k.get_function_grads(X, Z, coefs, A), k.get_function_grads(X, Z, coefs, S))
+    for centered in (False, True):
+        assert torch.equal(k.get_agop(X, Z, coefs, A, centered),
+                           k.get_agop(X, Z, coefs, S, centered))
+
+
+def test_m_asymmetric_beyond_rounding_is_refused():
+    X = lowrank(30, 16)[0].float()
+    A = asymmetric(psd(16).float(), 0.05)
+    assert symmetrized(A) is A
+    with pytest.raises(ValueError, match="symmetric"):
+        RfmfastKernel("laplace", 10.0).get_kernel_matrix(X, X, A)
+    diag = torch.ones(16)
+    assert symmetrized(diag) is diag and symmetrized(None) is None
+
+
+@pytest.mark.parametrize("d", [8, 64])
+def test_xrfm_float32_one_leaf_equals_xrfm_l2_kernels(d):
+    """xRFM on float32 data, one leaf, 3 iterations: the plug-in's predictions are as close to
+    xRFM's "l2" and "l2_high_dim" kernels' as those two are to each other (within 2x). At d = 64 the triangles of a float32 M can differ
+    by more than rfmfast's ops accept as rounding: the fit must not stop at iteration 2."""
+    X, y = (t.float() for t in lowrank(256, d))
+    Xv, yv = (t.float() for t in lowrank(128, d, seed=5))
+    preds = {}
+    for kernel in (RfmfastKernel("laplace", 10.0), "l2", "l2_high_dim"):
+        params = {"model": {"kernel": kernel, "bandwidth": 10.0, "exponent": 1.0, "diag": False,
+                            "bandwidth_mode": "constant"},
+                  "fit": {"reg": 1e-3, "iters": 3, "early_stop_rfm": False,
+                          "return_best_params": False, "verbose": False}}
+        m = xrfm.xRFM(rfm_params=params, max_leaf_size=10_000, device="cpu", n_threads=1,
+                      tuning_metric="mse", verbose=False)
+        m.fit(X, y, Xv, yv)
+        leaf = m.trees[0]
+        assert leaf["type"] == "leaf" and (leaf["model"].kernel_obj is kernel
+                                           or isinstance(kernel, str))
+        preds[kernel if isinstance(kernel, str) else "rfmfast"] = torch.as_tensor(m.predict(Xv))
+    spread = rel(preds["l2_high_dim"], preds["l2"])  # xRFM's own float32 kernels, 1e-4 to 1e-3
+    for name in ("l2", "l2_high_dim"):
+        assert rel(preds["rfmfast"], preds[name]) <= 2 * spread, (name, spread)
+
+
+def test_rfm_float32_d64_error_at_most_twice_xrfms():
+    """Against xRFM's float64 fit, the plug-in's float32 RFM (d = 64) errs at most 2x as much
+    as xRFM's own float32 RFM: averaging M's triangles costs no accuracy."""
+    X, y = lowrank(256, 64)
+    Xv, yv = lowrank(128, 64, seed=5)
+
+    def predict(kernel, dtype):
+        m = xrfm.RFM(kernel=kernel, iters=3, device="cpu", verbose=False, tuning_metric="mse")
+        m.fit((X.to(dtype), y.to(dtype)), (Xv.to(dtype), yv.to(dtype)), reg=1e-3,
+              early_stop_rfm=False, return_best_params=False, verbose=False)
+        return m.predict(Xv.to(dtype)).double()
+
+    truth = predict(LaplaceKernel(bandwidth=10.0, exponent=1.0), DT)
+    theirs = rel(predict(LaplaceKernel(bandwidth=10.0, exponent=1.0), torch.float32), truth)
+    ours = rel(predict(RfmfastKernel("laplace", 10.0), torch.float32), truth)
+    assert ours <= 2 * theirs, (ours, theirs)
 
 
 def test_xrfm_tree_leaves_take_the_plugin():
