@@ -1,10 +1,19 @@
 """`rfmfast` command line. Each subcommand lives in its own module, which provides
-``register(subparsers)``; a module that is missing (an optional part) just isn't listed."""
+``register(subparsers)``; a module that is missing (an optional part) just isn't listed.
+
+User errors end in one line on stderr, ``rfmfast: error: ...``: exit status 2 for a bad command
+line (argparse, UsageError), 1 for input that cannot be used (a missing or malformed file, data
+that does not fit, an empty test set). Anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import tempfile
+
+from .backends import BackendUnavailable
 
 # subcommand modules, in the order `rfmfast --help` lists them
 _COMMANDS = (
@@ -14,9 +23,75 @@ _COMMANDS = (
     "rfmfast.info",              # rfmfast info: backends and machine
 )
 
+# what a user can cause and fix: reported in one line, exit status 1
+_INPUT_ERRORS = (ValueError, OSError, MemoryError, ArithmeticError, BackendUnavailable)
+
+
+class UsageError(Exception):
+    """A command line that cannot run (found after parsing, before any work): exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"rfmfast: error: {message} (see `{self.prog} --help`)\n")
+
+
+def check_out(path: str, force: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written, or that holds a file
+    (unless ``force``): its directory must exist and take a new file."""
+    if os.path.isdir(path):
+        raise UsageError(f"--out {path!r} is a directory")
+    if os.path.lexists(path) and not force:
+        raise UsageError(f"--out {path!r} exists; pass --force to overwrite it")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--out {path!r}: the directory {parent!r} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise UsageError(f"--out {path!r}: cannot write in {parent!r} ({e.strerror})") from None
+
+
+def device_arg(text: str) -> str:
+    """argparse type of --device: cpu, cuda or cuda:N, and CUDA only where torch sees it."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA device here; use --device cpu")
+    return text
+
+
+def fraction_arg(text: str) -> float:
+    """argparse type of a share strictly between 0 and 1."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = None
+    if x is None or not 0 < x < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in (0, 1)")
+    return x
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse type of an integer >= 1."""
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return k
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rfmfast", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="rfmfast", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:
@@ -27,14 +102,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def main(argv=None) -> int:
+    """Run ``rfmfast ARGS``; returns the exit status (0 success, 1 unusable input, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0), or a usage error already reported in one line (2)
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"rfmfast: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except _INPUT_ERRORS as e:
+        print(f"rfmfast: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rfmfast: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rfmfast.cli import main as _main  # the imported module: its UsageError is the recipes' one
+
+    sys.exit(_main())

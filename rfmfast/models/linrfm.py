@@ -29,25 +29,42 @@ Momentum: the Gram matrix is taken of the extrapolated rows ``X_t + momentum (X_
 few entries are observed (500 x 500, rank 5, 4% observed: thousands of sweeps); momentum 0.9
 cuts that to a few hundred. It costs one (n, d) buffer.
 
-Memory (n, d, nnz observed, b = block_elems): O(nnz) for the entries and coefficients, 3 (d, d)
-matrices (G, P, the best P; about 6 more during a GEMM-only power), 2 b working entries for
-the row blocks and the completed-row chunks, and one (n, d) buffer when momentum > 0 (or
-holdout = 0). ``completed_`` (n, d) is kept only when n d is at most
-``max_completed_elems``; ``predict`` works either way.
+Scale: the iteration is homogeneous in the values (P and the ridge follow their scale), so it
+runs on values divided by a power of two near their largest magnitude, and the residual after
+the bias model likewise: the same numbers for ordinary data, and no underflow or overflow of
+the squares for ratings near 1e-200 or 1e200. A residual that is exactly zero (all-zero
+ratings, or constant ones with a bias) is completed by zero without any sweep.
+
+Memory (n, d, nnz observed, b = block_elems): O(nnz) for the entries and coefficients, 4 (d, d)
+matrices (G, P, the best P, a padded P; about 6 more during a GEMM-only power), 2 b working
+entries for the row blocks and the completed-row chunks, and one (n, d) buffer when momentum > 0
+(or holdout = 0). ``completed_`` (n, d) is kept only when n d is at most
+``max_completed_elems``; ``predict`` works either way. ``fit`` refuses, before any work, a
+problem whose dense part does not fit the device's free memory, and says how large it is.
 """
 from __future__ import annotations
 
+import math
 import time
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import StrOptions
 
-from .linrfm_data import holdout_split, observed_entries
+from .linrfm_data import DEVICES, DTYPES, Number, as_device, holdout_split, observed_entries, torch_dtype
 from .linrfm_regressor import LinRFMRegressor  # noqa: F401  (public name of this module)
 from .linrfm_rows import RowSystems
 from .matrix_power import psd_power
 
 _BIASES = ("none", "global", "rowcol")
+
+
+def _pow2_scale(x: np.ndarray) -> float:
+    """A power of two s with max |x| / s in [0.5, 1) (1.0 for an all-zero or empty x)."""
+    m = float(np.abs(x).max()) if len(x) else 0.0
+    return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
 
 
 def resolve_device(device, backend: str):
@@ -63,51 +80,53 @@ def resolve_device(device, backend: str):
         raise BackendUnavailable(f"lin-RFM has only the PyTorch implementation (backend 'auto' or "
                                  f"'reference'); its work is GEMMs, batched Cholesky and gathers, "
                                  f"where a '{backend}' kernel would not pay")
-    if device is None:
+    dev = as_device(device)
+    if dev is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return dev
 
 
-class LinRFMCompleter:
+class LinRFMCompleter(BaseEstimator):
     """Low-rank matrix completion by lin-RFM, scikit-learn style.
 
-    Parameters
+    Parameters (all checked by ``fit`` before any work; bools never pass as numbers)
     ----------
-    alpha : float, default 0.5
+    alpha : float > 0, default 0.5
         Power of the Gram matrix (P = G^(2 alpha)). 0.5 is SVD-free and power-free.
-    reg : float, default 10.0
+    reg : float > 0, default 10.0
         Largest ridge and the first floor, relative to trace(P)/d.
-    reg_step, plateau, min_gain : float, int, float, defaults 10.0, 1, 0.02
+    reg_step, plateau, min_gain : float > 1, int >= 1, float in [0, 1); defaults 10.0, 1, 0.02
         The floor is divided by ``reg_step`` when the best held-out RMSE has gained less than
         ``min_gain`` (relative) over the last ``plateau`` sweeps (holdout 0: every sweep).
-    reg_scale : float, default 0.1
+    reg_scale : float > 0, default 0.1
         Next ridge = reg_scale * held-out relative RMSE (holdout 0: relative change of X).
-    reg_min : float, default 1e-10
+    reg_min : float in (0, reg], default 1e-10
         Smallest relative ridge.
     momentum : float in [0, 1), default 0.9
         Extrapolation of the completed rows before the Gram update (0: the plain iteration,
         and no (n, d) buffer).
-    max_iter : int, default 500
+    max_iter : int >= 1, default 500
         Maximum number of sweeps.
     holdout : float in [0, 0.5), default 0.05
         Fraction of the observed entries held out to steer the ridge and stop. 0: no validation;
         the ridge follows the relative change of X and fitting stops when it is below ``tol``.
-    patience : int, default 10
+    patience : int >= 1, default 10
         Sweeps without a new best held-out RMSE before stopping.
-    tol : float, default 1e-4
+    tol : float >= 0, default 1e-4
         A new best must beat the old by this relative margin (holdout 0: relative change of X).
     bias : "none" | "global" | "rowcol", default "none"
-        Model the global mean (and row/column offsets, ridge ``bias_reg``) first and complete
+        Model the global mean (and row/column offsets, ridge ``bias_reg`` >= 0) first and complete
         the residual. Rows/columns with no observation are predicted by the bias model alone.
     power_method : "newton_schulz" | "eigh", default "newton_schulz"
         How G^(2 alpha) is computed when alpha is not 1/2 (GEMM-only, or the eigendecomposition).
-    device, dtype : where and in which precision to compute (default: CUDA if available, float64).
+    device : None | "auto" | "cpu" | "cuda" | torch.device, default None (CUDA if available)
+    dtype : "float64" | "float32" (or the torch dtypes), default "float64"
     backend : "auto" | "reference" (lin-RFM is pure PyTorch; see ``resolve_device``).
-    block_elems : int, default 2**24
+    block_elems : int >= 1, default 2**24
         Working-set bound (entries) of a row-solve block and of a completed-row chunk.
-    max_completed_elems : int, default 2**27
+    max_completed_elems : int >= 0, default 2**27
         Keep ``completed_`` only when n * d is at most this.
-    random_state : int, default 0
+    random_state : int >= 0 or None, default 0
         Seed of the held-out split.
     verbose : bool, default False
         Print one line per sweep (sweep, ridge, held-out RMSE, seconds).
@@ -119,15 +138,47 @@ class LinRFMCompleter:
     Attributes
     ----------
     completed_ : (n, d) completed matrix (numpy, or torch when fitted from a tensor) or None
-    history_ : list of dict per sweep: sweep, reg (relative), holdout_rmse (or change), seconds
+    history_ : list of dict per sweep: sweep, reg (relative), holdout_rmse (in the units of the
+        values) or change, seconds. Empty when the residual after the bias model is exactly zero
+        (its completion is zero: no sweep is run)
     best_iter_, n_iter_, reg_ : the chosen sweep, sweeps run, the chosen relative ridge
-    P_ : (d, d) weight matrix of the chosen sweep; coef_ : (nnz,) row coefficients
+    mu_, row_bias_ (n,), col_bias_ (d,) : the bias model (zeros for bias="none")
+    scale_ : float, the residual after the bias model is completed as ``scale_ * x`` where the
+        rows x_i = coef_i^T P_[O_i, :] come from P_ (d, d), the weight matrix of the chosen
+        sweep, and coef_ (nnz,), the row coefficients (both for the residual divided by scale_)
+    shape_ : (n, d)
     """
+
+    _parameter_constraints = {
+        "alpha": [Number(Real, 0, None, closed="neither")],
+        "reg": [Number(Real, 0, None, closed="neither")],
+        "reg_step": [Number(Real, 1, None, closed="neither")],
+        "plateau": [Number(Integral, 1, None, closed="left")],
+        "min_gain": [Number(Real, 0, 1, closed="left")],
+        "reg_scale": [Number(Real, 0, None, closed="neither")],
+        "reg_min": [Number(Real, 0, None, closed="neither")],
+        "momentum": [Number(Real, 0, 1, closed="left")],
+        "max_iter": [Number(Integral, 1, None, closed="left")],
+        "holdout": [Number(Real, 0, 0.5, closed="left")],
+        "patience": [Number(Integral, 1, None, closed="left")],
+        "tol": [Number(Real, 0, None, closed="left")],
+        "bias": [StrOptions(set(_BIASES))],
+        "bias_reg": [Number(Real, 0, None, closed="left")],
+        "power_method": [StrOptions({"newton_schulz", "eigh"})],
+        "device": DEVICES,
+        "dtype": DTYPES,
+        "backend": [str],
+        "block_elems": [Number(Integral, 1, None, closed="left")],
+        "max_completed_elems": [Number(Integral, 0, None, closed="left")],
+        "random_state": [Number(Integral, 0, None, closed="left"), None],
+        "verbose": ["boolean"],
+        "callback": [callable, None],
+    }
 
     def __init__(self, alpha=0.5, *, reg=10.0, reg_step=10.0, plateau=1, min_gain=0.02,
                  reg_scale=0.1, reg_min=1e-10, momentum=0.9, max_iter=500,
                  holdout=0.05, patience=10, tol=1e-4, bias="none", bias_reg=10.0,
-                 power_method="newton_schulz", device=None, dtype=torch.float64, backend="auto",
+                 power_method="newton_schulz", device=None, dtype="float64", backend="auto",
                  block_elems=2 ** 24, max_completed_elems=2 ** 27, random_state=0, verbose=False, callback=None):
         self.alpha = alpha
         self.reg, self.reg_scale, self.reg_min, self.momentum = reg, reg_scale, reg_min, momentum
@@ -140,29 +191,40 @@ class LinRFMCompleter:
         self.random_state, self.verbose, self.callback = random_state, verbose, callback
 
     # ---- checks ------------------------------------------------------------------------------
-    def _check_params(self):
-        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
-            raise ValueError(f"alpha must be a number > 0, got {self.alpha!r}")
-        if not self.reg > 0 or not 0 < self.reg_min <= self.reg:
-            raise ValueError(f"need reg > 0 and 0 < reg_min <= reg, got reg={self.reg}, "
-                             f"reg_min={self.reg_min}")
-        if not (self.reg_step > 1 and isinstance(self.plateau, int) and self.plateau >= 1
-                and 0 <= self.min_gain < 1):
-            raise ValueError("need reg_step > 1, an int plateau >= 1 and 0 <= min_gain < 1")
-        if not self.reg_scale > 0:
-            raise ValueError(f"reg_scale must be > 0, got {self.reg_scale}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not (isinstance(self.max_iter, int) and self.max_iter >= 1):
-            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
-        if not 0 <= self.holdout < 0.5:
-            raise ValueError(f"holdout must be in [0, 0.5), got {self.holdout}")
-        if self.bias not in _BIASES:
-            raise ValueError(f"bias must be one of {_BIASES}, got {self.bias!r}")
-        if self.power_method not in ("newton_schulz", "eigh"):
-            raise ValueError(f"power_method must be 'newton_schulz' or 'eigh', got {self.power_method!r}")
-        if self.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {self.dtype}")
+    def _check_params(self) -> torch.device:
+        """Every parameter (the constraints above, then how they relate); returns the device."""
+        self._validate_params()
+        if self.reg_min > self.reg:
+            raise ValueError(f"reg_min must be <= reg, got reg_min={self.reg_min!r}, reg={self.reg!r}")
+        return resolve_device(self.device, self.backend)
+
+    def _check_size(self, n: int, d: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Refuse, before any work, a problem whose dense part does not fit the free memory."""
+        from ..solvers.auto import available_memory
+
+        item = torch.finfo(dtype).bits // 8
+        squares = 4 + (6 if 2 * self.alpha != 1 else 0)  # G, P, best P, padded P (+ the power)
+        planes = int(self.momentum > 0 or self.holdout == 0) + 2 * int(n * d <= self.max_completed_elems)
+        block = 2 * min(self.block_elems, n * d)
+        need = item * (squares * d * d + planes * n * d) + (item + 8) * block
+        free = available_memory(device)
+        if need > free:
+            raise MemoryError(f"lin-RFM on a ({n}, {d}) matrix needs about {need / 2 ** 30:.3g} GiB "
+                              f"({squares} (d, d) matrices, {planes} (n, d) buffers and 2 blocks of "
+                              f"{block // 2} entries in {str(dtype).replace('torch.', '')}), but "
+                              f"{free / 2 ** 30:.3g} GiB are free on {device}")
+
+    @staticmethod
+    def _value_scale(vals: np.ndarray, dtype: torch.dtype) -> float:
+        """The power of two the values are divided by; refuses values the dtype cannot hold."""
+        m = float(np.abs(vals).max())
+        fi = torch.finfo(dtype)
+        if m > fi.max / 16 or 0 < m < fi.tiny:
+            hint = " or use dtype='float64'" if dtype == torch.float32 else ""
+            raise ValueError(f"the largest |observed value| is {m:.3g}, outside the range that "
+                             f"{str(dtype).replace('torch.', '')} completes ({fi.tiny:.3g} to "
+                             f"{fi.max / 16:.3g}); rescale the values{hint}")
+        return _pow2_scale(vals)
 
     # ---- biases ------------------------------------------------------------------------------
     def _fit_bias(self, rows, cols, vals, shape):
@@ -172,11 +234,14 @@ class LinRFMCompleter:
             return mu, rb, cb
         mu = float(vals.mean())
         if self.bias == "rowcol":
-            nr = np.bincount(rows, minlength=n)
-            nc = np.bincount(cols, minlength=d)
-            for _ in range(10):  # alternating ridge fits of the offsets
-                rb = np.bincount(rows, vals - mu - cb[cols], minlength=n) / (nr + self.bias_reg)
-                cb = np.bincount(cols, vals - mu - rb[rows], minlength=d) / (nc + self.bias_reg)
+            # ridge fits of the offsets, alternating; a row or column without entries keeps 0
+            den_r = np.bincount(rows, minlength=n) + float(self.bias_reg)
+            den_c = np.bincount(cols, minlength=d) + float(self.bias_reg)
+            for _ in range(10):
+                rb = np.divide(np.bincount(rows, vals - mu - cb[cols], minlength=n), den_r,
+                               out=np.zeros(n), where=den_r > 0)
+                cb = np.divide(np.bincount(cols, vals - mu - rb[rows], minlength=d), den_c,
+                               out=np.zeros(d), where=den_c > 0)
         return mu, rb, cb
 
     def _power(self, G):
@@ -185,41 +250,82 @@ class LinRFMCompleter:
 
     # ---- fit ---------------------------------------------------------------------------------
     def fit(self, Y, mask=None, *, shape=None):
-        """Fit on the observed entries of Y: (rows, cols, values), a scipy.sparse matrix, or a
-        dense (n, d) array/tensor with a boolean ``mask`` (True = observed; other entries are
-        never read) or with NaN marking the missing entries. Returns self."""
-        self._check_params()
-        device = resolve_device(self.device, self.backend)
-        self._torch_out = isinstance(Y, torch.Tensor)
+        """Fit on the observed entries of an (n, d) matrix. Returns self.
+
+        Y : a tuple (rows (nnz,) int, cols (nnz,) int, values (nnz,)) with ``shape`` (n, d) given
+            or inferred (max index + 1); a scipy.sparse (n, d) matrix (its stored entries); or a
+            dense (n, d) array/tensor with a boolean (n, d) ``mask`` (True = observed; other
+            entries are never read) or with NaN marking the missing entries.
+        Everything (parameters, indices, values, shape, memory) is checked before any work.
+        """
+        device = self._check_params()
+        dtype = torch_dtype(self.dtype)
         rows, cols, vals, shape = observed_entries(Y, mask, shape)
-        self.shape_ = shape
         n, d = shape
+        self._check_size(n, d, dtype, device)
+        s_v = self._value_scale(vals, dtype)
+        self._torch_out = isinstance(Y, torch.Tensor)
+        self.shape_ = shape
         held = (holdout_split(rows, cols, shape, self.holdout, self.random_state)
                 if self.holdout > 0 else np.zeros(len(rows), dtype=bool))
         fit_idx, val_idx = np.nonzero(~held)[0], np.nonzero(held)[0]
-        mu, rb, cb = self._fit_bias(rows[fit_idx], cols[fit_idx], vals[fit_idx], shape)
-        self.mu_fit_, self.rb_fit_, self.cb_fit_ = mu, rb, cb
-        resid = vals - mu - rb[rows] - cb[cols]
+        v = vals / s_v  # exact: s_v is a power of two
+        mu, rb, cb = self._fit_bias(rows[fit_idx], cols[fit_idx], v[fit_idx], shape)
+        self.mu_fit_, self.rb_fit_, self.cb_fit_ = mu * s_v, rb * s_v, cb * s_v
+        resid = v - mu - rb[rows] - cb[cols]
+        s_r = _pow2_scale(resid[fit_idx])
+        self._fit_scale = s_v * s_r
+        self.history_ = []
+        best_P, best_reg, best_iter, t = torch.eye(d, dtype=dtype, device=device), float(self.reg), 0, 0
+        if np.any(resid[fit_idx]):  # else the residual is zero, and so is its completion
+            best_P, best_reg, best_iter, t = self._sweeps(rows, cols, resid / s_r, fit_idx, val_idx,
+                                                          shape, device, dtype)
+        self.n_iter_, self.best_iter_, self.reg_ = t, best_iter, best_reg
+
+        # last row step with every observed entry, at the chosen P and ridge
+        mu, rb, cb = self._fit_bias(rows, cols, v, shape)
+        self.mu_, self.row_bias_, self.col_bias_ = mu * s_v, rb * s_v, cb * s_v
+        resid = v - mu - rb[rows] - cb[cols]
+        s_f = _pow2_scale(resid)
+        self.scale_ = s_v * s_f
+        self._systems = RowSystems(rows, cols, resid / s_f, shape, device=device, dtype=dtype,
+                                   block_elems=self.block_elems)
+        self.P_ = best_P
+        self.coef_ = self._systems.solve(best_P, best_reg * float(torch.diagonal(best_P).sum()) / d)
+        self.completed_ = None
+        if n * d <= self.max_completed_elems:
+            X = torch.cat([self._systems.complete(best_P, self.coef_, r0, r1)
+                           for r0, r1 in self._systems.row_ranges()])
+            X *= self.scale_
+            X += torch.as_tensor(self.mu_ + self.row_bias_[:, None] + self.col_bias_[None, :],
+                                 dtype=dtype, device=device)
+            self.completed_ = X if self._torch_out else X.cpu().numpy()
+        return self
+
+    def _sweeps(self, rows, cols, resid, fit_idx, val_idx, shape, device, dtype):
+        """The sweeps on the residual (divided by its scale, nonzero on the fitted entries);
+        appends to history_ and returns (best P, its relative ridge, its sweep, sweeps run)."""
+        n, d = shape
         systems = RowSystems(rows[fit_idx], cols[fit_idx], resid[fit_idx], shape, device=device,
-                             dtype=self.dtype, block_elems=self.block_elems)
+                             dtype=dtype, block_elems=self.block_elems)
         val_r = torch.as_tensor(rows[val_idx], device=device)
         val_c = torch.as_tensor(cols[val_idx], device=device)
-        val_y = torch.as_tensor(resid[val_idx], dtype=self.dtype, device=device)
+        val_y = torch.as_tensor(resid[val_idx], dtype=dtype, device=device)
         val_rms = float((val_y ** 2).mean()) ** 0.5 if len(val_idx) else 1.0
+        val_rms = val_rms or 1.0  # held-out residuals all zero: relative to the fitted ones' scale, 1
         val_bounds = np.searchsorted(rows[val_idx], [r0 for r0, _ in systems.row_ranges()] + [n])
 
-        P = torch.eye(d, dtype=self.dtype, device=device)
+        P = torch.eye(d, dtype=dtype, device=device)
         reg = floor = float(self.reg)
         best, best_trace, since_floor = np.inf, [], 0
         best_P, best_reg, best_iter, stall = P, reg, 0, 0
         X_prev = None  # (n, d) previous completed rows, only with momentum
-        self.history_ = []
         for t in range(1, self.max_iter + 1):
             t0 = time.perf_counter()
             P_used = P
             lam = reg * float(torch.diagonal(P).sum()) / d
             coef = systems.solve(P, lam)
-            G = torch.zeros(d, d, dtype=self.dtype, device=device)
+            G = torch.zeros(d, d, dtype=dtype, device=device)
             sq_err, sq_change, sq_norm = 0.0, 0.0, 0.0
             for k, (r0, r1) in enumerate(systems.row_ranges()):
                 X = systems.complete(P, coef, r0, r1)
@@ -228,7 +334,7 @@ class LinRFMCompleter:
                     sq_err += float(((X[val_r[v0:v1] - r0, val_c[v0:v1]] - val_y[v0:v1]) ** 2).sum())
                 if self.momentum > 0 or not len(val_idx):
                     if X_prev is None:
-                        X_prev = torch.zeros(n, d, dtype=self.dtype, device=device)
+                        X_prev = torch.zeros(n, d, dtype=dtype, device=device)
                     step = X - X_prev[r0:r1]
                     sq_change += float((step ** 2).sum())
                     sq_norm += float((X ** 2).sum())
@@ -242,7 +348,7 @@ class LinRFMCompleter:
             rec = {"sweep": t, "reg": reg}
             if len(val_idx):
                 rmse = (sq_err / len(val_idx)) ** 0.5
-                rec["holdout_rmse"] = rmse
+                rec["holdout_rmse"] = rmse * self._fit_scale
                 if rmse < best * (1 - self.tol):
                     best, best_P, best_reg, best_iter, stall = rmse, P, reg, t, 0
                 else:
@@ -276,23 +382,7 @@ class LinRFMCompleter:
                 done = True
             if done:
                 break
-        self.n_iter_, self.best_iter_, self.reg_ = t, best_iter, best_reg
-
-        # last row step with every observed entry, at the chosen P and ridge
-        mu, rb, cb = self._fit_bias(rows, cols, vals, shape)
-        self.mu_, self.row_bias_, self.col_bias_ = mu, rb, cb
-        resid = vals - mu - rb[rows] - cb[cols]
-        self._systems = RowSystems(rows, cols, resid, shape, device=device, dtype=self.dtype,
-                                   block_elems=self.block_elems)
-        self.P_ = best_P
-        self.coef_ = self._systems.solve(best_P, best_reg * float(torch.diagonal(best_P).sum()) / d)
-        self.completed_ = None
-        if n * d <= self.max_completed_elems:
-            X = torch.cat([self._systems.complete(best_P, self.coef_, r0, r1)
-                           for r0, r1 in self._systems.row_ranges()])
-            X += torch.as_tensor(mu + rb[:, None] + cb[None, :], dtype=self.dtype, device=device)
-            self.completed_ = X if self._torch_out else X.cpu().numpy()
-        return self
+        return best_P, best_reg, best_iter, t
 
     def _sweep_values(self, systems, P, coef, r, c):
         """Values at (r, c) of the current sweep's completed matrix (bias included), numpy."""
@@ -303,25 +393,25 @@ class LinRFMCompleter:
             if len(sel):
                 X = systems.complete(P, coef, r0, r1)
                 ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                out[sel] += X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                out[sel] += self._fit_scale * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
         return out
 
     # ---- predict -----------------------------------------------------------------------------
     def predict(self, rows, cols):
-        """Completed values at (rows[k], cols[k]) -> (q,) (numpy float64, or torch when fitted
-        from a tensor). Observed entries come back as observed."""
+        """Completed values at (rows[k], cols[k]): rows, cols (q,) integers -> (q,) (numpy
+        float64, or torch when fitted from a tensor). Observed entries come back as observed."""
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
         r = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
         c = np.asarray(cols.cpu() if isinstance(cols, torch.Tensor) else cols)
         if r.ndim != 1 or c.shape != r.shape:
             raise ValueError(f"rows and cols must be 1-D of one length, got {r.shape} and {c.shape}")
-        if r.dtype.kind not in "iu" or c.dtype.kind not in "iu":
-            raise TypeError("rows and cols must be integers")
+        if len(r) and (r.dtype.kind not in "iu" or c.dtype.kind not in "iu"):
+            raise TypeError(f"rows and cols must be integers, got dtypes {r.dtype} and {c.dtype}")
         n, d = self.shape_
         if len(r) and (r.min() < 0 or r.max() >= n or c.min() < 0 or c.max() >= d):
             raise ValueError(f"indices out of range for the fitted shape ({n}, {d})")
-        out = self.mu_ + self.row_bias_[r] + self.col_bias_[c]
+        r, c = r.astype(np.int64), c.astype(np.int64)
         if self.completed_ is not None:
             X = self.completed_
             vals = (X[torch.as_tensor(r, device=X.device), torch.as_tensor(c, device=X.device)]
@@ -329,12 +419,12 @@ class LinRFMCompleter:
             vals = np.asarray(vals.cpu() if isinstance(vals, torch.Tensor) else vals)
             out = vals.astype(np.float64)
         else:
-            out = out.astype(np.float64)
+            out = (self.mu_ + self.row_bias_[r] + self.col_bias_[c]).astype(np.float64)
             sysm = self._systems
             for r0, r1 in sysm.row_ranges():
                 sel = np.nonzero((r >= r0) & (r < r1))[0]
                 if len(sel):
                     X = sysm.complete(self.P_, self.coef_, r0, r1)
                     ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                    out[sel] += X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                    out[sel] += self.scale_ * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
         return torch.as_tensor(out) if self._torch_out else out

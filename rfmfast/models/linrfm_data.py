@@ -1,19 +1,72 @@
-"""Input handling for lin-RFM completion: the observed entries as sorted (rows, cols, values).
+"""Input handling for lin-RFM: the observed entries as sorted (rows, cols, values), and the
+parameter constraints and device choice that LinRFMCompleter and LinRFMRegressor share.
 
-Accepted forms (all checked before any work):
-    (rows, cols, values)        three 1-D arrays of equal length; ``shape`` given or inferred (max + 1)
+Accepted forms of the observed entries (all checked before any work):
+    (rows, cols, values)        a tuple of three 1-D arrays of equal length; ``shape`` given or
+                                inferred (max + 1)
     scipy.sparse matrix/array   every *stored* entry is observed (explicit zeros included)
     dense (n, d) + mask         observed where ``mask`` is True; entries outside the mask are never read
     dense (n, d), no mask       missing entries are NaN; all finite entries are observed
+                                (a nested list is a dense matrix, never a triple)
 
-Errors: indices that are not integers, negative or out of range; duplicate (row, col) pairs;
-NaN or inf among observed values; no observed entry at all. Rows or columns with no observation
-are allowed (see LinRFMCompleter: they are predicted by the bias model alone).
+Errors: indices that are not integers, negative or out of range; a ``shape`` that is not two
+integers >= 0, or that disagrees with a dense or sparse Y; duplicate (row, col) pairs; NaN or inf
+among observed values; no observed entry at all. Rows or columns with no observation are allowed
+(see LinRFMCompleter: they are predicted by the bias model alone).
 """
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+
+
+class Number(Interval):
+    """scikit-learn's Interval, except that bools are refused: True is an int to Python, but never
+    a count, a rate or a size here."""
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+
+
+# dtype parameters: "float32" / "float64" (the defaults are strings), or the torch dtypes
+DTYPES = [StrOptions({"float32", "float64"}), Options(torch.dtype, {torch.float32, torch.float64})]
+DEVICES = [None, str, torch.device]
+
+
+def torch_dtype(dtype) -> torch.dtype:
+    """A validated dtype parameter ("float32", "float64" or a torch dtype) -> torch dtype."""
+    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
+
+
+def as_device(device) -> torch.device | None:
+    """A device parameter -> torch.device (None / "auto": None, the caller's default). Refuses
+    unknown names and CUDA where torch sees no CUDA device, in one sentence."""
+    if device is None or device == "auto":
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>', 'auto' or None, "
+                         f"got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested but torch sees no CUDA device; "
+                         "use device='cpu' (or None: CUDA when available)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
+    return dev
+
+
+def check_shape(shape) -> tuple[int, int]:
+    """``shape`` as (n, d) Python ints: a pair of integers >= 0 (no floats, bools or strings)."""
+    ok = (isinstance(shape, (tuple, list)) and len(shape) == 2
+          and all(isinstance(s, Integral) and not isinstance(s, (bool, np.bool_)) and s >= 0
+                  for s in shape))
+    if not ok:
+        raise ValueError(f"shape must be a pair of integers >= 0, (n, d), got {shape!r}")
+    return int(shape[0]), int(shape[1])
 
 
 def _as_numpy(x, name: str) -> np.ndarray:
@@ -29,7 +82,12 @@ def observed_entries(Y, mask=None, shape=None):
     """(rows int64 (nnz,), cols int64 (nnz,), values float64 (nnz,), (n, d)) sorted by row then column."""
     import scipy.sparse as sp
 
-    if isinstance(Y, tuple) or isinstance(Y, list):
+    if shape is not None:
+        shape = check_shape(shape)
+    if isinstance(Y, list) and len(Y) == 3 and any(isinstance(a, (np.ndarray, torch.Tensor)) for a in Y):
+        raise TypeError("a list of three arrays is ambiguous: pass the observed entries as a tuple "
+                        "(rows, cols, values), or the dense matrix as one array")
+    if isinstance(Y, tuple):
         if len(Y) != 3:
             raise ValueError(f"observed entries as a tuple must be (rows, cols, values), got {len(Y)} items")
         if mask is not None:
@@ -40,7 +98,7 @@ def observed_entries(Y, mask=None, shape=None):
             raise ValueError("mask applies to a dense matrix; a sparse matrix's stored entries are the observed ones")
         coo = Y.tocoo()
         rows, cols, vals = coo.row, coo.col, coo.data
-        shape = coo.shape if shape is None else shape
+        shape = _same_shape(coo.shape, shape, "the sparse Y")
     else:
         dense = _as_numpy(Y, "Y")
         if dense.ndim != 2:
@@ -57,12 +115,14 @@ def observed_entries(Y, mask=None, shape=None):
                 raise TypeError(f"mask must be boolean, got dtype {m.dtype}")
         rows, cols = np.nonzero(m)
         vals = dense[rows, cols]  # only the observed entries are read
-        shape = dense.shape
+        shape = _same_shape(dense.shape, shape, "the dense Y")
     for a, n in ((rows, "rows"), (cols, "cols")):
         if a.ndim != 1:
             raise ValueError(f"{n} must be 1-D, got shape {a.shape}")
         if a.dtype.kind not in "iu":
             raise TypeError(f"{n} must be integers, got dtype {a.dtype}")
+        if a.dtype.kind == "u" and len(a) and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{n} holds index {a.max()}, beyond any matrix shape")
     if vals.ndim != 1 or not (len(rows) == len(cols) == len(vals)):
         raise ValueError(f"rows, cols and values must be 1-D of one length, got {rows.shape}, "
                          f"{cols.shape}, {vals.shape}")
@@ -77,7 +137,7 @@ def observed_entries(Y, mask=None, shape=None):
         raise ValueError("row and column indices must be >= 0")
     if shape is None:
         shape = (int(rows.max()) + 1, int(cols.max()) + 1)
-    n, d = (int(s) for s in shape)
+    n, d = shape
     if rows.max() >= n or cols.max() >= d:
         bad = np.nonzero((rows >= n) | (cols >= d))[0][0]
         raise ValueError(f"entry ({rows[bad]}, {cols[bad]}) is out of range for shape ({n}, {d})")
@@ -94,6 +154,13 @@ def observed_entries(Y, mask=None, shape=None):
         raise ValueError(f"entry ({rows[i]}, {cols[i]}) is given more than once; "
                          f"{int(dup.sum())} duplicate(s) in all. Combine them first (e.g. average)")
     return rows, cols, vals, (n, d)
+
+
+def _same_shape(actual, given, what):
+    actual = (int(actual[0]), int(actual[1]))
+    if given is not None and given != actual:
+        raise ValueError(f"shape={given} disagrees with {what}, which is {actual}")
+    return actual
 
 
 def holdout_split(rows: np.ndarray, cols: np.ndarray, shape, fraction: float, seed: int) -> np.ndarray:

@@ -25,74 +25,113 @@ form, suited to m <= d). Memory: A, one (m, m) system and O(m d) for A P A^T.
 """
 from __future__ import annotations
 
+import math
+from numbers import Integral, Real
+
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
+
+from .linrfm_data import DEVICES, DTYPES, Number, as_device, torch_dtype
 
 
-class LinRFMRegressor:
+def _pow2_scale(t: torch.Tensor) -> float:
+    """A power of two s with max |t| / s in [0.5, 1) (1.0 for an all-zero t)."""
+    m = float(t.abs().max())
+    return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
+
+
+class LinRFMRegressor(BaseEstimator):
     """Sparse linear regression by lin-RFM with a diagonal feature matrix (scikit-learn style).
 
-    Parameters
+    Parameters (all checked by ``fit`` before any work; bools never pass as numbers)
     ----------
-    alpha : float, default 0.25
+    alpha : float > 0, default 0.25
         Power of the AGOP diagonal, P = diag(AGOP)^(2 alpha); matches IRLS-l_p with p = 2 - 4 alpha.
-    reg : float, default 1e-10
+    reg : float >= 0, default 1e-10
         Ridge of the (m, m) system, relative to trace(A P A^T) / m (exact fit as it goes to 0).
-    eps : float, default 1.0
+    eps : float >= 0, default 1.0
         Initial smoothing of the weights, relative to max beta^2; multiplied by ``eps_decay`` per step.
-    eps_decay : float, default 0.5
-    eps_min : float, default 1e-20
-    max_iter : int, default 200
-    tol : float, default 1e-10
+    eps_decay : float in (0, 1), default 0.5
+    eps_min : float >= 0, default 1e-20
+    max_iter : int >= 1, default 200
+    tol : float >= 0, default 1e-10
         Stop when the relative change of beta is below this.
-    device, dtype : where and in which precision (default CPU, float64).
+    device : None (the input's device) | "cpu" | "cuda" | torch.device
+    dtype : "float64" | "float32" (or the torch dtypes), default "float64"
 
-    Attributes: coef_ (d,) or (d, c); weights_ (d,) the final P; n_iter_.
+    The problem is solved on X and y divided by powers of two near their largest magnitudes (the
+    iteration is homogeneous in both), so data near 1e-200 or 1e200 work like data near 1.
+
+    Attributes: coef_ (d,) or (d, c); weights_ (d,) the final P (largest entry 1); n_iter_.
     """
 
+    _parameter_constraints = {
+        "alpha": [Number(Real, 0, None, closed="neither")],
+        "reg": [Number(Real, 0, None, closed="left")],
+        "eps": [Number(Real, 0, None, closed="left")],
+        "eps_decay": [Number(Real, 0, 1, closed="neither")],
+        "eps_min": [Number(Real, 0, None, closed="left")],
+        "max_iter": [Number(Integral, 1, None, closed="left")],
+        "tol": [Number(Real, 0, None, closed="left")],
+        "device": DEVICES,
+        "dtype": DTYPES,
+    }
+
     def __init__(self, alpha=0.25, *, reg=1e-10, eps=1.0, eps_decay=0.5, eps_min=1e-20,
-                 max_iter=200, tol=1e-10, device=None, dtype=torch.float64):
+                 max_iter=200, tol=1e-10, device=None, dtype="float64"):
         self.alpha, self.reg = alpha, reg
         self.eps, self.eps_decay, self.eps_min = eps, eps_decay, eps_min
         self.max_iter, self.tol = max_iter, tol
         self.device, self.dtype = device, dtype
 
-    def _tensor(self, a, name):
-        t = a if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
-        if t.dtype not in (torch.float32, torch.float64):
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    def _tensor(self, a, name, device, dtype):
+        """A real, finite, non-empty array as a tensor of ``dtype`` on ``device`` (default: its own)."""
+        if isinstance(a, torch.Tensor):
+            t = a.detach()
+        else:
+            arr = np.asarray(a)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+            t = torch.from_numpy(np.array(arr, dtype=np.float64))
+        if t.is_complex() or not (t.is_floating_point() or t.dtype in (
+                torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+            raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
         if t.numel() == 0:
-            raise ValueError(f"{name} is empty")
-        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains NaN or inf")
-        dev = torch.device(self.device) if self.device is not None else t.device
-        return t.to(device=dev, dtype=self.dtype)
+        t = t.to(device=device if device is not None else t.device, dtype=dtype)
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} has entries beyond the range of {dtype}; use dtype='float64'")
+        return t
 
     def fit(self, X, y):
         """Fit on X (m, d) and y (m,) or (m, c). Returns self."""
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not (self.reg >= 0 and 0 < self.eps_decay < 1 and self.eps >= 0):
-            raise ValueError("need reg >= 0, eps >= 0 and 0 < eps_decay < 1")
+        self._validate_params()
+        dtype, device = torch_dtype(self.dtype), as_device(self.device)
         self._torch_out = isinstance(X, torch.Tensor)
-        A = self._tensor(X, "X")
-        Y = self._tensor(y, "y")
+        A = self._tensor(X, "X", device, dtype)
         if A.ndim != 2:
             raise ValueError(f"X must be 2-D (m, d), got shape {tuple(A.shape)}")
+        Y = self._tensor(y, "y", A.device, dtype)
         self._vector = Y.ndim == 1
         Y = Y[:, None] if Y.ndim == 1 else Y
         if Y.ndim != 2 or Y.shape[0] != A.shape[0]:
-            raise ValueError(f"y must be (m,) or (m, c) with m = {A.shape[0]}, got {tuple(y.shape)}")
+            shape = tuple(Y.shape[:-1]) if self._vector else tuple(Y.shape)
+            raise ValueError(f"y must be (m,) or (m, c) with m = {A.shape[0]}, got shape {shape}")
+        a, b = _pow2_scale(A), _pow2_scale(Y)
+        A, Y = A / a, Y / b  # exact: powers of two
         m, d = A.shape
-        P = torch.ones(d, dtype=self.dtype, device=A.device)
-        eye = torch.eye(m, dtype=self.dtype, device=A.device)
-        beta = torch.zeros(d, Y.shape[1], dtype=self.dtype, device=A.device)
-        eps = self.eps
+        P = torch.ones(d, dtype=dtype, device=A.device)
+        eye = torch.eye(m, dtype=dtype, device=A.device)
+        beta = torch.zeros(d, Y.shape[1], dtype=dtype, device=A.device)
+        eps = float(self.eps)
         for t in range(1, self.max_iter + 1):
             AP = A * P                                     # (m, d) = A diag(P)
             K = AP @ A.T                                   # (m, m)
             lam = self.reg * float(torch.diagonal(K).sum()) / m
-            L, info = torch.linalg.cholesky_ex(K + (lam + torch.finfo(self.dtype).tiny) * eye)
+            L, info = torch.linalg.cholesky_ex(K + (lam + torch.finfo(dtype).tiny) * eye)
             if int(info.max()) > 0:  # singular system (rank-deficient A P A^T): least squares
                 w = torch.linalg.lstsq(K + lam * eye, Y).solution
             else:
@@ -101,14 +140,19 @@ class LinRFMRegressor:
             change = float((new - beta).norm() / max(float(new.norm()), 1e-300))
             beta = new
             g = (beta ** 2).sum(1)                         # diagonal of the AGOP
-            P = (g + eps * float(g.max()) + 1e-300) ** (2 * self.alpha)
+            g_max = float(g.max())
+            P = torch.ones_like(g) if g_max == 0 else (g / g_max + eps) ** (2 * self.alpha)
             P = P / P.max()
             eps = max(eps * self.eps_decay, self.eps_min)
             if change < self.tol:
                 break
         self.n_iter_ = t
         self.weights_ = P
-        coef = beta[:, 0] if self._vector else beta
+        coef = beta * (b / a)
+        if not bool(torch.isfinite(coef).all()):
+            raise ValueError(f"the coefficients overflow {dtype}: y is about {b:.3g} and X about "
+                             f"{a:.3g} in magnitude; rescale them")
+        coef = coef[:, 0] if self._vector else coef
         self.coef_ = coef if self._torch_out else coef.cpu().numpy()
         return self
 
@@ -116,8 +160,9 @@ class LinRFMRegressor:
         """X (q, d) -> (q,) or (q, c)."""
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
-        A = self._tensor(X, "X")
-        coef = torch.as_tensor(self.coef_, dtype=self.dtype, device=A.device)
+        coef = torch.as_tensor(self.coef_)
+        A = self._tensor(X, "X", as_device(self.device) or coef.device, coef.dtype)
+        coef = coef.to(A.device)
         if A.ndim != 2 or A.shape[1] != coef.shape[0]:
             raise ValueError(f"X must be (q, {coef.shape[0]}), got shape {tuple(A.shape)}")
         out = A @ coef

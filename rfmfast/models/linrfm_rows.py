@@ -118,7 +118,7 @@ def _cholesky_solve_batched(S: torch.Tensor, validf: torch.Tensor, y: torch.Tens
     """Solve (S + lam I) a = y on the real slots of a batch (b, K, K) (``validf`` 1.0 there; padded
     slots have zero rows/columns in S and get 1 * a = 0); S is overwritten. Systems whose Cholesky
     fails (rounding, lam tiny against P's scale) are retried with a 10x larger ridge each time."""
-    S.diagonal(dim1=1, dim2=2).add_(validf * (lam - 1.0) + 1.0)
+    S.diagonal(dim1=1, dim2=2).add_(validf * lam + (1.0 - validf))  # lam, or 1 on padding
     L, info = torch.linalg.cholesky_ex(S)
     bad = torch.nonzero(info).flatten()
     if len(bad):

@@ -97,6 +97,15 @@ def plot(model, op: str, p: int, path: str) -> None:
 
 
 def _main(args) -> int:
+    from ..cli import UsageError, check_out
+
+    if args.out:
+        check_out(args.out, args.force)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--out needs matplotlib (pip install matplotlib); pass --out '' "
+                             "for the table alone") from None
     model, *_ = run(args.op, args.p, args.iters, args.train_fraction, args.seed,
                     dtype=args.dtype, backend=args.backend, verbose=False)
     print(f"RFM on {args.op} mod {args.p}: {model.alpha_.shape[0]} "
@@ -109,13 +118,17 @@ def _main(args) -> int:
 
 
 def register(sub) -> None:
+    from ..cli import fraction_arg
+
     p = sub.add_parser("grokking", help="RFM on modular arithmetic: test accuracy jumps to 1")
     p.add_argument("--op", default="x+y", choices=sorted(OPS), help="the operation (default x+y)")
     p.add_argument("--p", type=int, default=61, help="the modulus (default 61)")
     p.add_argument("--iters", type=int, default=30, help="RFM iterations (default 30)")
-    p.add_argument("--train-fraction", type=float, default=0.5, help="share of pairs for training")
+    p.add_argument("--train-fraction", type=fraction_arg, default=0.5,
+                   help="share of pairs for training, in (0, 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--backend", default="auto")
     p.add_argument("--out", default="grokking.png", help="PNG path ('' for none)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=_main)
