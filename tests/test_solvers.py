@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 import rfmfast
 from rfmfast.solvers import JitterWarning, cg_solve, cholesky, cholesky_solve
@@ -92,8 +93,10 @@ def test_preconditioner_and_warm_start_cut_iterations():
 
 def test_cg_reports_non_convergence_honestly():
     X, y = data(n=300, c=2)
-    alpha, info = cg_solve(X, y, reg=1e-4, rank=0, tol=1e-12, max_iter=3)
+    with pytest.warns(ConvergenceWarning, match="max_iter was reached"):
+        alpha, info = cg_solve(X, y, reg=1e-4, rank=0, tol=1e-12, max_iter=3)
     assert info.iterations == 3 and not info.converged and info.residual > 1e-12
+    assert info.status == "max_iter" and "did not converge" in info.message
     K = rfmfast.kernel_matrix(X) + 1e-4 * torch.eye(300, dtype=torch.float64)
     true = float(((y - K @ alpha).norm(dim=0) / y.norm(dim=0)).max())
     assert abs(info.residual - true) <= 1e-6 * true
@@ -152,8 +155,10 @@ def test_auto_policy():
 
 def test_cg_stops_at_the_float32_floor():
     X, y = data(n=1500, d=10, c=2, dtype=torch.float32)
-    _, info = cg_solve(X, y, reg=1e-3, tol=1e-9, max_iter=500, rank=100)
+    with pytest.warns(ConvergenceWarning, match="rounding floor of float32"):
+        _, info = cg_solve(X, y, reg=1e-3, tol=1e-9, max_iter=500, rank=100)
     assert not info.converged and info.iterations < 500 and 1e-9 < info.residual < 1e-2
+    assert info.status == "stalled"
     _, info64 = cg_solve(X.double(), y.double(), reg=1e-3, tol=1e-9, max_iter=500, rank=100)
     assert info64.converged and info64.residual <= 1e-9
 

@@ -23,6 +23,11 @@ class SolveInfo:
     iterations, residual, tol, converged: for "cg", the iteration count and the final relative
     residual max_c ||y_c - (K + reg I) alpha_c|| / ||y_c|| (computed afresh, not the recursive
     estimate); for "cholesky", iterations = 0 and residual = None (not computed).
+    status: "converged" (cholesky: always), or why cg stopped short of tol: "max_iter",
+    "stalled" (a restart did not halve the residual: the dtype's rounding floor), "diverged"
+    (the residual grew far above its best or became non-finite) or "breakdown"
+    (p^T (K + reg I) p <= 0: the matrix is not numerically positive definite).
+    message: the ConvergenceWarning cg issued ("" when it converged).
     rank: the Nystroem preconditioner's rank ("cg"). seconds: wall time. memory_bytes: the
     largest buffer the solver held (the n x n matrix for "cholesky", n x rank for "cg").
     """
@@ -36,6 +41,8 @@ class SolveInfo:
     residual: float | None = None
     tol: float | None = None
     converged: bool = True
+    status: str = "converged"
+    message: str = ""
     rank: int | None = None
     seconds: float = 0.0
     memory_bytes: int = 0
@@ -83,3 +90,24 @@ def choose_solver(n: int, reg: float, itemsize: int, device: torch.device,
                       f"memory budget of {budget / gib:.2f} GiB{note}")
     return "cholesky", (f"cholesky: the {n} x {n} kernel matrix ({need / gib:.2f} GiB) fits the "
                         f"memory budget of {budget / gib:.2f} GiB")
+
+
+def redo_by_cholesky(info: SolveInfo, n: int, itemsize: int, device: torch.device,
+                     memory_budget: int | None) -> bool:
+    """solver="auto" after a cg that did not converge (it warned): True to redo the solve by
+    Cholesky (with its jitter retry) because the n x n matrix fits the budget (default half the
+    free memory); False to keep cg's answer when it only ran out of iterations or reached the
+    rounding floor (its best iterate, residual in info). A cg that diverged or broke down with
+    no room for Cholesky raises numpy.linalg.LinAlgError: never a diverged answer."""
+    need = n * n * itemsize
+    budget = int(memory_budget) if memory_budget is not None else available_memory(device) // 2
+    if need <= budget:
+        return True
+    if info.status in ("diverged", "breakdown"):
+        import numpy as np
+
+        raise np.linalg.LinAlgError(
+            f"solver='auto': {info.message} The {n} x {n} matrix of a Cholesky fallback "
+            f"({need / (1 << 30):.2f} GiB) does not fit the memory budget "
+            f"({budget / (1 << 30):.2f} GiB), so there is no answer.")
+    return False
