@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -211,7 +211,8 @@ def test_auto_solver_uses_cg_and_falls_back_to_cholesky(monkeypatch, capsys):
     assert all(r["solver"] == "cg" and r["cg_iterations"] > 0 for r in m.history_)
     real = rfm_mod.cg_solve
     monkeypatch.setattr(rfm_mod, "cg_solve", lambda *a, **k: real(*a, max_iter=1, rank=10, **k))
-    m2 = RFMRegressor(iters=1, dtype="float64", verbose=True).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        m2 = RFMRegressor(iters=1, dtype="float64", verbose=True).fit(X, y)
     assert all(r["solver"] == "cholesky" for r in m2.history_)
     assert "did not converge" in capsys.readouterr().out
     ref = RFMRegressor(iters=1, dtype="float64", solver="cholesky").fit(X, y)

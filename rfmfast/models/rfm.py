@@ -17,14 +17,23 @@ so ``iters`` = 5 means five M updates and six solves (t = 0..5), as in xRFM. Bot
 Memory: the training set, alpha (n x c), M (d x d), and the solve (n^2 entries for
 "cholesky", O(n rank) for "cg"); the AGOP and the predictions are fused ops (rfmfast.agop,
 rfmfast.kernel_matmul) and never form an n x n or q x n x d array.
+
+Every parameter is checked at the start of fit (scikit-learn's parameter validation,
+_parameter_constraints). A solve that did not converge, an AGOP that is zero (M would collapse
+and the model become a constant) or that overflowed never passes silently: a warning
+(sklearn.exceptions.ConvergenceWarning) and a record in history_, or an error saying what to do.
 """
 from __future__ import annotations
 
 import time
+import warnings
+from numbers import Real
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..backends import choose
@@ -32,15 +41,12 @@ from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
 from ..solvers import cg_solve, cholesky_solve
+from ..solvers._params import BACKEND, KERNEL, Number, at_least, positive
 from ..solvers.cholesky import cpu_workspace
-from ..solvers.auto import SOLVERS, available_memory, choose_solver
+from ..solvers.auto import SOLVERS, choose_solver, redo_by_cholesky
 from . import _rfm_utils as U
 
 _FORMAT = "rfmfast.rfm/1"
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
 class _RFMBase(BaseEstimator):
@@ -48,6 +54,30 @@ class _RFMBase(BaseEstimator):
 
     _metric = "mse"
     _maximize = False
+    # scikit-learn's parameter validation (self._validate_params() at the start of fit);
+    # numbers are Number intervals: bools and strings are refused, bounds are stated
+    _parameter_constraints: dict = {
+        "kernel": KERNEL,
+        "bandwidth": [positive()],
+        "reg": [at_least(0, Real)],
+        "iters": [at_least(0)],
+        "diag": ["boolean"],
+        "centering": ["boolean"],
+        "agop_power": [positive()],
+        "normalize": [StrOptions({"max"}), None],
+        "agop_samples": [at_least(1)],
+        "solver": [StrOptions(set(SOLVERS))],
+        "validation_fraction": [Number(Real, 0, 1, closed="neither"), None],
+        "early_stopping": [at_least(1, Real), None],
+        "keep_best": ["boolean"],
+        "device": [str, torch.device],
+        "backend": BACKEND,
+        "dtype": [StrOptions({"float32", "float64"}),
+                  Options(torch.dtype, {torch.float32, torch.float64}),
+                  Options(np.dtype, {np.dtype("float32"), np.dtype("float64")})],
+        "random_state": [at_least(0), None],
+        "verbose": ["verbose"],
+    }
 
     def __init__(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=5, diag=False,
                  centering=False, agop_power=1.0, normalize="max", agop_samples=20_000,
@@ -74,25 +104,11 @@ class _RFMBase(BaseEstimator):
 
     # ---- parameter checks (before any work) -------------------------------------------------
     def _check_params(self):
+        """Every parameter against _parameter_constraints (InvalidParameterError, a ValueError
+        naming it), then what the constraints cannot say (the kernel's own bandwidth rule, the
+        device) -> (torch dtype, torch device)."""
+        self._validate_params()
         check_kernel(self.kernel, self.bandwidth)
-        if not (_is_num(self.reg) and 0 <= self.reg < float("inf")):
-            raise ValueError(f"reg must be a finite number >= 0, got {self.reg!r}")
-        if not (isinstance(self.iters, (int, np.integer)) and self.iters >= 0):
-            raise ValueError(f"iters must be an integer >= 0, got {self.iters!r}")
-        if not (_is_num(self.agop_power) and 0 < self.agop_power < float("inf")):
-            raise ValueError(f"agop_power must be a positive number, got {self.agop_power!r}")
-        if self.normalize not in U.NORMALIZATIONS:
-            raise ValueError(f"normalize must be 'max' or None, got {self.normalize!r}")
-        if not (isinstance(self.agop_samples, (int, np.integer)) and self.agop_samples >= 1):
-            raise ValueError(f"agop_samples must be an integer >= 1, got {self.agop_samples!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        vf = self.validation_fraction
-        if vf is not None and not (_is_num(vf) and 0 < vf < 1):
-            raise ValueError(f"validation_fraction must be None or a float in (0, 1), got {vf!r}")
-        es = self.early_stopping
-        if es is not None and not (_is_num(es) and es >= 1):
-            raise ValueError(f"early_stopping must be None or a ratio >= 1 (e.g. 1.1), got {es!r}")
         return U.torch_dtype(self.dtype), U.resolve_device(self.device)
 
     # ---- subclass hooks ---------------------------------------------------------------------
@@ -110,9 +126,14 @@ class _RFMBase(BaseEstimator):
         given and validation_fraction is set, a seeded random split of X is held out.
         callback: called as callback(row) after each solve with that iteration's history row
         (dict: metrics, timings); returning True stops the fit there (no further AGOP).
-        numpy, torch (any device: moved to ``device``) and pandas inputs are accepted.
+        numpy, torch (any device: moved to ``device``) and pandas inputs are accepted; a
+        DataFrame's column names are kept in feature_names_in_ and checked at predict time.
         """
         dtype, device = self._check_params()
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None")
+        U.check_feature_names(self, X, reset=True)
         Xt, _ = U.features(X, "X", dtype, device)
         Y = self._encode(y, dtype, device, fitting=True)
         U.check_rows(Xt.shape[0], Y.shape[0])
@@ -121,6 +142,7 @@ class _RFMBase(BaseEstimator):
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("pass both X_val and y_val, or neither")
+            U.check_feature_names(self, X_val, reset=False, name="X_val")
             Xv, _ = U.features(X_val, "X_val", dtype, device)
             Yv = self._encode(y_val, dtype, device, fitting=False)
             U.check_rows(Xv.shape[0], Yv.shape[0], "X_val", "y_val")
@@ -138,29 +160,30 @@ class _RFMBase(BaseEstimator):
         self._fit_loop(Xt, Y, Xv, Yv, rng, callback)
         return self
 
-    def _solve(self, X, Y, M, solver, x0, fallback, workspace=None):
-        """One kernel ridge solve. With solver="auto" having picked cg (fallback=True), a CG that
-        does not converge is redone by Cholesky (the n x n matrix fits: auto checked)."""
+    def _solve(self, X, Y, M, solver, x0, workspace=None):
+        """One kernel ridge solve; verbose reaches the solver (its progress lines). A cg that
+        does not converge warns (ConvergenceWarning, from cg_solve) and its info says so; with
+        solver="auto" it is redone by Cholesky where the n x n matrix fits, and one that
+        diverged with no room for Cholesky raises (solvers.auto.redo_by_cholesky)."""
         opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), M=M, reg=float(self.reg),
-                    backend=self.backend)
+                    backend=self.backend, verbose=bool(self.verbose))
         if solver == "cholesky":
             return cholesky_solve(X, Y, workspace=workspace, **opts)
         alpha, info = cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
-        if fallback and not info.converged:
+        if (self.solver == "auto" and not info.converged
+                and redo_by_cholesky(info, X.shape[0], X.element_size(), X.device, None)):
             alpha, info2 = cholesky_solve(X, Y, **opts)
             info2.reason = (f"cg did not converge ({info.iterations} iterations, residual "
-                            f"{info.residual:.2g}); redone by cholesky")
-            info2.iterations = info.iterations
+                            f"{info.residual:.2g}, {info.status}); redone by cholesky")
+            info2.iterations, info2.message = info.iterations, info.message
             return alpha, info2
         return alpha, info
 
     def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None):
         n, d = X.shape
-        solver, reason, fits = self.solver, "", False
+        solver, reason = self.solver, ""
         if solver == "auto":
             solver, reason = choose_solver(n, float(self.reg), X.element_size(), X.device, None)
-            fits = X.element_size() * n * n <= available_memory(X.device) // 2
-        fallback = self.solver == "auto" and solver == "cg" and fits
         if self.verbose:
             print(f"RFM: n = {n}, d = {d}, outputs = {Y.shape[1]}, "
                   f"validation = {0 if Xv is None else Xv.shape[0]}; solver {reason or solver}")
@@ -176,17 +199,23 @@ class _RFMBase(BaseEstimator):
         ws = None
         if solver == "cholesky" and choose(self.backend, X.device, "kernel_matrix") == "cpu":
             ws = cpu_workspace(n, X.dtype)
+        t_fit = time.perf_counter()
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()
-            alpha, info = self._solve(X, Y, M, solver, alpha, fallback, ws)
+            alpha, info = self._solve(X, Y, M, solver, alpha, ws)
             if info.reason and self.verbose:
                 print(f"  {info.reason}")
             row = {"iter": t, "solver": info.solver, "solve_s": time.perf_counter() - t0,
                    "jitter": info.jitter, "cg_iterations": info.iterations,
-                   "residual": info.residual, "agop_s": None}
-            # training predictions from the solve itself: K alpha = y - (reg + jitter) alpha
-            row[f"train_{self._metric}"] = self._score_metric(
-                Y - (float(self.reg) + info.jitter) * alpha, Y)
+                   "residual": info.residual, "converged": info.converged,
+                   "warning": info.message or None, "agop_s": None}
+            # training predictions from the solve itself: K alpha = y - (reg + jitter) alpha,
+            # unless cg stopped short of its tolerance (then K alpha is computed)
+            if info.converged:
+                fitted = Y - (float(self.reg) + info.jitter) * alpha
+            else:
+                fitted = kernel_matmul(X, X, alpha, M=M, **opts)
+            row[f"train_{self._metric}"] = self._score_metric(fitted, Y)
             val = None
             if Xv is not None:
                 val = self._score_metric(kernel_matmul(Xv, X, alpha, M=M, **opts), Yv)
@@ -199,16 +228,24 @@ class _RFMBase(BaseEstimator):
                     and (val < best["val"] / self.early_stopping if self._maximize
                          else val > best["val"] * self.early_stopping))
             stop = bool(callback(row)) if callback is not None and not stop else stop
+            note = "  (early stop)" if stop else ""
             if t < self.iters and not stop:
                 t1 = time.perf_counter()
                 A = agop(Q, X, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering),
                          **opts)
-                M = U.agop_to_M(A, float(self.agop_power), self.normalize)
                 row["agop_s"] = time.perf_counter() - t1
+                why = U.agop_trouble(A, X, alpha, float(self.bandwidth), t)   # raises on overflow
+                if why is None:
+                    M = U.agop_to_M(A, float(self.agop_power), self.normalize)
+                else:                  # a zero M: a constant model. Stop, keep the best so far
+                    warnings.warn(why, ConvergenceWarning, stacklevel=3)
+                    row["warning"] = why if row["warning"] is None else f"{row['warning']} {why}"
+                    stop, note = True, "  (stopped: the AGOP is zero)"
             history.append(row)
             if self.verbose:
-                print(U.progress_line(t, int(self.iters), row, self._metric)
-                      + ("  (early stop)" if stop else ""))
+                left = (time.perf_counter() - t_fit) / (t + 1) * (int(self.iters) - t)
+                print(U.progress_line(t, int(self.iters), row, self._metric,
+                                      None if stop else left) + note)
             if stop:
                 break
         self._set_fitted(X, best, history, d)
@@ -228,11 +265,12 @@ class _RFMBase(BaseEstimator):
     # ---- predict ----------------------------------------------------------------------------
     def _scores(self, X) -> tuple[torch.Tensor, bool, torch.device | None]:
         check_is_fitted(self, "alpha_")
+        U.check_feature_names(self, X, reset=False)
         dev = self._X_t.device
         Xq, is_torch = U.features(X, "X", self._X_t.dtype, dev)
         if Xq.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xq.shape[1]} features, but this model was fitted with "
-                             f"{self.n_features_in_} features")
+            raise ValueError(f"X has {Xq.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input")
         in_dev = X.device if is_torch else None
         S = kernel_matmul(Xq, self._X_t, self._alpha_t, kernel=self.kernel,
                           bandwidth=float(self.bandwidth), M=self._M_t, backend=self.backend)
@@ -244,40 +282,84 @@ class _RFMBase(BaseEstimator):
 
     # ---- save / load ------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the fitted model to ``path`` (torch.save of tensors and plain values only)."""
+        """Write the fitted model to ``path``: tensors and plain values in a checksummed file
+        (models/_io.py), written whole or not at all."""
+        from . import _io
+
         check_is_fitted(self, "alpha_")
         params = self.get_params()
         params["dtype"] = str(U.torch_dtype(params["dtype"])).replace("torch.", "")
         M = None if self._M_t is None else self._M_t.cpu()
+        names = getattr(self, "feature_names_in_", None)
         state = {"X": self._X_t.cpu(), "alpha": self._alpha_t.cpu(), "M": M,
-                 "best_iter": self.best_iter_, "jitter": self.jitter_, "history": self.history_}
+                 "best_iter": self.best_iter_, "jitter": self.jitter_, "history": self.history_,
+                 "feature_names": None if names is None else [str(v) for v in names]}
         state.update(self._extra_state())
-        torch.save({"format": _FORMAT, "class": type(self).__name__, "params": params,
-                    "state": state}, path)
+        _io.save(path, {"format": _FORMAT, "class": type(self).__name__, "params": params,
+                        "state": state})
 
     @classmethod
     def load(cls, path, device=None):
-        """Read a model written by ``save``; device: where to put it (default: its ``device``)."""
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not a saved rfmfast RFM model")
-        if blob["class"] != cls.__name__:
-            raise ValueError(f"{path} holds a {blob['class']}, not a {cls.__name__}")
-        model = cls(**blob["params"])
+        """Read a model written by ``save``; device: where to put it (default: its ``device``).
+
+        The checksum, the format tag and the contents are checked before anything is built:
+        every parameter and state entry present, X (n, d) and alpha (n, c) finite tensors of the
+        saved dtype, M None or (d,) / (d, d) as ``diag`` says. Any other file raises ValueError
+        "... not an rfmfast model file (or corrupted): ..."; nothing in a file is executed.
+        """
+        from . import _io
+
+        blob = _io.load(path, _FORMAT)
+        kind = _io.get(blob, "class", str, path)
+        if kind != cls.__name__:
+            raise ValueError(f"{path} holds a {kind}, not a {cls.__name__}")
+        params = _io.get(blob, "params", dict, path)
+        expected = set(cls._get_param_names())
+        if set(params) != expected:
+            odd = sorted(set(params) ^ expected, key=str)
+            raise _io.corrupt(path, f"its parameters do not match {cls.__name__}'s: {odd}")
+        s = _io.get(blob, "state", dict, path)
+        dtype = _io.get(params, "dtype", str, path, where="params")
+        if dtype not in ("float32", "float64"):
+            raise _io.corrupt(path, f"params['dtype'] is {dtype!r}")
+        dtype = getattr(torch, dtype)
+        diag = _io.get(params, "diag", bool, path, where="params")
+        X = _io.tensor(s, "X", path, (None, None), dtype)
+        n, d = X.shape
+        alpha = _io.tensor(s, "alpha", path, (n, None), dtype)
+        M = None
+        if _io.get(s, "M", (torch.Tensor, type(None)), path, where="state") is not None:
+            M = _io.tensor(s, "M", path, (d,) if diag else (d, d), dtype)
+        best_iter = _io.get(s, "best_iter", int, path, where="state")
+        jitter = _io.get(s, "jitter", (int, float), path, where="state")
+        history = _io.get(s, "history", list, path, where="state")
+        if not all(isinstance(r, dict) for r in history):
+            raise _io.corrupt(path, "state['history'] is not a list of dicts")
+        names = _io.get(s, "feature_names", (list, type(None)), path, where="state")
+        if names is not None and (len(names) != d or not all(isinstance(v, str) for v in names)):
+            raise _io.corrupt(path, f"state['feature_names'] is not {d} strings")
+        if best_iter < 0 or not 0 <= jitter < float("inf") or n < 1 or alpha.shape[1] < 1:
+            raise _io.corrupt(path, f"state['best_iter'] = {best_iter}, state['jitter'] = "
+                                    f"{jitter}, X {tuple(X.shape)}, alpha {tuple(alpha.shape)}")
+        model = cls(**params)
+        if hasattr(model, "_parameter_constraints"):  # every value, as fit would check it
+            try:
+                model._validate_params()
+            except ValueError as e:
+                raise _io.corrupt(path, f"its parameters are invalid: {e}") from None
+        model._load_extra_state(s, path, alpha.shape[1])
         dev = U.resolve_device(device if device is not None else model.device)
-        s = blob["state"]
-        X, alpha = s["X"].to(dev), s["alpha"].to(dev)
-        M = None if s["M"] is None else s["M"].to(dev)
-        model._set_fitted(X, {"M": M, "alpha": alpha, "t": s["best_iter"],
-                              "jitter": s["jitter"]}, s["history"], X.shape[1])
-        model._load_extra_state(s)
+        model._set_fitted(X.to(dev), {"M": None if M is None else M.to(dev), "alpha": alpha.to(dev),
+                                      "t": best_iter, "jitter": float(jitter)}, history, d)
+        if names is not None:
+            model.feature_names_in_ = np.asarray(names, dtype=object)
         return model
 
     def _extra_state(self) -> dict:
         return {}
 
-    def _load_extra_state(self, state: dict) -> None:
-        pass
+    def _load_extra_state(self, state: dict, path, n_outputs: int) -> None:
+        """Check and set the subclass's entries of a loaded ``state``; alpha has n_outputs columns."""
 
 
 class RFMRegressor(RegressorMixin, _RFMBase):
@@ -299,15 +381,20 @@ class RFMRegressor(RegressorMixin, _RFMBase):
     early_stopping : None or ratio r >= 1, stop when the validation MSE exceeds r x the best
     keep_best : bool, keep the iterate with the best validation metric (else the last one)
     device : "auto" | "cpu" | "cuda"; backend : op backend ("auto", "reference", "cpu", ...)
-    dtype : "float32" | "float64"; random_state : int seed; verbose : bool, one line per iteration
+    dtype : "float32" | "float64"; random_state : int seed >= 0 or None
+    verbose : bool, one line per iteration (metrics, timings, time left) and the solver's
+        progress (cg: iteration, residual, time per iteration and left, every ~2 s)
 
     Attributes
     ----------
     M_ : (d, d) or (d,) numpy array, the feature matrix of the kept iterate
     alpha_ : (n, c) numpy array, the solved weights (c = 1 for 1-D y)
-    best_iter_ : int, the kept iterate; history_ : list of dicts, per-iteration metrics/timings
+    best_iter_ : int, the kept iterate; history_ : list of dicts, per-iteration metrics/timings,
+        the solve's "converged" and "warning" (None, or what went wrong: a cg that did not
+        converge, an AGOP that was zero)
     jitter_ : float, diagonal jitter the kept solve needed (0.0 normally)
-    n_features_in_ : int
+    n_features_in_ : int; feature_names_in_ : (d,) array of the DataFrame's column names (only
+        when fitted on a DataFrame with string column names; predict refuses other names)
     """
 
     def _encode(self, y, dtype, device, fitting):
@@ -319,8 +406,13 @@ class RFMRegressor(RegressorMixin, _RFMBase):
             raise ValueError(f"y_val has {Y.shape[1]} outputs but y has {self.n_outputs_}")
         return Y
 
+    def __sklearn_tags__(self):     # scikit-learn >= 1.6: y may be (n, c)
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _score_metric(self, scores, Y):
-        return float(((scores - Y) ** 2).mean())
+        return float(((scores - Y).to(torch.float64) ** 2).mean())   # no float32 overflow
 
     def predict(self, X):
         """X: (m, d) -> predictions (m,) for 1-D y, else (m, c); numpy unless X is a torch tensor."""
@@ -332,17 +424,27 @@ class RFMRegressor(RegressorMixin, _RFMBase):
     def _extra_state(self):
         return {"y_1d": self._y_1d, "n_outputs": self.n_outputs_}
 
-    def _load_extra_state(self, s):
-        self._y_1d, self.n_outputs_ = s["y_1d"], s["n_outputs"]
+    def _load_extra_state(self, s, path, n_outputs):
+        from . import _io
+
+        y_1d = _io.get(s, "y_1d", bool, path, where="state")
+        n_out = _io.get(s, "n_outputs", int, path, where="state")
+        if n_out != n_outputs or (y_1d and n_out != 1):
+            raise _io.corrupt(path, f"state['n_outputs'] = {n_out} (y_1d {y_1d}) but alpha has "
+                                    f"{n_outputs} column(s)")
+        self._y_1d, self.n_outputs_ = y_1d, n_out
 
 
 class RFMClassifier(ClassifierMixin, _RFMBase):
     """Recursive Feature Machine classifier: kernel regression on one-hot labels, argmax.
 
     Same parameters as RFMRegressor; the validation metric (best iterate, early stopping) is
-    accuracy. Labels may be any values; every class needs at least two training samples.
-    Extra attributes: classes_. predict_proba: scores clipped to >= 0 and normalized per row
-    (uniform where all scores are <= 0) - calibrated only in the loose sense of xRFM's.
+    accuracy. Labels may be any values of one type (numbers, strings, pandas string or
+    categorical Series); every class needs at least two training samples. Extra attributes:
+    classes_ (sorted). decision_function follows scikit-learn: (m,) for two classes (positive:
+    classes_[1]), (m, n_classes) otherwise. predict_proba is the softmax of the class scores:
+    ordered like them, rows summing to 1, but not calibrated (wrap the model in
+    sklearn.calibration.CalibratedClassifierCV for calibrated probabilities).
     """
 
     _metric = "accuracy"
@@ -353,8 +455,8 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         if fitting:
             classes, counts = np.unique(lab, return_counts=True)
             if len(classes) < 2:
-                raise ValueError(f"y has a single class ({classes[0].tolist()!r}); a classifier "
-                                 "needs two or more")
+                raise ValueError(f"y has a single class ({classes[0].tolist()!r}, {len(lab)} "
+                                 "sample(s)); a classifier needs two or more")
             if counts.min() < 2:
                 raise ValueError(f"class {classes[counts.argmin()].tolist()!r} has only one sample; every "
                                  "class needs at least two (drop it or merge it)")
@@ -371,8 +473,12 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         return float((scores.argmax(1) == Y.argmax(1)).to(torch.float64).mean())
 
     def decision_function(self, X):
-        """X: (m, d) -> class scores (m, n_classes), the kernel regression outputs."""
+        """X: (m, d) -> scores. Two classes: (m,), classes_[1]'s score minus classes_[0]'s (> 0
+        predicts classes_[1], as scikit-learn's scorers and calibration expect); more classes:
+        (m, n_classes), the kernel regression outputs on the one-hot labels."""
         S, is_torch, dev = self._scores(X)
+        if S.shape[1] == 2:
+            S = S[:, 1] - S[:, 0]
         return self._out(S, is_torch, dev)
 
     def predict(self, X):
@@ -381,16 +487,28 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         return self.classes_[S.argmax(1).cpu().numpy()]
 
     def predict_proba(self, X):
-        """X: (m, d) -> (m, n_classes), rows summing to 1 (see the class docstring)."""
+        """X: (m, d) -> (m, n_classes) float64, the softmax of the class scores (two classes:
+        the logistic function of decision_function). Rows sum to 1; a higher score never gets a
+        lower probability, and the argmax is predict's. Not calibrated (see the class docstring)."""
         S, is_torch, dev = self._scores(X)
-        P = S.clamp(min=0)
-        tot = P.sum(1, keepdim=True)
-        P = torch.where(tot > 0, P / tot.clamp(min=torch.finfo(P.dtype).tiny),
-                        torch.full_like(P, 1.0 / P.shape[1]))
+        P = torch.softmax(S.to(torch.float64), dim=1)
         return self._out(P, is_torch, dev)
 
     def _extra_state(self):
         return {"classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
 
-    def _load_extra_state(self, s):
-        self.classes_ = np.array(s["classes"], dtype=np.dtype(s["classes_dtype"]))
+    def _load_extra_state(self, s, path, n_outputs):
+        from . import _io
+
+        classes = _io.get(s, "classes", list, path, where="state")
+        kind = _io.get(s, "classes_dtype", str, path, where="state")
+        try:
+            self.classes_ = np.array(classes, dtype=np.dtype(kind))
+        except (TypeError, ValueError) as e:
+            raise _io.corrupt(path, f"state['classes_dtype'] = {kind!r} does not fit the classes "
+                                    f"({e})") from None
+        if (self.classes_.dtype.kind not in "biufUS" or self.classes_.ndim != 1
+                or len(np.unique(self.classes_)) != len(classes) or len(classes) != n_outputs
+                or n_outputs < 2):
+            raise _io.corrupt(path, f"state['classes'] ({len(classes)}, dtype {kind}) do not "
+                                    f"match alpha's {n_outputs} columns")
