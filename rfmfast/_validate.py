@@ -62,6 +62,9 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
         raise ValueError(f"M has shape {tuple(M.shape)} but the data have d = {d} features")
     if M.dtype not in FLOAT_DTYPES:
         raise TypeError(f"M must be float32 or float64, got {M.dtype}")
+    if M.dtype != ref.dtype:
+        raise TypeError(f"M has dtype {M.dtype} but the data have {ref.dtype}; convert them to "
+                        "one dtype")
     if M.device != ref.device:
         raise ValueError(f"M is on {M.device} but the data are on {ref.device}")
     check_finite(M, "M")

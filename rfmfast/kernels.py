@@ -47,6 +47,8 @@ def center_of(Z: torch.Tensor) -> torch.Tensor:
 def check_kernel(kernel: str, bandwidth: float) -> None:
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    if isinstance(bandwidth, (bool, str, bytes)) or not hasattr(bandwidth, "__float__"):
+        raise TypeError(f"bandwidth must be a positive number, got {bandwidth!r}")
     try:
         bw = float(bandwidth)
     except (TypeError, ValueError):
