@@ -181,7 +181,7 @@ def test_agop_output_groups_sum_exactly(monkeypatch):
 
 
 @pytest.mark.skipif(_C is None, reason="needs the C++ backend")
-def test_agop_value_matrix_memory_bounded():
+def test_agop_value_matrix_memory_bounded(tmp_path):
     """n = 4,000, d = 500, c = 50: the value matrix is 400 MB; the AGOP's peak must stay near
     one 256 MB group (it held 780 MB before)."""
     code = textwrap.dedent("""
@@ -193,7 +193,9 @@ def test_agop_value_matrix_memory_bounded():
         rfmfast.agop(Q, X, a, backend="cpu")
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # cwd elsewhere: the package under test, not a source tree on sys.path[0]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     grew_mb = float(out.stdout.strip().splitlines()[-1])
     assert grew_mb < 360, grew_mb
