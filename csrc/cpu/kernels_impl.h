@@ -180,6 +180,10 @@ inline vec<T> vexp(vec<T> x) {
   return underflow ? vec<T>{} : res;
 }
 
+// Wider arithmetic for sums whose rounding matters (squared norms, exact distances).
+template <class T>
+using Wide = typename std::conditional<sizeof(T) == 4, double, long double>::type;
+
 // ---- packing -------------------------------------------------------------------------------------
 template <class T>
 int64_t packed_size(int64_t rows, int64_t cols) {
@@ -317,22 +321,21 @@ inline void distance_tile(const T* A, int64_t mbp, int64_t r, const T* Zp, int64
 // ||S (x - z)||^2 of original rows x, z (d), in wider arithmetic; 0 for identical rows.
 template <class T>
 inline T exact_d2(const T* x, const T* z, const Exact<T>& ex) {
-  typedef typename std::conditional<sizeof(T) == 4, double, long double>::type Wide;
   const int64_t d = ex.d;
   if (std::memcmp(x, z, sizeof(T) * d) == 0) return T(0);
-  Wide s = 0;
+  Wide<T> s = 0;
   if (ex.s_mode == 2) {
     const int64_t r = ex.r;
     for (int64_t l = 0; l < r; ++l) {
       const T* Sl = ex.S + l * d;
-      Wide a = 0;
-      for (int64_t k = 0; k < d; ++k) a += Wide(Sl[k]) * (Wide(x[k]) - Wide(z[k]));
+      Wide<T> a = 0;
+      for (int64_t k = 0; k < d; ++k) a += Wide<T>(Sl[k]) * (Wide<T>(x[k]) - Wide<T>(z[k]));
       s += a * a;
     }
   } else {
     for (int64_t k = 0; k < d; ++k) {
-      Wide dk = Wide(x[k]) - Wide(z[k]);
-      if (ex.s_mode == 1) dk *= Wide(ex.S[k]);
+      Wide<T> dk = Wide<T>(x[k]) - Wide<T>(z[k]);
+      if (ex.s_mode == 1) dk *= Wide<T>(ex.S[k]);
       s += dk * dk;
     }
   }
@@ -452,9 +455,8 @@ void prepare(const T* X, int64_t n, int64_t d, const T* mu, const T* S, int s_mo
       // the squared norm in wider arithmetic, rounded once: it is the largest term of
       // |x|^2 + |z|^2 - 2 x.z, so its rounding dominates the distance error otherwise.
       // (Self-pairs come out exactly 0 by the distance rule's differences, not by this sum.)
-      typedef typename std::conditional<sizeof(T) == 4, double, long double>::type Wide;
-      Wide acc = 0;
-      for (int64_t k = 0; k < r; ++k) acc += Wide(row[k]) * Wide(row[k]);
+      Wide<T> acc = 0;
+      for (int64_t k = 0; k < r; ++k) acc += Wide<T>(row[k]) * Wide<T>(row[k]);
       norms[i] = T(acc);
     }
   }

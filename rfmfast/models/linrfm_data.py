@@ -20,15 +20,9 @@ from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import Options, StrOptions
 
-
-class Number(Interval):
-    """scikit-learn's Interval, except that bools are refused: True is an int to Python, but never
-    a count, a rate or a size here."""
-
-    def is_satisfied_by(self, val):
-        return not isinstance(val, (bool, np.bool_)) and super().is_satisfied_by(val)
+from ..solvers._params import Number  # noqa: F401  (the one Interval that refuses bools)
 
 
 # dtype parameters: "float32" / "float64" (the defaults are strings), or the torch dtypes

@@ -42,24 +42,9 @@ def factor(M, kernel, dtype):
 
 
 def prepare(X: torch.Tensor, mu: np.ndarray | None, S, s_mode):
-    """Translate points by -mu, map them by S and take their norms in the kernel's arithmetic:
-    (Xt, norms) numpy. Refuses points whose squared norms overflow the dtype."""
-    Xt, norms = fn("prepare", X.dtype)(np_(X), mu, S, s_mode, threads())
-    check_norms(norms, X.dtype)
-    return Xt, norms
-
-
-def check_norms(norms: np.ndarray, dtype: torch.dtype) -> None:
-    """Squared norms (after centering and mapping) beyond finfo.max / 8 overflow the distance
-    GEMM's |x|^2 + |z|^2: refuse them with what to do, instead of returning garbage."""
-    big = torch.finfo(dtype).max / 8
-    top = float(norms.max()) if norms.size else 0.0
-    if not top <= big:
-        name = "float32" if dtype == torch.float32 else "float64"
-        raise ValueError(f"the points' squared distances overflow {name} (a centered, "
-                         f"M-mapped point has squared norm {top:.3g} > {big:.3g}): rescale the "
-                         "data (e.g. divide by its standard deviation and scale the bandwidth "
-                         "alike)" + (" or use float64" if dtype == torch.float32 else ""))
+    """Translate points by -mu, map them by S and take their squared norms: (Xt, norms) numpy.
+    (Points whose squared distances would overflow were refused by ops._common.check_range.)"""
+    return fn("prepare", X.dtype)(np_(X), mu, S, s_mode, threads())
 
 
 def center(X: torch.Tensor, kernel: str, S) -> np.ndarray | None:
