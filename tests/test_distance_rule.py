@@ -66,30 +66,16 @@ def isa(request):
 
 CASES = ["0", "1e3", "1e4", "near-dup"]
 
-# Open: the Triton backend centers its points but still treats pairs below its GEMM's rounding
-# floor as coincident instead of resolving them by differences (the CPU backend's rule).
-TRITON_GAP = "triton: near pairs are not yet resolved by differences"
-
-
-def triton_gap(request, backend, case, op, kernel, dtype):
-    gap = backend == "triton" and (
-        (case == "near-dup" and kernel != "gaussian" and (dtype == torch.float32
-                                                          or kernel == "laplace"))
-        or (dtype == torch.float32 and case == "1e3" and op == "agop" and kernel == "l1_laplace"))
-    if gap:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TRITON_GAP))
-
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("case", CASES)
-def test_float32_error_within_twice_the_reference(case, op, kernel, backend, isa, request):
+def test_float32_error_within_twice_the_reference(case, op, kernel, backend, isa):
     """On float32 inputs shifted by up to 1e4 (or 4e-4-apart near-duplicates), every backend's
     error against the float64 truth is at most 2x the reference backend's on the same inputs."""
     if backend == "triton" and isa != ISAS[0]:
         pytest.skip("the Triton backend has no CPU code paths")
-    triton_gap(request, backend, case, op, kernel, torch.float32)
     X, Z = points(case, torch.float32)
     truth = run(op, X.double(), Z.double(), "reference", kernel)
     ref = rel_err(run(op, X, Z, "reference", kernel), truth)
@@ -101,11 +87,10 @@ def test_float32_error_within_twice_the_reference(case, op, kernel, backend, isa
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("case", CASES)
-def test_float64_exact_far_from_origin(case, op, kernel, backend, isa, request):
+def test_float64_exact_far_from_origin(case, op, kernel, backend, isa):
     """float64 at offset 1e4 was 2.7e-8 off before the rule; now at rounding level."""
     if backend == "triton" and isa != ISAS[0]:
         pytest.skip("the Triton backend has no CPU code paths")
-    triton_gap(request, backend, case, op, kernel, torch.float64)
     X, Z = points(case, torch.float64)
     truth = run(op, X, Z, "reference", kernel)
     assert rel_err(run(op, X, Z, backend, kernel), truth) < 1e-13
@@ -131,14 +116,12 @@ def test_far_from_origin_with_M(backend, mkind, isa):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_self_pair_out_of_the_gaussian_agop(backend, isa, request):
+def test_self_pair_out_of_the_gaussian_agop(backend, isa):
     """Queries = centers, a nearly diagonal kernel (gaussian, d = 129, L = 2): the self-pair's
     term alpha_i K_ii (x_i - x_i) is exactly 0 and must not enter through the value matrix
     (it cancelled to a relative error of 1.5e-6 in float64)."""
     if backend == "triton" and isa != ISAS[0]:
         pytest.skip("the Triton backend has no CPU code paths")
-    if backend == "triton":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=TRITON_GAP))
     g = torch.Generator().manual_seed(5)
     X = torch.randn(60, 129, generator=g, dtype=torch.float64)
     a = torch.randn(60, 2, generator=g, dtype=torch.float64)

@@ -333,7 +333,7 @@ def compile_one(fn, ptrs, ints, const, dt, cfg):
                    options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
 
 kmm = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "v_ptr", "x_ptr", "a_ptr", "out_ptr",
-        "consts_ptr"], ["q", "n", "r", "t", "d", "c"])
+        "consts_ptr", "xo_ptr", "zo_ptr", "s_ptr"], ["q", "n", "r", "t", "d", "c", "dx"])
 base = dict(INTERP=False, DIRECT=False, WEIGHT=False, VALUES_FROM_X=False, P_RESIDENT=False)
 for mode, kernel, prec, dt, extra in [
         ("ieee", 0, 0, "fp32", {}), ("tc", 0, 1, "fp32", {"P_RESIDENT": True}),
@@ -341,23 +341,37 @@ for mode, kernel, prec, dt, extra in [
         ("ieee_wide", 0, 0, "fp32", {"WEIGHT": True, "VALUES_FROM_X": True}),
         ("tc_wide", 0, 1, "fp32", {"WEIGHT": True, "VALUES_FROM_X": True, "P_RESIDENT": True}),
         ("direct", 2, 0, "fp32", {"DIRECT": True}), ("direct", 0, 0, "fp64", {"DIRECT": True})]:
-    const = dict(base, KERNEL=kernel, PREC=prec, BLOCK_K=4 if mode == "direct" else 64, **extra)
+    const = dict(base, KERNEL=kernel, PREC=prec, BLOCK_K=4 if mode == "direct" else 64,
+                 S_MODE=(0, 2, 1)[kernel], **extra)
     if not mode.endswith("wide"):
         const["BLOCK_T"] = 16
     compile_one(KMM._fused_kmm, *kmm, const, dt, KMM._CONFIGS[mode][0])
     print("kernel_matmul", mode, kernel, prec, dt, "ok", flush=True)
-km = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "out_ptr", "consts_ptr"], ["q", "n", "r"])
+km = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "out_ptr", "consts_ptr", "xo_ptr", "zo_ptr",
+       "s_ptr"], ["q", "n", "r", "d"])
 for mode, kernel, prec, dt, sym in [("ieee", 0, 0, "fp32", True), ("tc", 1, 2, "fp32", False),
                                     ("tc", 0, 1, "fp32", False), ("direct", 2, 0, "fp64", True)]:
     const = dict(KERNEL=kernel, DIRECT=mode == "direct", SYMMETRIC=sym, PREC=prec, INTERP=False,
-                 WEIGHT=not sym, BLOCK_K=4 if mode == "direct" else 32)
+                 WEIGHT=not sym, BLOCK_K=4 if mode == "direct" else 32, S_MODE=(2, 0, 1)[kernel])
     compile_one(KM._kernel_matrix, *km, const, dt, KM._CONFIGS[mode][0])
     print("kernel_matrix", mode, kernel, dt, "ok", flush=True)
-ag = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "a_ptr", "h_ptr", "consts_ptr"], ["q", "n", "r", "c"])
-for kernel, dt in [(0, "fp32"), (2, "fp32"), (1, "fp64")]:
-    compile_one(AG._direct_grads.fn, *ag, dict(KERNEL=kernel, BLOCK_K=4, BLOCK_R=8), dt,
-                AG._DIRECT_CONFIGS[0])
+ag = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "a_ptr", "h_ptr", "consts_ptr", "xo_ptr", "zo_ptr",
+       "s_ptr"], ["q", "n", "r", "c", "d"])
+for kernel, dt, s_mode in [(0, "fp32", 1), (2, "fp32", 2), (1, "fp64", 0)]:
+    compile_one(AG._direct_grads.fn, *ag, dict(KERNEL=kernel, BLOCK_K=4, BLOCK_R=8,
+                                               S_MODE=s_mode), dt, AG._DIRECT_CONFIGS[0])
     print("direct_grads", kernel, dt, "ok", flush=True)
+ng = (["p_ptr", "y_ptr", "pn_ptr", "yn_ptr", "xo_ptr", "zo_ptr", "s_ptr", "a_ptr", "h_ptr",
+       "consts_ptr"], ["q", "n", "r", "d", "c", "ro"])
+for kernel, dt, s_mode, direct, mapped, prec in [(0, "fp32", 2, False, False, 0),
+                                                 (1, "fp32", 0, False, False, 1),
+                                                 (2, "fp32", 2, True, True, 0),
+                                                 (0, "fp64", 1, True, True, 0)]:
+    compile_one(AG._near_grads.fn, *ng, dict(KERNEL=kernel, S_MODE=s_mode, DIRECT=direct,
+                                             MAPPED=mapped, PREC=prec, INTERP=False,
+                                             BLOCK_K=4 if direct else 32, BLOCK_R=8), dt,
+                AG._DIRECT_CONFIGS[0])
+    print("near_grads", kernel, dt, s_mode, "ok", flush=True)
 print("ALL COMPILED")
 '''
 

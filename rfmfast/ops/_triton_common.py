@@ -2,13 +2,11 @@
 
 Distances (laplace, gaussian) come from one GEMM per tile, flash-attention style:
 ``||x - z||^2 = |x|^2 + |z|^2 - 2 x.z`` on points already mapped by S (S^T S = M) and centered at
-the mean of the centers (translation changes no distance but shrinks |x|^2 + |z|^2, hence the
-cancellation error). The squared distance is clamped at 0, and a pair whose squared distance is
-within the rounding floor of this formula,
-``d2 <= tau * (|x|^2 + |z|^2)`` with ``tau = (r + 2) * eps(dtype)`` (r = rank of M),
-counts as coincident (distance 0): that is the ``< EPS`` rule of MATH.md (kept as well) widened
-to what the GEMM can resolve, and it is what keeps the Laplace self-pair out of the gradient
-weights. Distinct points closer than about sqrt(tau) |x| are not resolved by a GEMM tile.
+the mean of the centers, with the distance rule of rfmfast.kernels: a pair whose squared
+distance is at most RESOLVE (|x|^2 + |z|^2) is recomputed from differences of the original rows
+(exact_dist_tile; rare, so a tile pays for it only when it holds such a pair). In gradient
+weights, pairs nearer than NEAR (|x|^2 + |z|^2) and coincident pairs (distance 0) leave the tile,
+and near_grads (rfmfast.ops.agop.triton) sums their terms directly on the original rows.
 
 Difference-first tiles (sum over coordinates of (p - y)^2, or |p - y| for l1_laplace) are used
 for l1_laplace and whenever r <= 8, where a GEMM would be mostly padding: exact small distances,
@@ -32,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..kernels import EPS, apply_factor, mahalanobis_factor
+from ..kernels import EPS, RESOLVE, apply_factor, center_of, mahalanobis_factor
 
 #: True when kernels run in Triton's interpreter on CPU tensors (tests on machines without GPU).
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -79,26 +77,19 @@ def use_direct(kernel: str, r: int) -> bool:
 DIRECT_MAX_R = 8
 
 
-def coincidence_tau(r: int, dtype: torch.dtype, kernel: str) -> float:
-    """Relative threshold under which a pair counts as coincident (distance 0), against
-    |x|^2 + |z|^2 (laplace, gaussian) or |x|_1 + |z|_1 (l1_laplace):
-    GEMM tiles, the rounding floor (r + 2) eps of |x|^2 + |z|^2 - 2 x.z (module doc);
-    difference-first tiles, the floor of two S-mappings of one point: 16 (r + 2) eps^2 for
-    squared distances, 4 (r + 2) eps for l1 distances."""
-    eps = torch.finfo(dtype).eps
-    if kernel == "l1_laplace":
-        return 4 * (r + 2) * eps
-    if use_direct(kernel, r):
-        return 16 * (r + 2) * eps * eps
-    return (r + 2) * eps
+#: pairs whose exact distance is at most NEAR (|x|^2 + |z|^2) (squared; l1: against the l1
+#: norms) leave the gradient tiles and are summed directly (near_grads); NEAR < RESOLVE keeps
+#: every such pair inside the region that every tile shape resolves exactly.
+NEAR = RESOLVE / 4
 
 
 class Points:
     """Queries and centers prepared for the distance tiles (see prepare_points)."""
 
-    def __init__(self, P, Y, pn, yn, mu, S, precision, direct):
+    def __init__(self, P, Y, pn, yn, mu, S, precision, direct, Qo, Xo, Sx, s_mode):
         self.P, self.Y, self.pn, self.yn = P, Y, pn, yn
         self.mu, self.S, self.precision, self.direct = mu, S, precision, direct
+        self.Qo, self.Xo, self.Sx, self.s_mode = Qo, Xo, Sx, s_mode
 
     @property
     def r(self) -> int:
@@ -107,7 +98,17 @@ class Points:
     def rows(self, i0: int, i1: int) -> "Points":
         """The same centers with the queries i0:i1 only."""
         return Points(self.P[i0:i1], self.Y, self.pn[i0:i1], self.yn, self.mu, self.S,
-                      self.precision, self.direct)
+                      self.precision, self.direct, self.Qo[i0:i1], self.Xo, self.Sx,
+                      self.s_mode)
+
+    def rule(self, kernel: str) -> bool:
+        """Whether the distance rule's exact path applies: not for l1_laplace without M, whose
+        tiles take differences of the original coordinates already."""
+        return self.s_mode != 0 or kernel != "l1_laplace"
+
+    def exact_args(self):
+        """The exact path's arguments of the tile functions: original rows, S, d, s_mode."""
+        return self.Qo, self.Xo, self.Sx, self.Qo.shape[1], self.s_mode
 
 
 def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: str) -> Points:
@@ -125,7 +126,11 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
     """
     S64 = mahalanobis_factor(M, kernel, dtype=torch.float64)
     S = None if S64 is None else S64.to(X.dtype)
-    mu64 = X.mean(0, dtype=torch.float64)
+    if kernel == "l1_laplace" and S is None:
+        # differences of the original coordinates already: a translation only adds rounding
+        mu64 = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    else:
+        mu64 = center_of(X).to(torch.float64)
     mu = mu64.to(X.dtype)
     same = Q is X
 
@@ -148,7 +153,11 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
     else:
         pn = (P * P).sum(1)
         yn = pn if same else (Y * Y).sum(1)
-    return Points(P, Y, pn, yn, mu, S, precision, direct)
+    s_mode = 0 if S is None else (1 if S.ndim == 1 else 2)
+    Sx = (S if S is not None else torch.zeros(1, dtype=X.dtype, device=X.device)).contiguous()
+    Qo = Q.contiguous()
+    Xo = Qo if same else X.contiguous()
+    return Points(P, Y, pn, yn, mu, S, precision, direct, Qo, Xo, Sx, s_mode)
 
 
 def block_k(r: int, tensor_cores: bool) -> int:
@@ -188,13 +197,56 @@ def dot_points(p, y, PREC: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
-def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps_abs, p_tile,
+def exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED: tl.constexpr,
+                    S_MODE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
+    """The distance rule's exact path: ||S (x - z)||^2 (SQUARED) or ||S (x - z)||_1 between
+    the original rows Xo[rows] and Zo[cols], (BN, BM), from coordinate differences (0 for
+    identical rows). S_MODE: 0 none, 1 diagonal s (d,), 2 matrix S (r, d); for a matrix the
+    r d pass runs only when a flagged pair is not a pair of identical rows (self-pairs cost d)."""
+    rmask = rows < q
+    cmask = cols < n
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
+    for k in range(0, d):
+        xk = tl.load(xo_ptr + rows * d + k, mask=rmask, other=0.0)
+        zk = tl.load(zo_ptr + cols * d + k, mask=cmask, other=0.0)
+        diff = xk[:, None] - zk[None, :]
+        if S_MODE == 1:
+            diff = diff * tl.load(s_ptr + k)
+        if SQUARED:
+            acc += diff * diff
+        else:
+            acc += tl.abs(diff)
+    if S_MODE == 2:
+        distinct = flag & (acc > 0)
+        if tl.max(distinct.to(tl.int32)) > 0:
+            full = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
+            for l in range(0, r):
+                u = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
+                for k in range(0, d):
+                    sk = tl.load(s_ptr + l * d + k)
+                    xk = tl.load(xo_ptr + rows * d + k, mask=rmask, other=0.0)
+                    zk = tl.load(zo_ptr + cols * d + k, mask=cmask, other=0.0)
+                    u += sk * (xk[:, None] - zk[None, :])
+                if SQUARED:
+                    full += u * u
+                else:
+                    full += tl.abs(u)
+            acc = tl.where(acc > 0, full, 0.0)
+        else:
+            acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
+    return acc
+
+
+@triton.jit
+def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps_abs, p_tile,
+                 xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr,
                  P_RESIDENT: tl.constexpr, PREC: tl.constexpr, INTERP: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
     """Squared distances (BN, BM) between P[rows] and Y[cols] (rows/cols int64 offsets).
 
-    Returns (d2, coincident): d2 clamped at 0 and set to 0 where coincident (see module doc;
-    eps_abs = EPS^2 is the absolute part of the rule).
+    Returns (d2, coincident, s): d2 clamped at 0; pairs with d2 <= resolve * s
+    (s = |p|^2 + |y|^2) recomputed by exact_dist_tile (the distance rule, rfmfast.kernels);
+    coincident where d2 <= eps_abs (EPS^2) after that.
     With P_RESIDENT the caller passes P's tile (BN, BLOCK_K) already loaded (r <= BLOCK_K).
     """
     rmask = rows < q
@@ -217,21 +269,27 @@ def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps_abs
     yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
     s = pn[:, None] + yn[None, :]
     d2 = tl.maximum(s - 2.0 * g, 0.0)
-    coincident = d2 <= tau * s + eps_abs
+    flag = (d2 <= resolve * s) & rmask[:, None] & cmask[None, :]
+    if tl.max(flag.to(tl.int32)) > 0:  # rare: near pairs, self-pairs
+        ex = exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, True, S_MODE,
+                             BLOCK_N, BLOCK_M)
+        d2 = tl.where(flag, ex, d2)
+    coincident = d2 <= eps_abs
     d2 = tl.where(coincident, 0.0, d2)
-    return d2, coincident
+    return d2, coincident, s
 
 
 @triton.jit
-def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps_abs,
+def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps_abs,
+                     xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr,
                      SQUARED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
                      BLOCK_K: tl.constexpr):
     """Difference-first distances between P[rows] and Y[cols] as a (BN, BM) tile:
     sum_k (P - Y)^2 if SQUARED, else sum_k |P - Y| (l1).
 
-    Returns (dist, coincident): pairs with dist <= tau (pn + yn) + eps_abs (pn, yn: the squared
-    or l1 norms) count as coincident and get distance 0, so that a point mapped twice by S (as a
-    query and as a center) is recognised as the same point despite rounding.
+    Returns (dist, coincident, s): pairs with dist <= resolve * s (s = pn + yn, the squared or
+    l1 norms of the mapped, centered points) are recomputed from the original rows
+    (exact_dist_tile: the mapping's rounding leaves them), coincident where dist <= eps_abs.
     """
     rmask = rows < q
     cmask = cols < n
@@ -250,17 +308,29 @@ def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, tau, eps
             acc += tl.sum(tl.abs(diff), axis=2)
     pn = tl.load(pn_ptr + rows, mask=rmask, other=0.0)
     yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
-    coincident = acc <= tau * (pn[:, None] + yn[None, :]) + eps_abs
+    s = pn[:, None] + yn[None, :]
+    flag = (acc <= resolve * s) & rmask[:, None] & cmask[None, :]
+    if tl.max(flag.to(tl.int32)) > 0:
+        ex = exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED,
+                             S_MODE, BLOCK_N, BLOCK_M)
+        acc = tl.where(flag, ex, acc)
+    coincident = acc <= eps_abs
     acc = tl.where(coincident, 0.0, acc)
-    return acc, coincident
+    return acc, coincident, s
 
 
-def consts(kernel: str, bandwidth: float, r: int, dtype, device, *extra) -> torch.Tensor:
+def consts(pts: "Points", kernel: str, bandwidth: float, *extra) -> torch.Tensor:
     """Scalars for a launch, in the points' dtype (a float argument would be float32):
-    [exp2 scale, coincidence tau, absolute EPS rule (EPS^2, or EPS for l1), *extra]."""
+    [exp2 scale (hi), RESOLVE, absolute EPS rule (EPS^2, or EPS for l1), NEAR, exp2 scale (lo),
+    *extra].
+    RESOLVE and NEAR are 0 where the tiles' differences are of the original coordinates
+    (l1_laplace without M: no translation, no mapping), which are exact already."""
     eps_abs = EPS if kernel == "l1_laplace" else EPS * EPS
-    vals = [exp2_scale(kernel, bandwidth), coincidence_tau(r, dtype, kernel), eps_abs, *extra]
-    return torch.tensor(vals, dtype=dtype, device=device)
+    rule = pts.rule(kernel)
+    c2 = exp2_scale(kernel, bandwidth)
+    hi = float(torch.tensor(c2, dtype=pts.P.dtype))
+    vals = [hi, RESOLVE if rule else 0.0, eps_abs, NEAR if rule else 0.0, c2 - hi, *extra]
+    return torch.tensor(vals, dtype=pts.P.dtype, device=pts.P.device)
 
 
 def kernel_code(kernel: str) -> int:
@@ -275,21 +345,32 @@ def exp2_scale(kernel: str, bandwidth: float) -> float:
 
 
 @triton.jit
-def kernel_epilogue(d2, coincident, c2, KERNEL: tl.constexpr, WEIGHT: tl.constexpr):
+def kernel_epilogue(d2, coincident, consts_ptr, KERNEL: tl.constexpr, WEIGHT: tl.constexpr):
     """Kernel values (WEIGHT=False) or gradient weights (WEIGHT=True) from a distance tile.
 
     laplace: K = exp2(c2 sqrt(d2)); weight K / dist, 0 where coincident.
     gaussian: K = exp2(c2 d2); weight K.  l1_laplace: d2 holds the l1 distance; K = exp2(c2 d2).
+    c2 = c2_hi + c2_lo (consts 0 and 4): the scale's rounding would otherwise bias every entry
+    by |exponent| eps.
     """
+    c2 = tl.load(consts_ptr)
+    c2lo = tl.load(consts_ptr + 4)
     if KERNEL == 0:
         inv = tl.math.rsqrt(tl.where(coincident, 1.0, d2))
         dist = tl.where(coincident, 0.0, d2 * inv)
-        k = tl.exp2(dist * c2)
+        k = tl.exp2(dist * c2 + dist * c2lo)
         if WEIGHT:
             k = tl.where(coincident, 0.0, k * inv)
     else:
-        k = tl.exp2(d2 * c2)
+        k = tl.exp2(d2 * c2 + d2 * c2lo)
     return k
+
+
+@triton.jit
+def drop_near(w, dist, coincident, s, near):
+    """Gradient weights without the pairs that near_grads sums directly: coincident ones and
+    those with (exact) distance <= near * s."""
+    return tl.where(coincident | (dist <= near * s), 0.0, w)
 
 
 def interpret_configs(configs, small):

@@ -90,7 +90,7 @@ _SMALL = triton.Config({"BLOCK_Q": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1
                  key=["r", "KERNEL", "BLOCK_K", "BLOCK_R"])
 @triton.jit
 def _direct_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, a_ptr, h_ptr, consts_ptr, q, n, r, c,
-                  KERNEL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                  xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr, KERNEL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
     """h[rows, ci, kc] = s sum_j A(P[rows], Y[j]) alpha[j, ci] f(P[rows, kc] - Y[j, kc]),
     f = sign for l1_laplace (A = K), the identity otherwise (A = K / dist, or K).
@@ -106,22 +106,23 @@ def _direct_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, a_ptr, h_ptr, consts_ptr, q, n, 
     kc = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
     rmask = rows < q
     kmask = kc < r
-    c2 = tl.load(consts_ptr)
-    tau = tl.load(consts_ptr + 1)
+    resolve = tl.load(consts_ptr + 1)
     eps_abs = tl.load(consts_ptr + 2)
-    s = tl.load(consts_ptr + 3)
+    near = tl.load(consts_ptr + 3)
+    s = tl.load(consts_ptr + 5)
     p = tl.load(p_ptr + rows[:, None] * r + kc[None, :], mask=rmask[:, None] & kmask[None, :],
                 other=0.0)
     acc = tl.zeros((BLOCK_Q, BLOCK_R), dtype=p_ptr.dtype.element_ty)
     for n0 in range(0, n, BLOCK_N):
         cols = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
         cmask = cols < n
-        dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                              tau, eps_abs, KERNEL != 2,
-                                              BLOCK_Q, BLOCK_N, BLOCK_K)
+        dist, coincident, sn = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+                                                  r, resolve, eps_abs, xo_ptr, zo_ptr, s_ptr, d,
+                                                  S_MODE, KERNEL != 2, BLOCK_Q, BLOCK_N, BLOCK_K)
         a = tl.load(a_ptr + cols * c + ci, mask=cmask, other=0.0)
-        w = C.kernel_epilogue(dist, coincident, c2, KERNEL, True)
-        w = tl.where(coincident | ~cmask[None, :], 0.0, w * a[None, :])
+        w = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
+        w = C.drop_near(w, dist, coincident, sn, near)
+        w = tl.where(~cmask[None, :], 0.0, w * a[None, :])
         y = tl.load(y_ptr + cols[:, None] * r + kc[None, :], mask=cmask[:, None] & kmask[None, :],
                     other=0.0)
         diff = p[:, None, :] - y[None, :, :]
@@ -137,13 +138,107 @@ def _direct_h(pts, alpha, kernel, bandwidth):
     q, r = pts.P.shape
     n, c = alpha.shape
     h = torch.empty(q, c, r, dtype=pts.P.dtype, device=pts.P.device)
-    consts = C.consts(kernel, bandwidth, r, pts.P.dtype, pts.P.device,
-                      grad_scale(kernel, bandwidth))
+    consts = C.consts(pts, kernel, bandwidth, grad_scale(kernel, bandwidth))
     bk = direct_block_k(r)
     br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(r))
+    xo, zo, sx, d, s_mode = pts.exact_args()
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]), triton.cdiv(r, br), c)  # noqa: E731
     _direct_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, alpha, h, consts, q, n, r, c,
-                        KERNEL=C.kernel_code(kernel), BLOCK_K=bk, BLOCK_R=br)
+                        xo, zo, sx, d, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), BLOCK_K=bk,
+                        BLOCK_R=br)
+    return h
+
+
+@triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
+                 key=["r", "d", "KERNEL", "DIRECT", "MAPPED", "S_MODE", "BLOCK_K", "BLOCK_R"],
+                 reset_to_zero=["h_ptr"])  # it accumulates into h: each tuning run from zero
+@triton.jit
+def _near_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, xo_ptr, zo_ptr, s_ptr, a_ptr, h_ptr, consts_ptr,
+                q, n, r, d, c, ro, S_MODE: tl.constexpr, KERNEL: tl.constexpr,
+                DIRECT: tl.constexpr, MAPPED: tl.constexpr, PREC: tl.constexpr,
+                INTERP: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_K: tl.constexpr, BLOCK_R: tl.constexpr):
+    """h[rows, ci, k] += s sum_j w_ij alpha_jc f_k(x_i - x_j) over the near pairs only (exact
+    distance <= NEAR (|p|^2 + |y|^2), not coincident: the pairs the gradient tiles drop), from
+    differences of the original rows: f = the difference (original coordinates, ro = d), or
+    with MAPPED the difference mapped by S (ro = r); its sign for l1_laplace.
+
+    One program per block of queries: each distance tile is computed once, and only a tile that
+    holds a near pair does more (every output and coordinate block, read-add-write of the
+    program's own rows of h). h: (q, c, ro) contiguous, zero on entry."""
+    pid_q = tl.program_id(0)
+    rows = (pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)).to(tl.int64)
+    rmask = rows < q
+    resolve = tl.load(consts_ptr + 1)
+    eps_abs = tl.load(consts_ptr + 2)
+    nearc = tl.load(consts_ptr + 3)
+    s = tl.load(consts_ptr + 5)
+    for n0 in range(0, n, BLOCK_N):
+        cols = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
+        cmask = cols < n
+        if DIRECT:
+            dist, coincident, sn = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols,
+                                                      q, n, r, resolve, eps_abs, xo_ptr, zo_ptr,
+                                                      s_ptr, d, S_MODE, KERNEL != 2,
+                                                      BLOCK_Q, BLOCK_N, BLOCK_K)
+        else:
+            p_tile = tl.zeros((BLOCK_Q, BLOCK_K), dtype=p_ptr.dtype.element_ty)
+            dist, coincident, sn = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+                                                  r, resolve, eps_abs, p_tile, xo_ptr, zo_ptr,
+                                                  s_ptr, d, S_MODE, False, PREC, INTERP,
+                                                  BLOCK_Q, BLOCK_N, BLOCK_K)
+        near = (dist <= nearc * sn) & ~coincident & rmask[:, None] & cmask[None, :]
+        if tl.max(near.to(tl.int32)) > 0:  # rare
+            w0 = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
+            w0 = tl.where(near, w0, 0.0)
+            for k0 in range(0, ro, BLOCK_R):
+                kc = (k0 + tl.arange(0, BLOCK_R)).to(tl.int64)
+                kmask = kc < ro
+                if MAPPED and S_MODE == 2:
+                    u = tl.zeros((BLOCK_Q, BLOCK_N, BLOCK_R), dtype=p_ptr.dtype.element_ty)
+                    for k in range(0, d):
+                        xk = tl.load(xo_ptr + rows * d + k, mask=rmask, other=0.0)
+                        zk = tl.load(zo_ptr + cols * d + k, mask=cmask, other=0.0)
+                        sk = tl.load(s_ptr + kc * d + k, mask=kmask, other=0.0)
+                        u += (xk[:, None] - zk[None, :])[:, :, None] * sk[None, None, :]
+                else:
+                    xk = tl.load(xo_ptr + rows[:, None] * d + kc[None, :],
+                                 mask=rmask[:, None] & kmask[None, :], other=0.0)
+                    zk = tl.load(zo_ptr + cols[:, None] * d + kc[None, :],
+                                 mask=cmask[:, None] & kmask[None, :], other=0.0)
+                    u = xk[:, None, :] - zk[None, :, :]
+                    if MAPPED and S_MODE == 1:
+                        u = u * tl.load(s_ptr + kc, mask=kmask, other=0.0)[None, None, :]
+                if KERNEL == 2:
+                    u = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
+                hmask = rmask[:, None] & kmask[None, :]
+                for ci in range(0, c):
+                    a = tl.load(a_ptr + cols * c + ci, mask=cmask, other=0.0)
+                    part = tl.sum((w0 * a[None, :])[:, :, None] * u, axis=1)
+                    hp = h_ptr + rows[:, None] * (c * ro) + ci * ro + kc[None, :]
+                    tl.store(hp, tl.load(hp, mask=hmask, other=0.0) + s * part, mask=hmask)
+
+
+def near_grads(pts, alpha, kernel, bandwidth, mapped: bool):
+    """The near pairs' gradient terms (q, c, r if mapped else d), summed on the original rows:
+    what the gradient tiles leave out (rfmfast.ops._triton_common, NEAR). Costs one more pass
+    of distance tiles."""
+    q, r = pts.P.shape
+    n, c = alpha.shape
+    xo, zo, sx, d, s_mode = pts.exact_args()
+    ro = r if mapped else d
+    h = torch.zeros(q, c, ro, dtype=pts.P.dtype, device=pts.P.device)
+    if not pts.rule(kernel):
+        return h
+    consts = C.consts(pts, kernel, bandwidth, grad_scale(kernel, bandwidth))
+    tc = pts.precision != "ieee"
+    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
+    br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(ro))
+    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]),)  # noqa: E731
+    _near_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, xo, zo, sx, alpha, h, consts, q, n, r, d, c,
+                      ro, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct,
+                      MAPPED=mapped, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+                      BLOCK_K=bk, BLOCK_R=br)
     return h
 
 
@@ -180,7 +275,8 @@ class _Prepared:
         """H (i1 - i0, c, d or r) for queries i0:i1, before the right factor F."""
         pts = self.pts.rows(i0, i1)
         if pts.direct:
-            return _direct_h(pts, self.alpha, self.kernel, self.bandwidth)
+            return (_direct_h(pts, self.alpha, self.kernel, self.bandwidth)
+                    + near_grads(pts, self.alpha, self.kernel, self.bandwidth, mapped=True))
         c = self.alpha.shape[1]
         d = self.Xc.shape[1]
         if self.two_stage:
@@ -194,7 +290,8 @@ class _Prepared:
                               alpha=self.alpha, weight=True)
         w = O[:, c * d:]
         H = w[:, :, None] * self.Qc[i0:i1, None, :] - O[:, :c * d].view(-1, c, d)
-        return H * grad_scale(self.kernel, self.bandwidth)
+        return (H * grad_scale(self.kernel, self.bandwidth)
+                + near_grads(pts, self.alpha, self.kernel, self.bandwidth, mapped=False))
 
 
 def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, precision=None):

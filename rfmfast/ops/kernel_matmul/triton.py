@@ -51,7 +51,7 @@ _KEY = ["r", "t", "KERNEL", "DIRECT", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_
 
 @triton.jit
 def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, consts_ptr,
-               q, n, r, t, d, c,
+               q, n, r, t, d, c, xo_ptr, zo_ptr, s_ptr, dx, S_MODE: tl.constexpr,
                KERNEL: tl.constexpr, DIRECT: tl.constexpr, WEIGHT: tl.constexpr,
                VALUES_FROM_X: tl.constexpr,
                PREC: tl.constexpr, INTERP: tl.constexpr, P_RESIDENT: tl.constexpr,
@@ -64,9 +64,9 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
     rows = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     tcols = (pid_t * BLOCK_T + tl.arange(0, BLOCK_T)).to(tl.int64)
     tmask = tcols < t
-    c2 = tl.load(consts_ptr)
-    tau = tl.load(consts_ptr + 1)
+    resolve = tl.load(consts_ptr + 1)
     eps_abs = tl.load(consts_ptr + 2)
+    near = tl.load(consts_ptr + 3)
     if VALUES_FROM_X:
         # column j < c d is alpha[:, j // d] * X[:, j % d]; column c d + i is alpha[:, i]
         is_alpha = tcols >= c * d
@@ -83,14 +83,18 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         cols = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
         cmask = cols < n
         if DIRECT:
-            dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
-                                                  r, tau, eps_abs, KERNEL != 2,
-                                                  BLOCK_N, BLOCK_M, BLOCK_K)
+            dist, coincident, s = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q,
+                                                     n, r, resolve, eps_abs, xo_ptr, zo_ptr,
+                                                     s_ptr, dx, S_MODE, KERNEL != 2,
+                                                     BLOCK_N, BLOCK_M, BLOCK_K)
         else:
-            dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                              tau, eps_abs, p_tile, P_RESIDENT, PREC, INTERP,
-                                              BLOCK_N, BLOCK_M, BLOCK_K)
-        w = C.kernel_epilogue(dist, coincident, c2, KERNEL, WEIGHT)
+            dist, coincident, s = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+                                                 r, resolve, eps_abs, p_tile, xo_ptr, zo_ptr,
+                                                 s_ptr, dx, S_MODE, P_RESIDENT, PREC, INTERP,
+                                                 BLOCK_N, BLOCK_M, BLOCK_K)
+        w = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
+        if WEIGHT:
+            w = C.drop_near(w, dist, coincident, s, near)
         w = tl.where(cmask[None, :], w, 0.0)
         vmask = cmask[:, None] & tmask[None, :]
         if VALUES_FROM_X:
@@ -147,7 +151,7 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
         d, c = X.shape[1], alpha.shape[1]
         t = c * d + c
     out = torch.empty(q, t, dtype=dt, device=P.device)
-    consts = C.consts(kernel, bandwidth, r, dt, P.device)
+    consts = C.consts(pts, kernel, bandwidth)
     tc = pts.precision != "ieee"
     bk = direct_block_k(r) if pts.direct else C.block_k(r, tc)
     if pts.direct:
@@ -158,8 +162,9 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
     fn = _KERNELS[mode]
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]),  # noqa: E731
                          triton.cdiv(t, meta["BLOCK_T"]))
+    xo, zo, sx, dx, s_mode = pts.exact_args()
     fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
-             q, n, r, t, d, c, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, WEIGHT=weight,
+             q, n, r, t, d, c, xo, zo, sx, dx, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, WEIGHT=weight,
              VALUES_FROM_X=V is None, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
              P_RESIDENT=(tc and r <= bk), BLOCK_K=bk, **extra)
     return out

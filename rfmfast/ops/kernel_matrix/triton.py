@@ -31,6 +31,7 @@ _KEY = ["r", "KERNEL", "DIRECT", "SYMMETRIC", "WEIGHT", "PREC", "BLOCK_K"]
 
 @triton.jit
 def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
+                   xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr,
                    KERNEL: tl.constexpr, DIRECT: tl.constexpr, SYMMETRIC: tl.constexpr,
                    WEIGHT: tl.constexpr, PREC: tl.constexpr,
                    INTERP: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -43,22 +44,25 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
             return
     rows = (pid_n * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
     cols = (pid_m * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
-    c2 = tl.load(consts_ptr)
-    tau = tl.load(consts_ptr + 1)
+    resolve = tl.load(consts_ptr + 1)
     eps_abs = tl.load(consts_ptr + 2)
+    near = tl.load(consts_ptr + 3)
     if DIRECT:
-        dist, coincident = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                              tau, eps_abs, KERNEL != 2, BLOCK, BLOCK, BLOCK_K)
+        dist, coincident, s = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+                                                 r, resolve, eps_abs, xo_ptr, zo_ptr, s_ptr, d,
+                                                 S_MODE, KERNEL != 2, BLOCK, BLOCK, BLOCK_K)
     else:
         p_tile = tl.zeros((BLOCK, BLOCK_K), dtype=p_ptr.dtype.element_ty)
-        dist, coincident = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
-                                          tau, eps_abs, p_tile, False, PREC, INTERP,
-                                          BLOCK, BLOCK, BLOCK_K)
+        dist, coincident, s = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+                                             resolve, eps_abs, p_tile, xo_ptr, zo_ptr, s_ptr, d,
+                                             S_MODE, False, PREC, INTERP, BLOCK, BLOCK, BLOCK_K)
     if SYMMETRIC:
         diag = rows[:, None] == cols[None, :]
         dist = tl.where(diag, 0.0, dist)
         coincident = coincident | diag
-    k = C.kernel_epilogue(dist, coincident, c2, KERNEL, WEIGHT)
+    k = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
+    if WEIGHT:
+        k = C.drop_near(k, dist, coincident, s, near)
     mask = (rows < q)[:, None] & (cols < n)[None, :]
     if SYMMETRIC:
         upper = rows[:, None] <= cols[None, :]
@@ -85,8 +89,9 @@ def tile_matrix(pts, *, kernel, bandwidth, symmetric=False, weight=False):
     bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
     fn = _KERNELS["direct" if pts.direct else ("tc" if tc else "ieee")]
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
-    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(kernel, bandwidth, r, dt, pts.P.device),
-             q, n, r, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
+    xo, zo, sx, d, s_mode = pts.exact_args()
+    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(pts, kernel, bandwidth),
+             q, n, r, xo, zo, sx, d, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
              WEIGHT=bool(weight), PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
              BLOCK_K=bk)
     return out
