@@ -72,8 +72,14 @@ if [ $DRY = 0 ] && $PY -c "import xdist" 2> /dev/null; then XDIST=(-n 8); fi
 log "tests: tests/test_triton.py ${XDIST[*]}"
 RFMFAST_TRITON_AUTOTUNE=0 timeout 210 $PY -m pytest -q -p no:cacheprovider -rs "${XDIST[@]}" \
   tests/test_triton.py 2>&1 | tee -a "$OUT/tests.log"
+TRI_RC=${PIPESTATUS[0]}
+# the distance rule on CUDA tensors: offsets, near-duplicates, self-pairs (triton cases only)
+log "tests: tests/test_distance_rule.py -k triton"
+RFMFAST_TRITON_AUTOTUNE=0 timeout 120 $PY -m pytest -q -p no:cacheprovider -rs "${XDIST[@]}" \
+  tests/test_distance_rule.py -k triton 2>&1 | tee -a "$OUT/tests.log"
 TEST_RC=${PIPESTATUS[0]}
-log "tests done: test_triton rc=$TEST_RC, other gpu tests rc=$GPU_RC"
+[ "$TRI_RC" != 0 ] && TEST_RC=$TRI_RC
+log "tests done: test_triton + distance rule rc=$TEST_RC, other gpu tests rc=$GPU_RC"
 
 # ---- 3. benchmarks -------------------------------------------------------------------------
 LEFT=$(( TOTAL_S - $(elapsed) ))

@@ -38,9 +38,19 @@ def points(case: str, dtype, n=37, m=29, d=50, seed=0):
     return (X + off).to(dtype), (Z + off).to(dtype)
 
 
+def on(backend, *ts):
+    """The tensors on the backend's device: CUDA for triton on a GPU machine, else as given."""
+    cuda = backend == "triton" and torch.cuda.is_available()
+    return [t.cuda() if cuda and t is not None else t for t in ts]
+
+
 def run(op, X, Z, backend, kernel, M=None):
     g = torch.Generator().manual_seed(11)
-    V = torch.randn(Z.shape[0], 3, generator=g, dtype=torch.float64).to(X.dtype)
+    V = torch.randn(Z.shape[0], 3, generator=g, dtype=torch.float64).to(X.dtype).to(X.device)
+    if backend == "triton" and torch.cuda.is_available():  # on a GPU machine: CUDA tensors
+        out = run(op, X.cuda(), Z.cuda(), "triton-cuda", kernel, None if M is None else M.cuda())
+        return out.cpu()
+    backend = "triton" if backend == "triton-cuda" else backend
     kw = dict(kernel=kernel, bandwidth=5.0 if kernel == "gaussian" else 10.0, M=M,
               backend=backend)
     if op == "kernel_matrix":
@@ -126,11 +136,12 @@ def test_self_pair_out_of_the_gaussian_agop(backend, isa):
     X = torch.randn(60, 129, generator=g, dtype=torch.float64)
     a = torch.randn(60, 2, generator=g, dtype=torch.float64)
     kw = dict(kernel="gaussian", bandwidth=2.0)
+    X, a = on(backend, X, a)
     G = rfmfast.kernel_grads(X, X, a, backend=backend, **kw)
     Gr = rfmfast.kernel_grads(X, X, a, backend="reference", **kw)
-    assert rel_err(G, Gr) < 1e-10
+    assert rel_err(G.cpu(), Gr.cpu()) < 1e-10
     A = rfmfast.agop(X, X, a, backend=backend, **kw)
-    assert rel_err(A, rfmfast.agop(X, X, a, backend="reference", **kw)) < 1e-10
+    assert rel_err(A.cpu(), rfmfast.agop(X, X, a, backend="reference", **kw).cpu()) < 1e-10
 
 
 @pytest.mark.parametrize("backend", BACKENDS + ["reference"])
@@ -142,6 +153,7 @@ def test_agop_exactly_symmetric(backend, kernel):
     a = torch.randn(90, 3, generator=g)
     M = torch.randn(64, 64, generator=g)
     M = M @ M.T / 64
+    X, a, M = on(backend, X, a, M)
     A = rfmfast.agop(X, X, a, kernel=kernel, bandwidth=10.0, M=M, backend=backend)
     assert torch.equal(A, A.T)
 
