@@ -1,26 +1,66 @@
-"""Which backends exist here, and why one was not chosen.
+"""Which backends exist here, what each supports (as data), and why one was not chosen.
 
     reference  plain PyTorch (float64-capable): the truth, and the fallback; any device
     cpu        the compiled C++ kernels (OpenMP, AVX2/AVX-512 chosen at run time); CPU tensors
     triton     fused Triton kernels; CUDA tensors (CPU tensors under TRITON_INTERPRET=1)
-    cuda       reserved for hand-written CUDA kernels (none shipped: Triton covers the GPU)
 
-``backend="auto"`` picks cpu for CPU tensors and triton for CUDA tensors, falling back to the
-reference quietly when those are missing. ``RFMFAST_BACKEND`` (any of the names, or "auto")
-overrides the argument everywhere. An explicitly requested backend that cannot run raises
-BackendUnavailable saying why and how to get it. ``python -m rfmfast.info`` prints this table.
+Each backend is a record: the devices it takes, the ops it implements, and what it does with
+kernel_matrix's triangle= and out= (computed as asked, or a superset; written in place, or
+computed and copied). ``not_supported_reasons`` turns the records into sentences, for the choice
+and for ``rfmfast info``. ``backend="auto"`` picks cpu for CPU tensors and triton for CUDA
+tensors, falling back to the reference quietly when those are missing. ``RFMFAST_BACKEND`` (any
+of the names, or "auto") overrides the argument everywhere. An explicitly requested backend
+that cannot run raises BackendUnavailable saying why and how to get it.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import os
+from dataclasses import dataclass
 
-BACKENDS = ("reference", "cpu", "triton", "cuda")
+#: the ops that dispatch through choose()
+OPS = ("kernel_matrix", "kernel_matmul", "agop", "cholesky")
 
 
 class BackendUnavailable(RuntimeError):
     """An explicitly requested backend cannot run here."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend supports, as data.
+
+    devices: tensor device types it takes, or ("any",) (triton takes CPU tensors too under
+        TRITON_INTERPRET=1).
+    ops: the ops it implements (a module rfmfast.ops.<op>.<name> each).
+    triangles: kernel_matrix triangle= values computed as asked; others are served by a
+        superset ("lower" by "symmetric", which holds the lower triangle too).
+    out_in_place: kernel_matrix(out=) is written directly (no second n x m matrix); else the
+        matrix is computed whole and copied in.
+    """
+
+    name: str
+    devices: tuple[str, ...]
+    ops: tuple[str, ...]
+    triangles: tuple[str, ...]
+    out_in_place: bool
+
+    def takes(self, device) -> bool:
+        if device.type in self.devices or self.devices == ("any",):
+            return True
+        return (self.name == "triton" and device.type == "cpu"
+                and os.environ.get("TRITON_INTERPRET") == "1")
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("reference", ("any",), OPS, ("full", "symmetric"), out_in_place=False),
+    Backend("cpu", ("cpu",), OPS, ("full", "symmetric", "lower"), out_in_place=True),
+    Backend("triton", ("cuda",), ("kernel_matrix", "kernel_matmul", "agop"),
+            ("full", "symmetric"), out_in_place=False),
+)}
+#: the order "auto" tries, per device type
+AUTO_ORDER = {"cuda": ("triton", "reference"), "cpu": ("cpu", "reference")}
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,13 +95,6 @@ def _probe(name: str) -> tuple[bool, str]:
         if not torch.cuda.is_available():
             return False, "no CUDA device visible to torch (set TRITON_INTERPRET=1 to run on CPU, slowly)"
         return True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}"
-    if name == "cuda":
-        try:
-            from . import _C_cuda  # noqa: F401
-        except ImportError:
-            return False, ("no hand-written CUDA kernels are shipped: the triton backend covers "
-                           "the GPU ops")
-        return True, "hand-written CUDA kernels"
     raise ValueError(name)
 
 
@@ -70,51 +103,40 @@ def available_backends() -> dict[str, tuple[bool, str]]:
     return {name: _probe(name) for name in BACKENDS}
 
 
-def _device_ok(name: str, device) -> tuple[bool, str]:
-    if name == "reference":
-        return True, ""
-    if name == "cpu":
-        return (device.type == "cpu", f"the cpu backend takes CPU tensors, got {device}")
-    if name in ("triton", "cuda"):
-        if device.type == "cuda":
-            return True, ""
-        if name == "triton" and os.environ.get("TRITON_INTERPRET") == "1" and device.type == "cpu":
-            return True, ""
-        return False, f"the {name} backend takes CUDA tensors, got {device}"
-    return False, "unknown backend"
+def not_supported_reasons(name: str, device, op: str) -> list[str]:
+    """Why backend ``name`` cannot run ``op`` on tensors of ``device``: [] when it can."""
+    b = BACKENDS[name]
+    ok, why = _probe(name)
+    reasons = [] if ok else [f"backend {name!r} is not available: {why}"]
+    if not b.takes(device):
+        reasons.append(f"the {name} backend takes {' or '.join(d.upper() for d in b.devices)} "
+                       f"tensors, got {device}")
+    if op not in b.ops:
+        reasons.append(f"backend {name!r} has no implementation of {op}")
+    return reasons
 
 
-def choose(backend: str, device, op: str) -> str:
-    """Resolve ``backend`` ("auto" or a name) for tensors on ``device``; raise if impossible."""
+def choose(backend: str, device, op: str, *, missing_op: str = "raise") -> str:
+    """Resolve ``backend`` ("auto" or a name) for ``op`` on tensors of ``device``; raise
+    BackendUnavailable if impossible. missing_op="auto": a backend that could run but lacks
+    this op (e.g. triton for the Cholesky factorization) hands the op to "auto" instead."""
     forced = os.environ.get("RFMFAST_BACKEND")
     if forced:
         if forced != "auto" and forced not in BACKENDS:
             raise ValueError(f"RFMFAST_BACKEND={forced!r} is not one of auto, {', '.join(BACKENDS)}")
         backend = forced
-    if backend == "auto":
-        order = ("triton", "cuda", "reference") if device.type == "cuda" else ("cpu", "reference")
-        for name in order:
-            if _probe(name)[0] and _device_ok(name, device)[0] and has_impl(op, name):
-                return name
-        return "reference"
-    ok, why = _probe(backend)
-    if not ok:
-        raise BackendUnavailable(f"backend {backend!r} is not available: {why}")
-    ok, why = _device_ok(backend, device)
-    if not ok:
-        raise BackendUnavailable(why)
-    if not has_impl(op, backend):
-        raise BackendUnavailable(f"backend {backend!r} has no implementation of {op}")
-    return backend
-
-
-@functools.lru_cache(maxsize=None)
-def has_impl(op: str, backend: str) -> bool:
-    try:
-        importlib.import_module(f"rfmfast.ops.{op}.{backend}")
-    except ImportError:
-        return False
-    return True
+    if backend != "auto":
+        reasons = not_supported_reasons(backend, device, op)
+        if not reasons:
+            return backend
+        if missing_op == "auto" and reasons == [f"backend {backend!r} has no implementation of {op}"]:
+            backend = "auto"
+        else:
+            raise BackendUnavailable(reasons[0])
+    for name in AUTO_ORDER.get(device.type, ("reference",)):
+        if not not_supported_reasons(name, device, op):
+            return name
+    return "reference"
 
 
 def impl(op: str, backend: str):

@@ -16,9 +16,82 @@ Gradients of f_c(x) = sum_i alpha_ic K(x, x_i):
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 
-KERNELS = ("laplace", "gaussian", "l1_laplace")
+LOG2E = math.log2(math.e)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Everything the ops need to know about one kernel; the only place a kernel is named.
+
+    name: the public name.  code: the integer shared with the C++ (csrc/cpu/kernels.h) and
+    Triton epilogues (the KERNEL constexpr).  distance: "l2" (||S v||_2, from a distance GEMM)
+    or "l1" (||S v||_1, no GEMM form: tiles take coordinate differences).  squared: the
+    exponent takes the squared distance (gaussian) rather than the distance.  factor: the
+    convention of S with S^T S = M: "eig" (rows sqrt(lambda_i) u_i^T of M's nonzero
+    eigenpairs; only ||S v||_2 matters) or "sqrt" (the symmetric square root M^{1/2}: the l1
+    norm is not rotation invariant).  weight_over_distance: the gradient weight of a pair is
+    K / dist (laplace) instead of K.  Zero-distance rule (every kernel): a coincident pair,
+    distance below EPS, carries no gradient weight.
+    """
+
+    name: str
+    code: int
+    distance: str
+    squared: bool
+    factor: str
+    weight_over_distance: bool
+
+    def scale(self, bandwidth: float) -> float:
+        """c in K = exp(-c dist) (or exp(-c dist^2) when squared): 1/L or 1/(2 L^2)."""
+        return 0.5 / (bandwidth * bandwidth) if self.squared else 1.0 / bandwidth
+
+    def exp2_scale(self, bandwidth: float) -> float:
+        """c2 with K = exp2(c2 dist) (or exp2(c2 dist^2)): the Triton epilogues' form."""
+        if self.squared:
+            return -LOG2E / (2.0 * bandwidth * bandwidth)
+        return -LOG2E / bandwidth
+
+    def grad_scale(self, bandwidth: float) -> float:
+        """s in  G_c = s [ (A alpha_c) * Q - A (alpha_c * X) ] M  (docs/math.md): -1/L^2 for a
+        squared distance, -1/L otherwise."""
+        return -2.0 * self.scale(bandwidth) if self.squared else -self.scale(bandwidth)
+
+    def translates(self, has_factor: bool) -> bool:
+        """Whether the distance rule's translation (and exact recompute) applies: not for an
+        l1 distance without M, whose tiles take differences of the original coordinates
+        already (a translation would only add rounding)."""
+        return self.distance == "l2" or has_factor
+
+    @property
+    def coincident_eps(self) -> float:
+        """The zero-distance threshold in the units the tiles carry: EPS^2 against squared l2
+        distances, EPS against l1 distances."""
+        return EPS if self.distance == "l1" else EPS * EPS
+
+
+#: one record per kernel; iterating gives the names. Adding a kernel: a record here, its
+#: epilogue in csrc/cpu/tiles.h and in rfmfast/ops/_triton/common.py (kernel_epilogue).
+KERNELS: dict[str, Kernel] = {k.name: k for k in (
+    Kernel("laplace", 0, "l2", squared=False, factor="eig", weight_over_distance=True),
+    Kernel("gaussian", 1, "l2", squared=True, factor="eig", weight_over_distance=False),
+    Kernel("l1_laplace", 2, "l1", squared=False, factor="sqrt", weight_over_distance=False),
+)}
+
+
+def kernel_record(kernel: str | Kernel) -> Kernel:
+    """The record of a kernel name (a record passes through); ValueError for unknown names."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    try:
+        return KERNELS[kernel]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}") from None
+
 
 #: distances below this count as zero (the Laplace gradient's self-pair), as in the RFM code.
 EPS = 1e-10
@@ -45,8 +118,7 @@ def center_of(Z: torch.Tensor) -> torch.Tensor:
 
 
 def check_kernel(kernel: str, bandwidth: float) -> None:
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    kernel_record(kernel)
     if isinstance(bandwidth, (bool, str, bytes)) or not hasattr(bandwidth, "__float__"):
         raise TypeError(f"bandwidth must be a positive number, got {bandwidth!r}")
     try:
@@ -62,20 +134,13 @@ def check_bandwidth_scale(kernel: str, bandwidth: float, dtype: torch.dtype) -> 
     1/(2 L^2) (gaussian) beyond finfo.max would turn the kernel's exponent into inf * 0 = NaN.
     (A merely tiny bandwidth is valid: every off-diagonal entry is then 0.)"""
     fi = torch.finfo(dtype)
-    scale = 0.5 / (bandwidth * bandwidth) if kernel == "gaussian" else 1.0 / bandwidth
-    if not scale < fi.max / 16:
+    k = kernel_record(kernel)
+    if not k.scale(bandwidth) < fi.max / 16:
         name = str(dtype).replace("torch.", "")
-        low = (0.5 * 16 / fi.max) ** 0.5 if kernel == "gaussian" else 16 / fi.max
+        low = (0.5 * 16 / fi.max) ** 0.5 if k.squared else 16 / fi.max
         raise ValueError(f"bandwidth {bandwidth!r} is too small for {name}: the {kernel} "
                          f"kernel's scale overflows (use a bandwidth above {low:.2g}, "
                          "or float64)")
-
-
-def grad_scale(kernel: str, bandwidth: float) -> float:
-    """The scalar s in  G_c = s [ (A alpha_c) * Q - A (alpha_c * X) ] M  (MATH.md)."""
-    if kernel == "gaussian":
-        return -1.0 / (bandwidth * bandwidth)
-    return -1.0 / bandwidth
 
 
 def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch.Tensor | None:
@@ -100,7 +165,7 @@ def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch
     # every distance: they are taken as exactly 0.
     tol = w.max() * M.shape[0] * torch.finfo(torch.float64).eps
     keep = w > tol
-    if kernel == "l1_laplace":
+    if kernel_record(kernel).factor == "sqrt":
         return ((U * torch.where(keep, w, 0.0).sqrt()) @ U.T).to(dtype)
     if not bool(keep.any()):
         keep[-1] = True  # M == 0: keep one zero row so shapes stay valid (all distances 0)

@@ -61,7 +61,7 @@ def ref_kernel_matrix(name, kernel, mkind, symmetric):
     M = feature_matrix(mkind, d)
     Z = X if symmetric else Z
     return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                                symmetric=symmetric)
+                                triangle="symmetric" if symmetric else "full")
 
 
 @functools.lru_cache(maxsize=None)

@@ -109,11 +109,11 @@ def test_agop_cpu_matches_reference(kernel, mkind, dtype, diag, centering, accum
 @cpu_only
 def test_agop_in_chunks_equals_one_pass(monkeypatch):
     """The AGOP over query chunks (bounded memory) sums exactly what one pass would."""
-    from rfmfast.ops import _cpu_common
+    from rfmfast.ops.agop import cpu as agop_cpu
 
     Q, X, a, M = _inputs(129, 1003, 64, 3, "full", True, torch.float64)
     whole = rfmfast.agop(Q, X, a, M=M, centering=True, backend="cpu")
-    monkeypatch.setattr(_cpu_common, "AGOP_CHUNK_BYTES", 1)  # 64 queries per chunk
+    monkeypatch.setattr(agop_cpu, "AGOP_CHUNK_BYTES", 1)  # 64 queries per chunk
     chunked = rfmfast.agop(Q, X, a, M=M, centering=True, backend="cpu")
     assert rel_err(chunked, whole) < 1e-13
 

@@ -1,4 +1,5 @@
 """Backend choice, `python -m rfmfast.info`, import without optional parts, torch.compile."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_info_prints_backends_and_versions():
     out = subprocess.run([sys.executable, "-m", "rfmfast.info"], capture_output=True, text=True,
                          check=True, cwd=tempfile.gettempdir()).stdout
     assert f"rfmfast {rfmfast.__version__}" in out and "torch" in out
-    for name in ("reference", "cpu", "triton", "cuda"):
+    for name in ("reference", "cpu", "triton"):
         assert f"  {name}" in out
 
 
@@ -77,13 +78,58 @@ def test_auto_and_env_override(monkeypatch):
     monkeypatch.setenv("RFMFAST_BACKEND", "nonsense")
     with pytest.raises(ValueError, match="RFMFAST_BACKEND"):
         choose("auto", CPU, "kernel_matmul")
-    monkeypatch.setenv("RFMFAST_BACKEND", "cuda")
-    with pytest.raises(BackendUnavailable):
+    monkeypatch.setenv("RFMFAST_BACKEND", "cuda")     # no such backend: a clear error
+    with pytest.raises(ValueError, match="not one of auto, reference, cpu, triton"):
         rfmfast.kernel_matrix(torch.randn(3, 2))
+
+
+def test_backends_declare_devices_ops_and_kernel_matrix_modes_as_data():
+    from rfmfast.backends import BACKENDS, not_supported_reasons
+
+    assert set(BACKENDS) == {"reference", "cpu", "triton"}
+    assert not_supported_reasons("reference", CPU, "cholesky") == []
+    why = not_supported_reasons("triton", CPU, "cholesky")
+    assert "backend 'triton' has no implementation of cholesky" in why
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        assert any("takes CUDA tensors, got cpu" in w for w in why)
+    for b in BACKENDS.values():
+        assert {"full", "symmetric"} <= set(b.triangles) <= {"full", "symmetric", "lower"}
+        for op in b.ops:                       # every declared op has its module
+            assert importlib.util.find_spec(f"rfmfast.ops.{op}.{b.name}") is not None, (op, b)
+
+
+def test_writes_in_place_follows_the_backend_records():
+    from rfmfast.ops.kernel_matrix import writes_in_place
+
+    assert writes_in_place("cpu", "reference") is False
+    if available_backends()["cpu"][0]:
+        assert writes_in_place("cpu", "cpu") is True and writes_in_place("cpu") is True
+
+
+def test_a_backend_without_the_op_hands_it_to_auto_only_when_asked(monkeypatch):
+    monkeypatch.delenv("RFMFAST_BACKEND", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")          # triton then takes CPU tensors
+    from rfmfast import backends
+
+    if not backends.available_backends()["triton"][0]:
+        pytest.skip("triton unavailable")
+    with pytest.raises(BackendUnavailable, match="no implementation of cholesky"):
+        choose("triton", CPU, "cholesky")
+    want = "cpu" if available_backends()["cpu"][0] else "reference"
+    assert choose("triton", CPU, "cholesky", missing_op="auto") == want
+
+
+def _register_cpu_ops():
+    """The custom ops rfmfast::*_cpu exist once their op's cpu module is imported (the public
+    functions import it on first use)."""
+    import rfmfast.ops.agop.cpu  # noqa: F401
+    import rfmfast.ops.kernel_matmul.cpu  # noqa: F401
+    import rfmfast.ops.kernel_matrix.cpu  # noqa: F401
 
 
 @cpu_only
 def test_custom_ops_pass_opcheck():
+    _register_cpu_ops()
     X = torch.randn(17, 5)
     Z = torch.randn(9, 5)
     M = torch.eye(5)
@@ -97,6 +143,7 @@ def test_custom_ops_pass_opcheck():
 
 @cpu_only
 def test_composes_with_torch_compile():
+    _register_cpu_ops()
     X = torch.randn(33, 4)
     V = torch.randn(33, 2)
 

@@ -44,7 +44,7 @@ def spd(n, dtype, seed, d=7, reg=1e-1):
 @pytest.mark.parametrize("m, n, k", [(1, 1, 1), (13, 37, 5), (100, 33, 300), (257, 513, 260),
                                      (129, 129, 1003)])
 def test_gemm_nt_matches_float64(isa, dtype, m, n, k):
-    from rfmfast.ops._cpu_common import fn
+    from rfmfast.ops._cpu.glue import fn
 
     g = torch.Generator().manual_seed(m * n + k)
     A, B, C = (torch.randn(*s, dtype=dtype, generator=g) for s in ((m, k), (n, k), (m, n)))
@@ -109,7 +109,7 @@ def test_binding_refuses_arrays_it_cannot_write_in_place():
 @needs_cpu
 def test_bindings_refuse_zero_threads_and_outputs_they_would_copy():
     from rfmfast import _C
-    from rfmfast.ops import _cpu_common
+    from rfmfast.ops.kernel_matrix.cpu import kernel_matrix_into
 
     with pytest.raises(ValueError, match="nthreads"):
         _C.cholesky_f32(np.eye(3, dtype=np.float32), 0)
@@ -120,4 +120,4 @@ def test_bindings_refuse_zero_threads_and_outputs_they_would_copy():
     for out, msg in [(np.empty((5, 5)), "dtype"), (np.empty((5, 10), np.float32)[:, ::2],
                                                    "contiguous")]:
         with pytest.raises(ValueError, match=msg):
-            _cpu_common.kernel_matrix_into(X, X, "laplace", 1.0, None, "full", out)
+            kernel_matrix_into(X, X, "laplace", 1.0, None, "full", out)

@@ -161,14 +161,14 @@ def test_agop_exactly_symmetric(backend, kernel):
 @pytest.mark.skipif(_C is None, reason="needs the C++ backend")
 def test_agop_output_groups_sum_exactly(monkeypatch):
     """Outputs taken in groups (to bound the value matrix) give the AGOP of all of them."""
-    from rfmfast.ops import _cpu_common
+    from rfmfast.ops.agop import cpu as agop_cpu
 
     g = torch.Generator().manual_seed(8)
     X = torch.randn(50, 7, generator=g, dtype=torch.float64)
     a = torch.randn(50, 5, generator=g, dtype=torch.float64)
     for centering in (False, True):
         whole = rfmfast.agop(X, X, a, backend="cpu", centering=centering)
-        monkeypatch.setattr(_cpu_common, "AGOP_VALUE_BYTES", 50 * 8 * 8 * 2)  # 2 outputs
+        monkeypatch.setattr(agop_cpu, "AGOP_VALUE_BYTES", 50 * 8 * 8 * 2)  # 2 outputs
         grouped = rfmfast.agop(X, X, a, backend="cpu", centering=centering)
         monkeypatch.undo()
         ref = rfmfast.agop(X, X, a, backend="reference", centering=centering)

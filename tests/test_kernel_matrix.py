@@ -173,15 +173,15 @@ def test_out_buffer_bad_input():
 @pytest.mark.parametrize("n, d", [(1, 3), (7, 3), (129, 300), (1003, 5)])
 def test_cpu_lower_fill_writes_the_lower_triangle_exactly(kernel, n, d):
     """The Cholesky solve's fill: every entry j <= i as in the full matrix, nothing else read."""
-    from rfmfast.ops import _cpu_common
-
     g = torch.Generator().manual_seed(n + d)
     X = torch.randn(n, d, generator=g)
     M = torch.rand(d, generator=g) + 0.5
     full = rfmfast.kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
                                  backend="cpu")
     out = np.full((n, n), np.nan, dtype=np.float32)
-    _cpu_common.kernel_matrix_into(X, X, kernel, bandwidth(kernel, d), M, "lower", out)
+    got = rfmfast.kernel_matrix(X, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                                backend="cpu", triangle="lower", out=torch.from_numpy(out))
+    assert got.data_ptr() == out.ctypes.data
     low = torch.from_numpy(out).tril()
     assert not bool(torch.isnan(low).any())
     assert torch.equal(low, full.tril())

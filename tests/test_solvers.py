@@ -241,8 +241,9 @@ def test_rfm_fit_holds_a_workspace_only_for_the_cpp_backend(monkeypatch):
     real = rfm_mod.cholesky_solve
 
     def spy(*a, workspace=None, **k):
-        seen.append(workspace is not None)
-        return real(*a, workspace=workspace, **k)
+        out = real(*a, workspace=workspace, **k)
+        seen.append(workspace is not None and workspace.buffer is not None)
+        return out
 
     monkeypatch.setattr(rfm_mod, "cholesky_solve", spy)
     X, y = data(n=200, d=4, c=1)

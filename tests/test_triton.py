@@ -24,7 +24,7 @@ if not HAS_CUDA and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no CUDA device and TRITON_INTERPRET is not 1", allow_module_level=True)
 
 import rfmfast  # noqa: E402
-from rfmfast.ops import _triton_common as TC  # noqa: E402
+from rfmfast.ops._triton import common as TC  # noqa: E402
 from rfmfast.ops.agop import reference as agop_ref  # noqa: E402
 from rfmfast.ops.agop import triton as agop_tri  # noqa: E402
 from rfmfast.ops.kernel_matmul import reference as kmm_ref  # noqa: E402

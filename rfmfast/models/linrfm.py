@@ -75,7 +75,7 @@ def resolve_device(device, backend: str):
 
     check_backend_name(backend)
     if backend not in ("auto", "reference"):
-        from ..backends import BackendUnavailable
+        from ..ops import BackendUnavailable
 
         raise BackendUnavailable(f"lin-RFM has only the PyTorch implementation (backend 'auto' or "
                                  f"'reference'); its work is GEMMs, batched Cholesky and gathers, "

@@ -36,13 +36,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..backends import choose
 from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
 from ..solvers import cg_solve, cholesky_solve
 from ..solvers._params import BACKEND, KERNEL, Number, at_least, positive
-from ..solvers.cholesky import cpu_workspace
+from ..solvers.cholesky import Workspace
 from ..solvers.auto import SOLVERS, choose_solver, redo_by_cholesky
 from . import _rfm_utils as U
 
@@ -193,12 +192,10 @@ class _RFMBase(BaseEstimator):
         M, alpha = None, None
         best = None
         history = []
-        # On the C++ backend every Cholesky solve of the fit reuses one n x n buffer: no n^2
-        # allocation and page faults per iteration (about 1 s each at n = 20000). Elsewhere the
-        # solve allocates its own (on CUDA the caching allocator reuses it).
-        ws = None
-        if solver == "cholesky" and choose(self.backend, X.device, "kernel_matrix") == "cpu":
-            ws = cpu_workspace(n, X.dtype)
+        # Every Cholesky solve of the fit reuses one n x n buffer where the kernel matrix is
+        # written in place (the C++ backend): no n^2 allocation and page faults per iteration.
+        # Elsewhere the solve allocates its own (on CUDA the caching allocator reuses it).
+        ws = Workspace() if solver == "cholesky" else None
         t_fit = time.perf_counter()
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()

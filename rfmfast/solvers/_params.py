@@ -9,7 +9,7 @@ import torch
 from sklearn.utils._param_validation import (Interval, Options, StrOptions,
                                              validate_parameter_constraints)
 
-from ..backends import BACKENDS
+from ..ops import BACKENDS
 from ..kernels import KERNELS
 from .auto import SOLVERS
 

@@ -7,11 +7,9 @@ import warnings
 import numpy as np
 import torch
 
-from .. import _validate as _v
-from ..backends import choose
-from ..ops import _common
+from .. import _validate as validate
 from ..ops.cholesky import cholesky_inplace
-from ..ops.kernel_matrix import kernel_matrix
+from ..ops.kernel_matrix import kernel_matrix, writes_in_place
 from ._params import check_solve_options
 from .auto import JitterWarning, SolveInfo
 
@@ -19,34 +17,48 @@ from .auto import JitterWarning, SolveInfo
 MAX_TRIES = 6
 
 
-def cpu_workspace(n: int, dtype: torch.dtype) -> torch.Tensor:
-    """An (n, n) CPU tensor for the C++ backend's matrix and factor, allocated by numpy, whose
-    allocator advises huge pages for large arrays (fewer page faults and TLB misses)."""
-    return torch.from_numpy(np.empty((n, n), dtype=np.float64 if dtype == torch.float64
-                                     else np.float32))
+class Workspace:
+    """An (n, n) buffer that repeated Cholesky solves share (the RFM fit passes one to every
+    solve): allocated on first use, by numpy for CPU tensors (its allocator advises huge pages
+    for large arrays: fewer page faults and TLB misses), and only where the kernel matrix op
+    writes into a buffer in place (rfmfast.ops.kernel_matrix.writes_in_place); elsewhere the
+    solve allocates its own matrix and the workspace stays empty. Memory: n^2 entries once."""
+
+    def __init__(self):
+        self.buffer: torch.Tensor | None = None
+
+    def get(self, X: torch.Tensor, backend: str) -> torch.Tensor | None:
+        """The (n, n) buffer for X's size, dtype and device, or None where it would not be
+        written in place."""
+        if not writes_in_place(X.device, backend):
+            return None
+        n = X.shape[0]
+        b = self.buffer
+        if b is None or b.shape != (n, n) or b.dtype != X.dtype or b.device != X.device:
+            self.buffer = None
+            if X.device.type == "cpu":
+                self.buffer = torch.from_numpy(np.empty(
+                    (n, n), dtype=np.float64 if X.dtype == torch.float64 else np.float32))
+            else:
+                self.buffer = torch.empty(n, n, dtype=X.dtype, device=X.device)
+        return self.buffer
 
 
 def _kernel_matrix(X, kernel, bandwidth, M, backend, workspace):
-    """K(X, X) for the factorization. Inputs are validated as by rfmfast.kernel_matrix (finite X,
-    kernel, bandwidth, a PSD M) before any work. The C++ backend writes only the lower triangle
-    (and the diagonal blocks), all that the factorization and the triangular solves read: half
-    the kernel evaluations, no mirror pass; it writes into workspace when one is given. The other
-    backends compute K(X, X) whole into a new matrix and ignore workspace (they cannot write in
-    place, and a copy would hold two n x n matrices at once)."""
-    t, M, _, _ = _common.prepare("kernel_matrix", backend, kernel, bandwidth, M, {"X": X})
-    X = t["X"]
-    if choose(backend, X.device, "kernel_matrix") != "cpu":
-        return kernel_matrix(X, X, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
-    from ..ops import _cpu_common   # the C++ extension: imported only where it is used
-
-    n = X.shape[0]
-    if workspace is None:
-        workspace = cpu_workspace(n, X.dtype)
-    else:
-        _v.check_buffer(workspace, "workspace", (n, n), X)
-    _cpu_common.kernel_matrix_into(X, X, kernel, float(bandwidth), M, "lower",
-                                   _cpu_common.np_(workspace))
-    return workspace
+    """K(X, X) for the factorization, validated as by rfmfast.kernel_matrix before any work.
+    Only the lower triangle is asked for (all that the factorization and the triangular solves
+    read: half the kernel evaluations on backends that compute it alone), into the workspace
+    where the backend writes in place; elsewhere into a new matrix (a copy would hold two
+    n x n matrices at once)."""
+    if isinstance(workspace, Workspace):
+        workspace = workspace.get(X, backend)
+    elif workspace is not None:
+        if not writes_in_place(X.device, backend):
+            workspace = None
+        else:
+            validate.check_buffer(workspace, "workspace", (X.shape[0], X.shape[0]), X)
+    return kernel_matrix(X, None, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend,
+                         triangle="lower", out=workspace)
 
 
 def _lower_is_finite(K: torch.Tensor, rows: int = 1024) -> bool:
@@ -58,19 +70,20 @@ def _lower_is_finite(K: torch.Tensor, rows: int = 1024) -> bool:
 
 
 def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10.0, M=None,
-                   reg=1e-3, backend="auto", workspace: torch.Tensor | None = None,
+                   reg=1e-3, backend="auto", workspace: Workspace | torch.Tensor | None = None,
                    verbose=False) -> tuple[torch.Tensor, SolveInfo]:
     """alpha = (K(X, X) + reg I)^{-1} y by Cholesky.
 
     X: (n, d), y: (n, c) -> alpha: (n, c), in X's dtype and device (pass float64 tensors for a
     float64 solve). The kernel matrix is built once, reg is added to its diagonal and it is
     factored in place: memory n^2 entries plus the op's blocks, no second n x n buffer (tested
-    in tests/test_solvers.py). workspace: an optional (n, n) C-contiguous tensor of X's dtype and
-    device that holds the matrix and its factor (overwritten) on the C++ backend: a caller
-    solving repeatedly (the RFM fit) passes one buffer to every solve instead of allocating n^2
-    entries each time; other backends ignore it. On CPU tensors with the C++ extension the factorization is
-    rfmfast's own (recursive, on its packed GEMM tiles; about 2x LAPACK's rate on the 2-core
-    AVX-512 machine of bench/results); elsewhere torch.linalg.cholesky_ex.
+    in tests/test_solvers.py). workspace: a Workspace, or an (n, n) C-contiguous tensor of X's
+    dtype and device, that holds the matrix and its factor (overwritten) where the kernel matrix
+    is written in place (the C++ backend): a caller solving repeatedly (the RFM fit) passes one
+    to every solve instead of allocating n^2 entries each time; other backends ignore it.
+    On CPU tensors with the C++ extension the factorization is rfmfast's own (recursive, on its
+    packed GEMM tiles, so that it keeps up with the kernel matrix); elsewhere
+    torch.linalg.cholesky_ex.
 
     If the factorization fails (K + reg I not numerically positive definite, e.g. reg = 0 with
     nearly repeated points), the matrix is rebuilt and jitter is added to the diagonal, starting
@@ -82,8 +95,8 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     """
     check_solve_options("cholesky_solve", kernel=kernel, bandwidth=bandwidth, reg=reg,
                         backend=backend, verbose=verbose)
-    _v.check_matrix(y, "y")
-    _v.check_rows("X", X, "y", y)
+    validate.check_matrix(y, "y")
+    validate.check_rows("X", X, "y", y)
     t0 = time.perf_counter()
     n = X.shape[0]
     reg = float(reg)

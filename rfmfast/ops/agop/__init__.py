@@ -43,7 +43,7 @@ def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, c
     per thread beyond the inputs, plus on the cpu backend the packed value matrix
     [alpha_1 X | ... | alpha_c X | alpha], n (c d + c) entries held once, outputs taken in
     groups so that it stays under 256 MB (a group re-runs the distance tiles).
-    The result is exactly symmetric.
+    The result is exactly symmetric (rfmfast.ops.agop.reduction, shared by every backend).
     """
     if accumulate not in _ACCUMULATE:
         raise ValueError(f"accumulate must be one of {_ACCUMULATE}, got {accumulate!r}")
@@ -51,12 +51,4 @@ def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, c
     A = mod.agop(Q, X, a[:, None] if a.ndim == 1 else a, kernel=kernel,
                  bandwidth=float(bandwidth), M=M, diag=bool(diag), centering=bool(centering),
                  accumulate=accumulate)
-    if not diag:
-        A = symmetrized(A)
     return _v.out_like(A, np_in)
-
-
-def symmetrized(A):
-    """(A + A^T) / 2: exactly symmetric (floating-point addition commutes), on every backend,
-    so that an AGOP can be handed back as M whatever the GEMM's blocking did."""
-    return (A + A.T) * 0.5

@@ -1,9 +1,113 @@
-"""kernel_grads and agop on the C++ CPU kernels, by the value-matrix trick of MATH.md: one GEMM
-of the weight tile with V = [alpha_1 X | ... | alpha_c X | alpha] gives all c gradients.
+"""kernel_grads and agop on the C++ CPU kernels, by the value-matrix trick (docs/math.md): one
+GEMM of the weight tile with V = [alpha_1 X | ... | alpha_c X | alpha] gives all c gradients.
+The AGOP's reduction is rfmfast.ops.agop.reduction; this backend supplies gradient chunks.
 
 Memory: packed centers and V (n (d + c d + c)), per thread one tile of block x (block + c d),
-and for the AGOP gradients of one chunk of queries (64 MB) plus d x d sums; never q x n x d."""
-from .._cpu_common import agop_op, kernel_grads_op
+and for the AGOP gradients of one chunk of queries (AGOP_CHUNK_BYTES) plus d x d sums; never
+q x n x d. V is held for at most AGOP_VALUE_BYTES worth of outputs at a time."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...kernels import EPS, RESOLVE, apply_M, kernel_record
+from .._cpu.custom_op import cpu_op
+from .._cpu.glue import factor, fn, map_points, np_, opt, threads, translation
+from .reduction import agop_from_gradients
+
+#: bytes of gradients held at once by the AGOP (one chunk of queries)
+AGOP_CHUNK_BYTES = 64 << 20
+#: bytes of the AGOP's packed value matrix (n (c d + c)); more outputs are taken in groups
+AGOP_VALUE_BYTES = 256 << 20
+
+
+class GradContext:
+    """Everything about the centers that the gradient kernels need, packed once, so that
+    queries can be processed chunk by chunk. Memory: O(n (d + c d)) for the packed centers and
+    value matrix."""
+
+    def __init__(self, X, alpha, kernel, bandwidth, M, fac=None):
+        """fac: (S, s_mode) from glue.factor(M, kernel, X.dtype) when the caller has it."""
+        self.k = kernel_record(kernel)
+        self.bandwidth, self.dtype = float(bandwidth), X.dtype
+        self.scale = self.k.grad_scale(self.bandwidth)
+        self.S, self.s_mode = fac if fac is not None else factor(M, kernel, X.dtype)
+        self.mu = translation(X, kernel, self.S)
+        self.Xt, self.xn = map_points(X, self.mu, self.S, self.s_mode)
+        self.Xp = fn("pack_points", X.dtype)(self.Xt)
+        self.n, self.c = alpha.shape
+        self.alpha = np_(alpha)
+        if self.k.distance == "l1":
+            self.post = None if self.S is None else torch.from_numpy(self.S)
+        else:
+            # centered centers (the gradient is translation invariant): no cancellation of the
+            # data's offset in (A alpha) q - A (alpha x); the original rows for exact pairs
+            self.X = np_(X)
+            self.Vp = fn("pack_grad_values", X.dtype)(self.X - self.mu, self.alpha)
+            self.post = M
+
+    def raw(self, Q: torch.Tensor) -> torch.Tensor:
+        """H (q, c, r) with grad f = H @ post (post = M, or S for l1_laplace; None = I)."""
+        Qt, qn = map_points(Q, self.mu, self.S, self.s_mode)
+        if self.k.distance == "l1":
+            H = np.empty((Q.shape[0], self.c, Qt.shape[1]), dtype=Qt.dtype)
+            fn("l1_grads", self.dtype)(Qt, self.Xt, self.Xp, self.alpha, self.bandwidth,
+                                       self.scale, H, threads())
+        else:
+            H = np.empty((Q.shape[0], self.c, Q.shape[1]), dtype=Qt.dtype)
+            Qo = np_(Q)
+            fn("kernel_grads", self.dtype)(Qt, qn, Qo - self.mu, self.Xp, self.xn, Qo, self.X,
+                                           self.S, self.s_mode, self.alpha, self.k.code,
+                                           self.bandwidth, self.scale, EPS, RESOLVE, self.Vp, H,
+                                           threads())
+        return torch.from_numpy(H)
+
+
+@cpu_op("kernel_grads_cpu")
+def kernel_grads_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
+                    bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+    ctx = GradContext(X, alpha, kernel, bandwidth, opt(M))
+    return apply_M(ctx.raw(Q), ctx.post).contiguous()
+
+
+@kernel_grads_op.register_fake
+def _(Q, X, alpha, kernel, bandwidth, M):
+    return Q.new_empty(Q.shape[0], alpha.shape[1], Q.shape[1])
+
+
+@cpu_op("agop_cpu")
+def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
+            bandwidth: float, M: torch.Tensor | None, diag: bool, centering: bool,
+            accumulate: str) -> torch.Tensor:
+    q, c = Q.shape[0], alpha.shape[1]
+    n, d = X.shape
+    M = opt(M)
+    # outputs in groups: the packed value matrix of a group, n (g d + g) entries, stays under
+    # AGOP_VALUE_BYTES
+    group = max(1, min(c, AGOP_VALUE_BYTES // max(1, Q.element_size() * n * (d + 1))))
+    chunk = max(64, AGOP_CHUNK_BYTES // (Q.element_size() * min(c, group) * d))
+
+    fac = factor(M, kernel, X.dtype)
+
+    def chunks(c0):
+        ctx = GradContext(X, alpha[:, c0:c0 + group].contiguous(), kernel, bandwidth, M, fac)
+        for i in range(0, q, chunk):
+            yield ctx.raw(Q[i:i + chunk])
+
+    # the right factor of the raw gradients (GradContext.post)
+    if kernel_record(kernel).distance == "l1":
+        F = None if fac[0] is None else torch.from_numpy(fac[0])
+    else:
+        F = M
+    return agop_from_gradients([lambda c0=c0: chunks(c0) for c0 in range(0, c, group)], q=q,
+                               F=F, diag=diag, centering=centering,
+                               accumulate=accumulate or None, dtype=Q.dtype)
+
+
+@agop_op.register_fake
+def _(Q, X, alpha, kernel, bandwidth, M, diag, centering, accumulate):
+    d = Q.shape[1]
+    return Q.new_empty(d) if diag else Q.new_empty(d, d)
 
 
 def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M):

@@ -1,7 +1,7 @@
 """Triton kernel_grads and agop: gradients of a kernel predictor and their average outer product.
 
 laplace / gaussian (MATH.md): with the weight tile A (K / dist, or K) and the value matrix
-V = [alpha_1 * X | ... | alpha_c * X | alpha], one fused pass (rfmfast.ops.kernel_matmul.triton,
+V = [alpha_1 * X | ... | alpha_c * X | alpha], one fused pass (rfmfast.ops._triton.product,
 WEIGHT=True, V built on the fly from X and alpha) gives O = A V (q, c d + c), and
 
     H_c = s (w_c * Q - O_c),  w_c = A alpha_c,   grad f_c = H_c M   (s = grad_scale)
@@ -11,7 +11,7 @@ l1_laplace: grad f_c = s S sum_i alpha_ic K_i sign(S(x - x_i)) needs a sign per 
 coordinate: a tiled kernel over (query block, coordinate block, output) gives
 H_c = s sum_i alpha_ic K_i sign(p - p_i) in the mapped coordinates p = S x, and grad = H S.
 The same kernel, with (p - p_i) in place of the sign and the weights A, serves laplace and
-gaussian when r <= 8 (difference-first tiles, rfmfast.ops._triton_common): grad = H S there,
+gaussian when r <= 8 (difference-first tiles, rfmfast.ops._triton.common): grad = H S there,
 since S^T S = M.
 
 agop accumulates over query chunks: sum_c H_c^T H_c (or the diagonal of G^T G, G = H F), then
@@ -22,7 +22,7 @@ conditioned.
 
 RFMFAST_TRITON_AGOP=two_stage (laplace and gaussian with r > 8) replaces the fused pass by two
 steps per chunk of queries: the weight matrix A (chunk, n) from the Triton tile kernel
-(rfmfast.ops.kernel_matrix.triton), then O = A V by torch's matmul (cuBLAS; TF32 unless the
+(rfmfast.ops._triton.matrix), then O = A V by torch's matmul (cuBLAS; TF32 unless the
 precision is "ieee"), with V (n, c d + c) stored once. It trades memory, O(n (c d + c) + 2^28)
 entries, for doing the distance tiles once instead of once per column block of V. Measured on
 an H200 (bench/results/gpu_bench.csv; n = 200,000, q = 20,000, d = 100, c = 10, full M):
@@ -43,10 +43,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .. import _triton_common as C
-from ...kernels import apply_M, grad_scale
-from ..kernel_matmul.triton import direct_block_k, fused_product
-from ..kernel_matrix.triton import tile_matrix
+from .._triton import common as C
+from ...kernels import apply_M, kernel_record
+from .._triton.product import direct_block_k, fused_product
+from .._triton.matrix import tile_matrix
+from .reduction import agop_from_gradients
 
 _CHUNK_ENTRIES = 1 << 26        # of O (chunk, c d + c), fused
 _TWO_STAGE_ENTRIES = 1 << 28    # of A (chunk, n), two_stage
@@ -138,13 +139,13 @@ def _direct_h(pts, alpha, kernel, bandwidth):
     q, r = pts.P.shape
     n, c = alpha.shape
     h = torch.empty(q, c, r, dtype=pts.P.dtype, device=pts.P.device)
-    consts = C.consts(pts, kernel, bandwidth, grad_scale(kernel, bandwidth))
+    consts = C.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
     bk = direct_block_k(r)
     br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(r))
     xo, zo, sx, d, s_mode = pts.exact_args()
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]), triton.cdiv(r, br), c)  # noqa: E731
     _direct_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, alpha, h, consts, q, n, r, c,
-                        xo, zo, sx, d, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), BLOCK_K=bk,
+                        xo, zo, sx, d, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, BLOCK_K=bk,
                         BLOCK_R=br)
     return h
 
@@ -221,7 +222,7 @@ def _near_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, xo_ptr, zo_ptr, s_ptr, a_ptr, h_pt
 
 def near_grads(pts, alpha, kernel, bandwidth, mapped: bool):
     """The near pairs' gradient terms (q, c, r if mapped else d), summed on the original rows:
-    what the gradient tiles leave out (rfmfast.ops._triton_common, NEAR). Costs one more pass
+    what the gradient tiles leave out (rfmfast.ops._triton.common, NEAR). Costs one more pass
     of distance tiles."""
     q, r = pts.P.shape
     n, c = alpha.shape
@@ -230,13 +231,13 @@ def near_grads(pts, alpha, kernel, bandwidth, mapped: bool):
     h = torch.zeros(q, c, ro, dtype=pts.P.dtype, device=pts.P.device)
     if not pts.rule(kernel):
         return h
-    consts = C.consts(pts, kernel, bandwidth, grad_scale(kernel, bandwidth))
+    consts = C.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
     tc = pts.precision != "ieee"
     bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
     br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(ro))
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]),)  # noqa: E731
     _near_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, xo, zo, sx, alpha, h, consts, q, n, r, d, c,
-                      ro, S_MODE=s_mode, KERNEL=C.kernel_code(kernel), DIRECT=pts.direct,
+                      ro, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, DIRECT=pts.direct,
                       MAPPED=mapped, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
                       BLOCK_K=bk, BLOCK_R=br)
     return h
@@ -290,14 +291,14 @@ class _Prepared:
                               alpha=self.alpha, weight=True)
         w = O[:, c * d:]
         H = w[:, :, None] * self.Qc[i0:i1, None, :] - O[:, :c * d].view(-1, c, d)
-        return (H * grad_scale(self.kernel, self.bandwidth)
+        return (H * kernel_record(self.kernel).grad_scale(self.bandwidth)
                 + near_grads(pts, self.alpha, self.kernel, self.bandwidth, mapped=False))
 
 
 def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, precision=None):
     """Q: (q, d), X: (n, d), alpha: (n, c) -> (q, c, d): grad f_c at each query (rfmfast.kernels).
 
-    precision: "ieee" | "tf32" | "bf16" (rfmfast.ops._triton_common); default
+    precision: "ieee" | "tf32" | "bf16" (rfmfast.ops._triton.common); default
     $RFMFAST_TRITON_PRECISION or "ieee". Memory: the output plus O((q + n) d + q c).
     """
     prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
@@ -315,41 +316,15 @@ def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accu
     """(1/q) sum_x sum_c grad f_c(x) grad f_c(x)^T: (d, d), or its diagonal (d,) if diag.
 
     centering subtracts each output's mean gradient over Q first; accumulate="float64" forms
-    the sums in float64 (result in Q's dtype). Memory: O(d^2 + chunk (c d + c)), see module doc.
+    the sums in float64 (result in Q's dtype). The reduction is rfmfast.ops.agop.reduction.
+    Memory: O(d^2 + chunk (c d + c)), see module doc.
     """
     prep = _Prepared(Q, X, alpha, kernel, bandwidth, M, precision)
-    q = Q.shape[0]
-    F = prep.F
-    acc_dtype = torch.float64 if accumulate == "float64" else Q.dtype
-    chunk = prep.chunk()
-    shift = s1 = s2 = None
-    for i0 in range(0, q, chunk):
-        H = prep.h(i0, min(q, i0 + chunk)).to(acc_dtype)
-        if diag:
-            H = apply_M(H, None if F is None else F.to(acc_dtype))  # G = H F
-        if centering and shift is None:
-            shift = H.mean(0, keepdim=True)
-        if shift is not None:
-            H = H - shift
-        if diag:
-            part2 = (H * H).sum(0)                                   # (c, d)
-        else:
-            Hf = H.reshape(-1, H.shape[-1])
-            part2 = Hf.T @ Hf                                        # (d, d)
-        s2 = part2 if s2 is None else s2 + part2
-        if centering:
-            part1 = H.sum(0)                                         # (c, d)
-            s1 = part1 if s1 is None else s1 + part1
-    if diag:
-        if centering:
-            s2 = s2 - s1 * s1 / q
-        A = s2.sum(0) / q
-    else:
-        if centering:
-            s2 = s2 - s1.T @ s1 / q
-        if F is not None:
-            Fa = F.to(acc_dtype)
-            s2 = Fa[:, None] * s2 * Fa[None, :] if Fa.ndim == 1 else Fa.T @ s2 @ Fa
-        A = s2 / q
-        A = (A + A.T) * 0.5                                          # exactly symmetric
-    return A.to(Q.dtype)
+    q, chunk = Q.shape[0], prep.chunk()
+
+    def chunks():
+        for i0 in range(0, q, chunk):
+            yield prep.h(i0, min(q, i0 + chunk))
+
+    return agop_from_gradients([chunks], q=q, F=prep.F, diag=diag, centering=centering,
+                               accumulate=accumulate, dtype=Q.dtype)

@@ -1,10 +1,10 @@
-"""Cholesky on the C++ CPU kernels (csrc/cpu/cholesky_impl.h): recursive, nearly all of it in
+"""Cholesky on the C++ CPU kernels (csrc/cpu/cholesky.h): recursive, nearly all of it in
 rfmfast's packed GEMM. Memory: packing buffers of a few MB per thread beyond A."""
 from __future__ import annotations
 
 import torch
 
-from .._cpu_common import fn, np_, threads
+from .._cpu.glue import fn, np_, threads
 
 
 def cholesky_inplace(A: torch.Tensor) -> int:

@@ -1,7 +1,36 @@
-"""kernel_matmul on the C++ CPU kernels: distance GEMM, epilogue and value GEMM per cache tile.
-Memory: the output, packed copies of Z (m d) and V (m t), and per thread one tile of
-block x (block + d + t); never the (n, m) kernel matrix."""
-from .._cpu_common import kernel_matmul_op
+"""kernel_matmul on the C++ CPU kernels: K(X, Z) @ V without storing K. Memory: packed Z and V
+(m (d + t)), per thread one tile and a block x t accumulator."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...kernels import kernel_record
+from .._cpu.custom_op import cpu_op
+from .._cpu.glue import fn, map_pair, np_, threads
+
+#: up to this many value columns the kernel takes row dot products instead of a GEMM
+SMALL_T = 4
+
+
+@cpu_op("kernel_matmul_cpu")
+def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: str,
+                     bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+    Xt, xn, Zp, zn, exact = map_pair(X, Z, M, kernel, False)
+    t = V.shape[1]
+    if t <= SMALL_T:
+        Vp, Vt = None, np_(V.T)
+    else:
+        Vp, Vt = fn("pack_values", X.dtype)(np_(V)), None
+    out = np.empty((X.shape[0], t), dtype=Xt.dtype)
+    fn("kernel_matmul", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], kernel_record(kernel).code,
+                                 bandwidth, *exact, Vp, Vt, t, out, threads())
+    return torch.from_numpy(out)
+
+
+@kernel_matmul_op.register_fake
+def _(X, Z, V, kernel, bandwidth, M):
+    return X.new_empty(X.shape[0], V.shape[1])
 
 
 def kernel_matmul(X, Z, V, *, kernel, bandwidth, M):

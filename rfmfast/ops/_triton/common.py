@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..kernels import EPS, RESOLVE, apply_factor, center_of, mahalanobis_factor
+from ...kernels import RESOLVE, apply_factor, center_of, kernel_record, mahalanobis_factor
 
 #: True when kernels run in Triton's interpreter on CPU tensors (tests on machines without GPU).
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -38,7 +38,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 PRECISIONS = ("ieee", "tf32", "bf16")
 PREC_CODE = {"ieee": 0, "tf32": 1, "bf16": 2}
 
-LOG2E = math.log2(math.e)
 
 
 def resolve_precision(precision: str | None, dtype: torch.dtype) -> str:
@@ -69,9 +68,9 @@ def round_to(x: torch.Tensor, precision: str) -> torch.Tensor:
 
 
 def use_direct(kernel: str, r: int) -> bool:
-    """Difference-first distance tiles: always for l1_laplace (no GEMM form), and for r <= 8
+    """Difference-first distance tiles: always for an l1 distance (no GEMM form), and for r <= 8
     coordinates, where a GEMM would be mostly padding and resolves small distances poorly."""
-    return kernel == "l1_laplace" or r <= DIRECT_MAX_R
+    return kernel_record(kernel).distance == "l1" or r <= DIRECT_MAX_R
 
 
 DIRECT_MAX_R = 8
@@ -102,9 +101,8 @@ class Points:
                       self.s_mode)
 
     def rule(self, kernel: str) -> bool:
-        """Whether the distance rule's exact path applies: not for l1_laplace without M, whose
-        tiles take differences of the original coordinates already."""
-        return self.s_mode != 0 or kernel != "l1_laplace"
+        """Whether the distance rule's exact path applies (Kernel.translates)."""
+        return kernel_record(kernel).translates(self.s_mode != 0)
 
     def exact_args(self):
         """The exact path's arguments of the tile functions: original rows, S, d, s_mode."""
@@ -126,8 +124,8 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
     """
     S64 = mahalanobis_factor(M, kernel, dtype=torch.float64)
     S = None if S64 is None else S64.to(X.dtype)
-    if kernel == "l1_laplace" and S is None:
-        # differences of the original coordinates already: a translation only adds rounding
+    k = kernel_record(kernel)
+    if not k.translates(S is not None):
         mu64 = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
     else:
         mu64 = center_of(X).to(torch.float64)
@@ -147,7 +145,7 @@ def prepare_points(Q: torch.Tensor, X: torch.Tensor, kernel: str, M, precision: 
         precision = "ieee"
     P = round_to(P, precision).contiguous()
     Y = P if same else round_to(Y, precision).contiguous()
-    if kernel == "l1_laplace":
+    if k.distance == "l1":
         pn = P.abs().sum(1)
         yn = pn if same else Y.abs().sum(1)
     else:
@@ -325,23 +323,12 @@ def consts(pts: "Points", kernel: str, bandwidth: float, *extra) -> torch.Tensor
     *extra].
     RESOLVE and NEAR are 0 where the tiles' differences are of the original coordinates
     (l1_laplace without M: no translation, no mapping), which are exact already."""
-    eps_abs = EPS if kernel == "l1_laplace" else EPS * EPS
+    k = kernel_record(kernel)
     rule = pts.rule(kernel)
-    c2 = exp2_scale(kernel, bandwidth)
+    c2 = k.exp2_scale(bandwidth)
     hi = float(torch.tensor(c2, dtype=pts.P.dtype))
-    vals = [hi, RESOLVE if rule else 0.0, eps_abs, NEAR if rule else 0.0, c2 - hi, *extra]
+    vals = [hi, RESOLVE if rule else 0.0, k.coincident_eps, NEAR if rule else 0.0, c2 - hi, *extra]
     return torch.tensor(vals, dtype=pts.P.dtype, device=pts.P.device)
-
-
-def kernel_code(kernel: str) -> int:
-    return {"laplace": 0, "gaussian": 1, "l1_laplace": 2}[kernel]
-
-
-def exp2_scale(kernel: str, bandwidth: float) -> float:
-    """c with K = exp2(c * dist) (laplace, l1_laplace) or exp2(c * dist^2) (gaussian)."""
-    if kernel == "gaussian":
-        return -LOG2E / (2.0 * bandwidth * bandwidth)
-    return -LOG2E / bandwidth
 
 
 @triton.jit
