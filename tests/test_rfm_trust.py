@@ -217,9 +217,9 @@ BAD_PARAMS = [
 @pytest.mark.parametrize("cls", [RFMRegressor, RFMClassifier])
 @pytest.mark.parametrize("name,value", BAD_PARAMS)
 def test_bad_parameters_are_refused_before_any_work(cls, name, value, monkeypatch):
-    from rfmfast.models import _rfm_utils
+    from rfmfast.models import _inputs
 
-    monkeypatch.setattr(_rfm_utils, "features", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(_inputs, "features", lambda *a, **k: pytest.fail("work started"))
     X, y = binary(40)
     with pytest.raises(ValueError, match=re.escape(f"'{name}' parameter of {cls.__name__}")):
         cls(**{name: value}).fit(X, y)

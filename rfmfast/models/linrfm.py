@@ -1,7 +1,7 @@
 """lin-RFM: RFM on linear models. Matrix completion (LinRFMCompleter) and sparse regression
 (LinRFMRegressor, in linrfm_regressor.py).
 
-Completion of Y (n, d) from its observed entries (MATH.md, "lin-RFM for matrix completion"):
+Completion of Y (n, d) from its observed entries (docs/math.md, "lin-RFM for matrix completion"):
 
     P = I
     repeat (one *sweep*):
@@ -53,7 +53,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import StrOptions
 
-from .linrfm_data import DEVICES, DTYPES, Number, as_device, holdout_split, observed_entries, torch_dtype
+from ._inputs import resolve_device as _resolve_device, torch_dtype
+from .linrfm_data import DEVICES, DTYPES, Number, holdout_split, observed_entries
 from .linrfm_regressor import LinRFMRegressor  # noqa: F401  (public name of this module)
 from .linrfm_rows import RowSystems
 from .matrix_power import psd_power
@@ -67,7 +68,7 @@ def _pow2_scale(x: np.ndarray) -> float:
     return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
 
 
-def resolve_device(device, backend: str):
+def linrfm_device(device, backend: str):
     """torch.device for ``device`` (None: CUDA when available, else CPU). lin-RFM is GEMM,
     Cholesky and gather work that PyTorch already runs at full speed on both, so it has one
     implementation: backend "auto" or "reference"; any other backend is refused with the reason."""
@@ -80,10 +81,7 @@ def resolve_device(device, backend: str):
         raise BackendUnavailable(f"lin-RFM has only the PyTorch implementation (backend 'auto' or "
                                  f"'reference'); its work is GEMMs, batched Cholesky and gathers, "
                                  f"where a '{backend}' kernel would not pay")
-    dev = as_device(device)
-    if dev is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return dev
+    return _resolve_device(device)
 
 
 class LinRFMCompleter(BaseEstimator):
@@ -121,7 +119,7 @@ class LinRFMCompleter(BaseEstimator):
         How G^(2 alpha) is computed when alpha is not 1/2 (GEMM-only, or the eigendecomposition).
     device : None | "auto" | "cpu" | "cuda" | torch.device, default None (CUDA if available)
     dtype : "float64" | "float32" (or the torch dtypes), default "float64"
-    backend : "auto" | "reference" (lin-RFM is pure PyTorch; see ``resolve_device``).
+    backend : "auto" | "reference" (lin-RFM is pure PyTorch; see ``linrfm_device``).
     block_elems : int >= 1, default 2**24
         Working-set bound (entries) of a row-solve block and of a completed-row chunk.
     max_completed_elems : int >= 0, default 2**27
@@ -196,7 +194,7 @@ class LinRFMCompleter(BaseEstimator):
         self._validate_params()
         if self.reg_min > self.reg:
             raise ValueError(f"reg_min must be <= reg, got reg_min={self.reg_min!r}, reg={self.reg!r}")
-        return resolve_device(self.device, self.backend)
+        return linrfm_device(self.device, self.backend)
 
     def _check_size(self, n: int, d: int, dtype: torch.dtype, device: torch.device) -> None:
         """Refuse, before any work, a problem whose dense part does not fit the free memory."""

@@ -23,34 +23,12 @@ import torch
 from sklearn.utils._param_validation import Options, StrOptions
 
 from ..solvers._params import Number  # noqa: F401  (the one Interval that refuses bools)
+from ._inputs import resolve_device, torch_dtype  # noqa: F401  (lin-RFM's parameters)
 
 
 # dtype parameters: "float32" / "float64" (the defaults are strings), or the torch dtypes
 DTYPES = [StrOptions({"float32", "float64"}), Options(torch.dtype, {torch.float32, torch.float64})]
 DEVICES = [None, str, torch.device]
-
-
-def torch_dtype(dtype) -> torch.dtype:
-    """A validated dtype parameter ("float32", "float64" or a torch dtype) -> torch dtype."""
-    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
-
-
-def as_device(device) -> torch.device | None:
-    """A device parameter -> torch.device (None / "auto": None, the caller's default). Refuses
-    unknown names and CUDA where torch sees no CUDA device, in one sentence."""
-    if device is None or device == "auto":
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:<index>', 'auto' or None, "
-                         f"got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but torch sees no CUDA device; "
-                         "use device='cpu' (or None: CUDA when available)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
-    return dev
 
 
 def check_shape(shape) -> tuple[int, int]:

@@ -17,7 +17,7 @@ The exponent (derived). The step minimises ``sum_j beta_j^2 / P_j`` subject to `
 
 alpha = 1/4 is IRLS for l_1 (basis pursuit), alpha = 1/2 is IRLS-0 (sum log |beta_j|), alpha -> 0
 is minimum-norm least squares (p = 2). The same exponent links lin-RFM completion to the
-Schatten-p IRLS (MATH.md). As with IRLS, ``eps_t`` (relative to max beta^2) shrinks geometrically
+Schatten-p IRLS (docs/math.md). As with IRLS, ``eps_t`` (relative to max beta^2) shrinks geometrically
 so that the weights sharpen from the minimum-norm start.
 
 Shapes: A (m, d), y (m,) or (m, c) -> coef_ (d,) or (d, c). Cost per step: m^2 d + m^3 (the dual
@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from .linrfm_data import DEVICES, DTYPES, Number, as_device, torch_dtype
+from ._inputs import resolve_device, torch_dtype
+from .linrfm_data import DEVICES, DTYPES, Number
 
 
 def _pow2_scale(t: torch.Tensor) -> float:
@@ -109,7 +110,7 @@ class LinRFMRegressor(BaseEstimator):
     def fit(self, X, y):
         """Fit on X (m, d) and y (m,) or (m, c). Returns self."""
         self._validate_params()
-        dtype, device = torch_dtype(self.dtype), as_device(self.device)
+        dtype, device = torch_dtype(self.dtype), resolve_device(self.device, default=None)
         self._torch_out = isinstance(X, torch.Tensor)
         A = self._tensor(X, "X", device, dtype)
         if A.ndim != 2:
@@ -161,7 +162,7 @@ class LinRFMRegressor(BaseEstimator):
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
         coef = torch.as_tensor(self.coef_)
-        A = self._tensor(X, "X", as_device(self.device) or coef.device, coef.dtype)
+        A = self._tensor(X, "X", resolve_device(self.device, default=None) or coef.device, coef.dtype)
         coef = coef.to(A.device)
         if A.ndim != 2 or A.shape[1] != coef.shape[0]:
             raise ValueError(f"X must be (q, {coef.shape[0]}), got shape {tuple(A.shape)}")

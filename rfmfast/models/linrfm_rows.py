@@ -34,7 +34,6 @@ class RowSystems:
         self.block_elems = int(block_elems)
         counts = np.bincount(rows, minlength=self.n)
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        self.counts = counts
         self.indptr = torch.as_tensor(indptr, device=device)
         self.cols = torch.as_tensor(cols, device=device)
         self.vals = torch.as_tensor(vals, dtype=dtype, device=device)

@@ -1,6 +1,6 @@
 """Recursive Feature Machines as scikit-learn estimators: RFMRegressor and RFMClassifier.
 
-The iteration (MATH.md), for t = 0 .. iters:
+The iteration (docs/math.md), for t = 0 .. iters:
 
     alpha_t = (K_{M_t}(X, X) + reg I)^{-1} y          kernel_solve (Cholesky or CG)
     record train / validation metrics; keep the best iterate on validation data
@@ -43,7 +43,7 @@ from ..solvers import cg_solve, cholesky_solve
 from ..solvers._params import BACKEND, KERNEL, Number, at_least, positive
 from ..solvers.cholesky import Workspace
 from ..solvers.auto import SOLVERS, choose_solver, redo_by_cholesky
-from . import _rfm_utils as U
+from . import _inputs as inputs, _rfm_utils as rfm_utils
 
 _FORMAT = "rfmfast.rfm/1"
 
@@ -108,7 +108,7 @@ class _RFMBase(BaseEstimator):
         device) -> (torch dtype, torch device)."""
         self._validate_params()
         check_kernel(self.kernel, self.bandwidth)
-        return U.torch_dtype(self.dtype), U.resolve_device(self.device)
+        return inputs.torch_dtype(self.dtype), inputs.resolve_device(self.device)
 
     # ---- subclass hooks ---------------------------------------------------------------------
     def _encode(self, y, dtype, device, fitting):  # -> (n, c) tensor
@@ -132,19 +132,19 @@ class _RFMBase(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None")
-        U.check_feature_names(self, X, reset=True)
-        Xt, _ = U.features(X, "X", dtype, device)
+        inputs.check_feature_names(self, X, reset=True)
+        Xt, _ = inputs.features(X, "X", dtype, device)
         Y = self._encode(y, dtype, device, fitting=True)
-        U.check_rows(Xt.shape[0], Y.shape[0])
+        inputs.check_rows(Xt.shape[0], Y.shape[0])
         rng = np.random.default_rng(self.random_state)
         Xv = Yv = None
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("pass both X_val and y_val, or neither")
-            U.check_feature_names(self, X_val, reset=False, name="X_val")
-            Xv, _ = U.features(X_val, "X_val", dtype, device)
+            inputs.check_feature_names(self, X_val, reset=False, name="X_val")
+            Xv, _ = inputs.features(X_val, "X_val", dtype, device)
             Yv = self._encode(y_val, dtype, device, fitting=False)
-            U.check_rows(Xv.shape[0], Yv.shape[0], "X_val", "y_val")
+            inputs.check_rows(Xv.shape[0], Yv.shape[0], "X_val", "y_val")
             if Xv.shape[1] != Xt.shape[1]:
                 raise ValueError(f"X_val has {Xv.shape[1]} features but X has {Xt.shape[1]}")
         elif self.validation_fraction is not None:
@@ -231,9 +231,9 @@ class _RFMBase(BaseEstimator):
                 A = agop(Q, X, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering),
                          **opts)
                 row["agop_s"] = time.perf_counter() - t1
-                why = U.agop_trouble(A, X, alpha, float(self.bandwidth), t)   # raises on overflow
+                why = rfm_utils.agop_trouble(A, X, alpha, float(self.bandwidth), t)   # raises on overflow
                 if why is None:
-                    M = U.agop_to_M(A, float(self.agop_power), self.normalize)
+                    M = rfm_utils.agop_to_M(A, float(self.agop_power), self.normalize)
                 else:                  # a zero M: a constant model. Stop, keep the best so far
                     warnings.warn(why, ConvergenceWarning, stacklevel=3)
                     row["warning"] = why if row["warning"] is None else f"{row['warning']} {why}"
@@ -241,7 +241,7 @@ class _RFMBase(BaseEstimator):
             history.append(row)
             if self.verbose:
                 left = (time.perf_counter() - t_fit) / (t + 1) * (int(self.iters) - t)
-                print(U.progress_line(t, int(self.iters), row, self._metric,
+                print(rfm_utils.progress_line(t, int(self.iters), row, self._metric,
                                       None if stop else left) + note)
             if stop:
                 break
@@ -262,9 +262,9 @@ class _RFMBase(BaseEstimator):
     # ---- predict ----------------------------------------------------------------------------
     def _scores(self, X) -> tuple[torch.Tensor, bool, torch.device | None]:
         check_is_fitted(self, "alpha_")
-        U.check_feature_names(self, X, reset=False)
+        inputs.check_feature_names(self, X, reset=False)
         dev = self._X_t.device
-        Xq, is_torch = U.features(X, "X", self._X_t.dtype, dev)
+        Xq, is_torch = inputs.features(X, "X", self._X_t.dtype, dev)
         if Xq.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {Xq.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input")
@@ -285,7 +285,7 @@ class _RFMBase(BaseEstimator):
 
         check_is_fitted(self, "alpha_")
         params = self.get_params()
-        params["dtype"] = str(U.torch_dtype(params["dtype"])).replace("torch.", "")
+        params["dtype"] = str(inputs.torch_dtype(params["dtype"])).replace("torch.", "")
         M = None if self._M_t is None else self._M_t.cpu()
         names = getattr(self, "feature_names_in_", None)
         state = {"X": self._X_t.cpu(), "alpha": self._alpha_t.cpu(), "M": M,
@@ -345,7 +345,7 @@ class _RFMBase(BaseEstimator):
             except ValueError as e:
                 raise _io.corrupt(path, f"its parameters are invalid: {e}") from None
         model._load_extra_state(s, path, alpha.shape[1])
-        dev = U.resolve_device(device if device is not None else model.device)
+        dev = inputs.resolve_device(device if device is not None else model.device)
         model._set_fitted(X.to(dev), {"M": None if M is None else M.to(dev), "alpha": alpha.to(dev),
                                       "t": best_iter, "jitter": float(jitter)}, history, d)
         if names is not None:
@@ -395,7 +395,7 @@ class RFMRegressor(RegressorMixin, _RFMBase):
     """
 
     def _encode(self, y, dtype, device, fitting):
-        Y, one_d = U.targets(y, "y" if fitting else "y_val", dtype, device)
+        Y, one_d = inputs.targets(y, "y" if fitting else "y_val", dtype, device)
         if fitting:
             self._y_1d = one_d
             self.n_outputs_ = Y.shape[1]
@@ -448,7 +448,7 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
     _maximize = True
 
     def _encode(self, y, dtype, device, fitting):
-        lab = U.labels(y, "y" if fitting else "y_val")
+        lab = inputs.labels(y, "y" if fitting else "y_val")
         if fitting:
             classes, counts = np.unique(lab, return_counts=True)
             if len(classes) < 2:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _validate as V
+from .. import _validate as validate
 from ..backends import choose, impl
 from ..kernels import center_of, check_bandwidth_scale
 
@@ -11,29 +11,29 @@ from ..kernels import center_of, check_bandwidth_scale
 POINTS = ("X", "Z", "Q")
 
 
-def prepare(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict):
+def checked_inputs(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict):
     """Validate the named float arrays (name -> array or None) and M; pick the backend.
 
     Returns (tensors, M, from_numpy, backend_module). Raises before any work on bad input.
     """
-    V.common(kernel, bandwidth, backend)
+    validate.common(kernel, bandwidth, backend)
     tensors, from_numpy = {}, False
     for name, x in named.items():
         if x is None:
             tensors[name] = None
             continue
-        t, np_in = V.to_tensor(x, name)
-        V.check_matrix(t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,), finite=False)
+        t, np_in = validate.to_tensor(x, name)
+        validate.check_matrix(t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,), finite=False)
         tensors[name] = t
         from_numpy = from_numpy or np_in
     first_name = next(iter(named))
     first = tensors[first_name]
-    V.check_same(first, first_name, **{k: v for k, v in tensors.items() if k != first_name})
+    validate.check_same(first, first_name, **{k: v for k, v in tensors.items() if k != first_name})
     name = choose(backend, first.device, op)  # a backend that can't take these tensors: say so now
     for k, t in tensors.items():
         if t is not None:
-            V.check_finite(t, k)
-    M = V.check_M(M, first.shape[1], first)
+            validate.check_finite(t, k)
+    M = validate.check_M(M, first.shape[1], first)
     check_bandwidth_scale(kernel, float(bandwidth), first.dtype)
     check_range(tensors, M)
     return tensors, M, from_numpy, impl(op, name)

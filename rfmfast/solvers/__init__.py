@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import _validate as _v
+from .. import _validate as validate
 from ._params import check_solve_options
 from .auto import JitterWarning, SolveInfo, choose_solver, redo_by_cholesky
 from .cg import cg_solve
@@ -54,11 +54,11 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
                         solver=solver, dtype=dtype, tol=tol, max_iter=max_iter, rank=rank,
                         seed=seed, memory_budget=memory_budget, backend=backend,
                         verbose=verbose, progress_every=progress_every, return_info=return_info)
-    Xt, np_in = _v.to_tensor(X, "X")
-    yt, _ = _v.to_tensor(y, "y")
-    _v.check_matrix(Xt, "X")
-    _v.check_matrix(yt, "y", ndim=(1, 2))
-    _v.check_rows("X", Xt, "y", yt)
+    Xt, np_in = validate.to_tensor(X, "X")
+    yt, _ = validate.to_tensor(y, "y")
+    validate.check_matrix(Xt, "X")
+    validate.check_matrix(yt, "y", ndim=(1, 2))
+    validate.check_rows("X", Xt, "y", yt)
     reg = float(reg)
     dtype = dtype or Xt.dtype
     if yt.device != Xt.device:
@@ -67,16 +67,16 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
     Xt = _cast(Xt, "X", dtype)
     yt = _cast(yt[:, None] if vec else yt, "y", dtype)
     if M is not None:
-        Mt, _ = _v.to_tensor(M, "M")
-        M = _v.check_M(Mt.to(Xt.device), Xt.shape[1], Xt)
+        Mt, _ = validate.to_tensor(M, "M")
+        M = validate.check_M(Mt.to(Xt.device), Xt.shape[1], Xt)
     if x0 is not None:
-        x0, _ = _v.to_tensor(x0, "x0")
-        _v.check_matrix(x0, "x0", ndim=(1, 2))              # float, finite: named as x0
+        x0, _ = validate.to_tensor(x0, "x0")
+        validate.check_matrix(x0, "x0", ndim=(1, 2))              # float, finite: named as x0
         x0 = (x0[:, None] if x0.ndim == 1 else x0)
         if tuple(x0.shape) != tuple(yt.shape):
             raise ValueError(f"x0 has shape {tuple(x0.shape)} but y has {tuple(yt.shape)}")
         x0 = _cast(x0, "x0", dtype).to(Xt.device)
-    _v.common(kernel, bandwidth, backend)
+    validate.common(kernel, bandwidth, backend)
 
     reason = ""
     auto = solver == "auto"
@@ -98,5 +98,5 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
             info.iterations, info.message = failed.iterations, failed.message
             reason += f"; {failed.message} Redone by cholesky."
     info.reason = reason
-    out = _v.out_like(alpha[:, 0] if vec else alpha, np_in)
+    out = validate.out_like(alpha[:, 0] if vec else alpha, np_in)
     return (out, info) if return_info else out

@@ -48,9 +48,6 @@ class SolveInfo:
     memory_bytes: int = 0
     reason: str = ""
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def available_memory(device: torch.device) -> int:
     """Bytes free for a new buffer on ``device``: CUDA's free memory, or the host's MemAvailable."""
@@ -75,11 +72,10 @@ def choose_solver(n: int, reg: float, itemsize: int, device: torch.device,
     """("cholesky" | "cg", reason).
 
     cholesky whenever the n x n matrix fits the budget (default: half the free memory of the
-    device); cg otherwise. Measured on 2 shared CPU cores (float32, d = 50, Laplace, reg 1e-3,
-    bench/bench_rfm.py data, n = 20000): rank-1000 Nystroem PCG needs ~26 iterations with M = I
-    but 80-100 once M is learned (the kernel becomes more ill-conditioned), 55-80 s against
-    ~25 s for a Cholesky solve; so CG is the choice only where Cholesky cannot run. reg is
-    accepted for the reason text: with reg = 0 CG on an interpolation problem may not converge.
+    device); cg otherwise: a learned M makes the kernel more ill-conditioned, and preconditioned
+    CG then needs several times the iterations it needs with M = I, so that it is slower than
+    the direct solve wherever that fits (docs/benchmarks.md, `rfmfast bench --only solve`). reg
+    is accepted for the reason text: with reg = 0 CG on an interpolation problem may not converge.
     """
     need = n * n * itemsize
     budget = int(memory_budget) if memory_budget is not None else available_memory(device) // 2

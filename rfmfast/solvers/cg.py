@@ -17,7 +17,7 @@ import warnings
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from .. import _validate as _v
+from .. import _validate as validate
 from ..ops.kernel_matmul import kernel_matmul
 from ..ops.kernel_matrix import kernel_matrix
 from ._params import check_solve_options
@@ -109,17 +109,17 @@ class _Progress:
 def _check(X, y, x0):
     """X: (n, d), y: (n, c) and x0 (None or y's shape) as cg_solve needs them: x0 is named in
     its own errors (it is the input that enters the first product)."""
-    _v.check_matrix(X, "X")
-    _v.check_matrix(y, "y")
-    _v.check_rows("X", X, "y", y)
-    _v.check_same(X, "X", y=y)
+    validate.check_matrix(X, "X")
+    validate.check_matrix(y, "y")
+    validate.check_rows("X", X, "y", y)
+    validate.check_same(X, "X", y=y)
     if x0 is None:
         return None
     if not isinstance(x0, torch.Tensor):
         raise TypeError(f"x0 must be a torch.Tensor like y, got {type(x0).__name__}")
     if tuple(x0.shape) != tuple(y.shape):
         raise ValueError(f"x0 has shape {tuple(x0.shape)} but y has {tuple(y.shape)}")
-    _v.check_finite(x0, "x0")
+    validate.check_finite(x0, "x0")
     return x0.to(dtype=y.dtype, device=y.device)
 
 

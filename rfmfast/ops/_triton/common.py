@@ -23,7 +23,6 @@ otherwise. The default comes from the environment variable RFMFAST_TRITON_PRECIS
 """
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -89,10 +88,6 @@ class Points:
         self.P, self.Y, self.pn, self.yn = P, Y, pn, yn
         self.mu, self.S, self.precision, self.direct = mu, S, precision, direct
         self.Qo, self.Xo, self.Sx, self.s_mode = Qo, Xo, Sx, s_mode
-
-    @property
-    def r(self) -> int:
-        return self.P.shape[1]
 
     def rows(self, i0: int, i1: int) -> "Points":
         """The same centers with the queries i0:i1 only."""

@@ -13,7 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common as C
+from . import common
 from ...kernels import kernel_record
 from .product import direct_block_k
 
@@ -49,21 +49,21 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
     eps_abs = tl.load(consts_ptr + 2)
     near = tl.load(consts_ptr + 3)
     if DIRECT:
-        dist, coincident, s = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+        dist, coincident, s = common.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
                                                  r, resolve, eps_abs, xo_ptr, zo_ptr, s_ptr, d,
                                                  S_MODE, KERNEL != 2, BLOCK, BLOCK, BLOCK_K)
     else:
         p_tile = tl.zeros((BLOCK, BLOCK_K), dtype=p_ptr.dtype.element_ty)
-        dist, coincident, s = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
+        dist, coincident, s = common.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r,
                                              resolve, eps_abs, p_tile, xo_ptr, zo_ptr, s_ptr, d,
                                              S_MODE, False, PREC, INTERP, BLOCK, BLOCK, BLOCK_K)
     if SYMMETRIC:
         diag = rows[:, None] == cols[None, :]
         dist = tl.where(diag, 0.0, dist)
         coincident = coincident | diag
-    k = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
+    k = common.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
     if WEIGHT:
-        k = C.drop_near(k, dist, coincident, s, near)
+        k = common.drop_near(k, dist, coincident, s, near)
     mask = (rows < q)[:, None] & (cols < n)[None, :]
     if SYMMETRIC:
         upper = rows[:, None] <= cols[None, :]
@@ -74,7 +74,7 @@ def _kernel_matrix(p_ptr, y_ptr, pn_ptr, yn_ptr, out_ptr, consts_ptr, q, n, r,
         tl.store(out_ptr + rows[:, None] * n + cols[None, :], k, mask=mask)
 
 
-_KERNELS = {mode: triton.autotune(C.interpret_configs(cfgs, _SMALL), key=_KEY)(_kernel_matrix)
+_KERNELS = {mode: triton.autotune(common.interpret_configs(cfgs, _SMALL), key=_KEY)(_kernel_matrix)
             for mode, cfgs in _CONFIGS.items()}
 
 
@@ -87,13 +87,13 @@ def tile_matrix(pts, *, kernel, bandwidth, symmetric=False, weight=False):
     dt = pts.P.dtype
     out = torch.empty(q, n, dtype=dt, device=pts.P.device)
     tc = pts.precision != "ieee"
-    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
+    bk = direct_block_k(r) if pts.direct else min(32, common.block_k(r, tc))
     fn = _KERNELS["direct" if pts.direct else ("tc" if tc else "ieee")]
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK"]), triton.cdiv(n, meta["BLOCK"]))  # noqa: E731
     xo, zo, sx, d, s_mode = pts.exact_args()
-    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, C.consts(pts, kernel, bandwidth),
+    fn[grid](pts.P, pts.Y, pts.pn, pts.yn, out, common.consts(pts, kernel, bandwidth),
              q, n, r, xo, zo, sx, d, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, DIRECT=pts.direct, SYMMETRIC=bool(symmetric),
-             WEIGHT=bool(weight), PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+             WEIGHT=bool(weight), PREC=common.PREC_CODE[pts.precision], INTERP=common.INTERPRET,
              BLOCK_K=bk)
     return out
 

@@ -10,7 +10,7 @@ epilogue in registers, and a second tl.dot with the (BLOCK_M, BLOCK_T) value til
 make a poor one: there the distance tile is a difference-first tiled sum (DIRECT).
 
 The same kernel serves the predictor gradients (rfmfast.ops.agop.triton): WEIGHT=True replaces
-the kernel values by the gradient weights of MATH.md, and VALUES_FROM_X=True builds the value
+the kernel values by the gradient weights of docs/math.md, and VALUES_FROM_X=True builds the value
 tile V = [alpha_1 * X | ... | alpha_c * X | alpha] on the fly from X and alpha, so that the
 (n, c d + c) value matrix never exists either.
 
@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common as C
+from . import common
 from ...kernels import kernel_record
 
 
@@ -87,18 +87,18 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         cols = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
         cmask = cols < n
         if DIRECT:
-            dist, coincident, s = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q,
+            dist, coincident, s = common.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q,
                                                      n, r, resolve, eps_abs, xo_ptr, zo_ptr,
                                                      s_ptr, dx, S_MODE, KERNEL != 2,
                                                      BLOCK_N, BLOCK_M, BLOCK_K)
         else:
-            dist, coincident, s = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+            dist, coincident, s = common.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
                                                  r, resolve, eps_abs, p_tile, xo_ptr, zo_ptr,
                                                  s_ptr, dx, S_MODE, P_RESIDENT, PREC, INTERP,
                                                  BLOCK_N, BLOCK_M, BLOCK_K)
-        w = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
+        w = common.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
         if WEIGHT:
-            w = C.drop_near(w, dist, coincident, s, near)
+            w = common.drop_near(w, dist, coincident, s, near)
         w = tl.where(cmask[None, :], w, 0.0)
         vmask = cmask[:, None] & tmask[None, :]
         if VALUES_FROM_X:
@@ -111,14 +111,14 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         if PREC == 0:
             acc += tl.dot(w, v, input_precision="ieee")
         else:
-            acc += tl.dot(C.round_tf32_tile(w), C.round_tf32_tile(v), input_precision="tf32")
+            acc += tl.dot(common.round_tf32_tile(w), common.round_tf32_tile(v), input_precision="tf32")
     tl.store(out_ptr + rows[:, None] * t + tcols[None, :], acc,
              mask=(rows < q)[:, None] & tmask[None, :])
 
 
 _KERNELS = {
     mode: triton.autotune(
-        C.interpret_configs(cfgs, _SMALL_WIDE if mode.endswith("wide") else _SMALL),
+        common.interpret_configs(cfgs, _SMALL_WIDE if mode.endswith("wide") else _SMALL),
         key=[k for k in _KEY if k != "BLOCK_T"] if mode.endswith("wide") else _KEY)(_fused_kmm)
     for mode, cfgs in _CONFIGS.items()
 }
@@ -132,7 +132,7 @@ def block_t(t: int) -> int:
 
 def direct_block_k(r: int) -> int:
     """Coordinates per step of a difference-first tile (a 3-D (BN, BM, BLOCK_K) temporary)."""
-    return min(16 if C.INTERPRET else 4, triton.next_power_of_2(r))
+    return min(16 if common.INTERPRET else 4, triton.next_power_of_2(r))
 
 
 def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=False):
@@ -155,9 +155,9 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
         d, c = X.shape[1], alpha.shape[1]
         t = c * d + c
     out = torch.empty(q, t, dtype=dt, device=P.device)
-    consts = C.consts(pts, kernel, bandwidth)
+    consts = common.consts(pts, kernel, bandwidth)
     tc = pts.precision != "ieee"
-    bk = direct_block_k(r) if pts.direct else C.block_k(r, tc)
+    bk = direct_block_k(r) if pts.direct else common.block_k(r, tc)
     if pts.direct:
         mode = "direct"
     else:
@@ -169,7 +169,7 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
     xo, zo, sx, dx, s_mode = pts.exact_args()
     fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
              q, n, r, t, d, c, xo, zo, sx, dx, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, DIRECT=pts.direct, WEIGHT=weight,
-             VALUES_FROM_X=V is None, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+             VALUES_FROM_X=V is None, PREC=common.PREC_CODE[pts.precision], INTERP=common.INTERPRET,
              P_RESIDENT=(tc and r <= bk), BLOCK_K=bk, **extra)
     return out
 

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from .. import _common
-from ... import _validate as _v
+from ... import _validate as validate
 
 _ACCUMULATE = (None, "float32", "float64")
 
 
-def _prepare(op, Q, X, alpha, kernel, bandwidth, M, backend):
-    t, M, np_in, mod = _common.prepare(op, backend, kernel, bandwidth, M,
+def _agop_inputs(op, Q, X, alpha, kernel, bandwidth, M, backend):
+    t, M, np_in, mod = _common.checked_inputs(op, backend, kernel, bandwidth, M,
                                        {"Q": Q, "X": X, "alpha": alpha})
     Q, X, a = t["Q"], t["X"], t["alpha"]
-    _v.check_d("Q", Q, "X", X)
-    _v.check_rows("X", X, "alpha", a)
+    validate.check_d("Q", Q, "X", X)
+    validate.check_rows("X", X, "alpha", a)
     return Q, X, a, M, np_in, mod
 
 
@@ -24,11 +24,11 @@ def kernel_grads(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, backe
     query (the query itself, when queries are training points) contributes nothing.
     Memory: the output plus O(block * (n-block + c d)) per thread; nothing of size q x n x d.
     """
-    Q, X, a, M, np_in, mod = _prepare("agop", Q, X, alpha, kernel, bandwidth, M, backend)
+    Q, X, a, M, np_in, mod = _agop_inputs("agop", Q, X, alpha, kernel, bandwidth, M, backend)
     vec = a.ndim == 1
     G = mod.kernel_grads(Q, X, a[:, None] if vec else a, kernel=kernel,
                          bandwidth=float(bandwidth), M=M)
-    return _v.out_like(G[:, 0] if vec else G, np_in)
+    return validate.out_like(G[:, 0] if vec else G, np_in)
 
 
 def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, centering=False,
@@ -47,8 +47,8 @@ def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, c
     """
     if accumulate not in _ACCUMULATE:
         raise ValueError(f"accumulate must be one of {_ACCUMULATE}, got {accumulate!r}")
-    Q, X, a, M, np_in, mod = _prepare("agop", Q, X, alpha, kernel, bandwidth, M, backend)
+    Q, X, a, M, np_in, mod = _agop_inputs("agop", Q, X, alpha, kernel, bandwidth, M, backend)
     A = mod.agop(Q, X, a[:, None] if a.ndim == 1 else a, kernel=kernel,
                  bandwidth=float(bandwidth), M=M, diag=bool(diag), centering=bool(centering),
                  accumulate=accumulate)
-    return _v.out_like(A, np_in)
+    return validate.out_like(A, np_in)

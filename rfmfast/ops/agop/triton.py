@@ -1,6 +1,6 @@
 """Triton kernel_grads and agop: gradients of a kernel predictor and their average outer product.
 
-laplace / gaussian (MATH.md): with the weight tile A (K / dist, or K) and the value matrix
+laplace / gaussian (docs/math.md): with the weight tile A (K / dist, or K) and the value matrix
 V = [alpha_1 * X | ... | alpha_c * X | alpha], one fused pass (rfmfast.ops._triton.product,
 WEIGHT=True, V built on the fly from X and alpha) gives O = A V (q, c d + c), and
 
@@ -24,10 +24,9 @@ RFMFAST_TRITON_AGOP=two_stage (laplace and gaussian with r > 8) replaces the fus
 steps per chunk of queries: the weight matrix A (chunk, n) from the Triton tile kernel
 (rfmfast.ops._triton.matrix), then O = A V by torch's matmul (cuBLAS; TF32 unless the
 precision is "ieee"), with V (n, c d + c) stored once. It trades memory, O(n (c d + c) + 2^28)
-entries, for doing the distance tiles once instead of once per column block of V. Measured on
-an H200 (bench/results/gpu_bench.csv; n = 200,000, q = 20,000, d = 100, c = 10, full M):
-two_stage 254 ms (ieee) / 88 ms (tf32) against fused 2193 ms / 437 ms. So the default, "auto",
-is two_stage whenever V takes at most 1 GB (2^28 float32 entries, 2^27 float64), and fused
+entries, for doing the distance tiles once instead of once per column block of V, which on a
+GPU is much faster (docs/benchmarks.md, `rfmfast bench --only agop --device cuda`). So the
+default, "auto", is two_stage whenever V takes at most 1 GB (2^28 float32 entries, 2^27 float64), and fused
 (O(d^2 + chunk (c d + c)) memory) beyond; RFMFAST_TRITON_AGOP=fused or two_stage forces one.
 Memory (two_stage): V, n (c d + c) entries, plus A, max(2^28, 16 n) entries (a chunk is at least
 16 queries), plus the fused path's O(d^2).
@@ -43,7 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton import common as C
+from .._triton import common
 from ...kernels import apply_M, kernel_record
 from .._triton.product import direct_block_k, fused_product
 from .._triton.matrix import tile_matrix
@@ -76,7 +75,7 @@ def _value_gemm(A, V, precision):
     elif A.is_cuda:
         prev, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, True
     else:
-        return C.round_tf32(A) @ C.round_tf32(V)
+        return common.round_tf32(A) @ common.round_tf32(V)
     try:
         return A @ V
     finally:
@@ -87,7 +86,7 @@ _DIRECT_CONFIGS = [triton.Config({"BLOCK_Q": bq, "BLOCK_N": bn}, num_warps=w, nu
 _SMALL = triton.Config({"BLOCK_Q": 16, "BLOCK_N": 16}, num_warps=1, num_stages=1)
 
 
-@triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
+@triton.autotune(common.interpret_configs(_DIRECT_CONFIGS, _SMALL),
                  key=["r", "KERNEL", "BLOCK_K", "BLOCK_R"])
 @triton.jit
 def _direct_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, a_ptr, h_ptr, consts_ptr, q, n, r, c,
@@ -117,12 +116,12 @@ def _direct_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, a_ptr, h_ptr, consts_ptr, q, n, 
     for n0 in range(0, n, BLOCK_N):
         cols = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
         cmask = cols < n
-        dist, coincident, sn = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+        dist, coincident, sn = common.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
                                                   r, resolve, eps_abs, xo_ptr, zo_ptr, s_ptr, d,
                                                   S_MODE, KERNEL != 2, BLOCK_Q, BLOCK_N, BLOCK_K)
         a = tl.load(a_ptr + cols * c + ci, mask=cmask, other=0.0)
-        w = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
-        w = C.drop_near(w, dist, coincident, sn, near)
+        w = common.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
+        w = common.drop_near(w, dist, coincident, sn, near)
         w = tl.where(~cmask[None, :], 0.0, w * a[None, :])
         y = tl.load(y_ptr + cols[:, None] * r + kc[None, :], mask=cmask[:, None] & kmask[None, :],
                     other=0.0)
@@ -139,9 +138,9 @@ def _direct_h(pts, alpha, kernel, bandwidth):
     q, r = pts.P.shape
     n, c = alpha.shape
     h = torch.empty(q, c, r, dtype=pts.P.dtype, device=pts.P.device)
-    consts = C.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
+    consts = common.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
     bk = direct_block_k(r)
-    br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(r))
+    br = min(16 if common.INTERPRET else 8, triton.next_power_of_2(r))
     xo, zo, sx, d, s_mode = pts.exact_args()
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]), triton.cdiv(r, br), c)  # noqa: E731
     _direct_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, alpha, h, consts, q, n, r, c,
@@ -150,7 +149,7 @@ def _direct_h(pts, alpha, kernel, bandwidth):
     return h
 
 
-@triton.autotune(C.interpret_configs(_DIRECT_CONFIGS, _SMALL),
+@triton.autotune(common.interpret_configs(_DIRECT_CONFIGS, _SMALL),
                  key=["r", "d", "KERNEL", "DIRECT", "MAPPED", "S_MODE", "BLOCK_K", "BLOCK_R"],
                  reset_to_zero=["h_ptr"])  # it accumulates into h: each tuning run from zero
 @triton.jit
@@ -178,19 +177,19 @@ def _near_grads(p_ptr, y_ptr, pn_ptr, yn_ptr, xo_ptr, zo_ptr, s_ptr, a_ptr, h_pt
         cols = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
         cmask = cols < n
         if DIRECT:
-            dist, coincident, sn = C.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols,
+            dist, coincident, sn = common.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols,
                                                       q, n, r, resolve, eps_abs, xo_ptr, zo_ptr,
                                                       s_ptr, d, S_MODE, KERNEL != 2,
                                                       BLOCK_Q, BLOCK_N, BLOCK_K)
         else:
             p_tile = tl.zeros((BLOCK_Q, BLOCK_K), dtype=p_ptr.dtype.element_ty)
-            dist, coincident, sn = C.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
+            dist, coincident, sn = common.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
                                                   r, resolve, eps_abs, p_tile, xo_ptr, zo_ptr,
                                                   s_ptr, d, S_MODE, False, PREC, INTERP,
                                                   BLOCK_Q, BLOCK_N, BLOCK_K)
         near = (dist <= nearc * sn) & ~coincident & rmask[:, None] & cmask[None, :]
         if tl.max(near.to(tl.int32)) > 0:  # rare
-            w0 = C.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
+            w0 = common.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, True)
             w0 = tl.where(near, w0, 0.0)
             for k0 in range(0, ro, BLOCK_R):
                 kc = (k0 + tl.arange(0, BLOCK_R)).to(tl.int64)
@@ -231,14 +230,14 @@ def near_grads(pts, alpha, kernel, bandwidth, mapped: bool):
     h = torch.zeros(q, c, ro, dtype=pts.P.dtype, device=pts.P.device)
     if not pts.rule(kernel):
         return h
-    consts = C.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
+    consts = common.consts(pts, kernel, bandwidth, kernel_record(kernel).grad_scale(bandwidth))
     tc = pts.precision != "ieee"
-    bk = direct_block_k(r) if pts.direct else min(32, C.block_k(r, tc))
-    br = min(16 if C.INTERPRET else 8, triton.next_power_of_2(ro))
+    bk = direct_block_k(r) if pts.direct else min(32, common.block_k(r, tc))
+    br = min(16 if common.INTERPRET else 8, triton.next_power_of_2(ro))
     grid = lambda meta: (triton.cdiv(q, meta["BLOCK_Q"]),)  # noqa: E731
     _near_grads[grid](pts.P, pts.Y, pts.pn, pts.yn, xo, zo, sx, alpha, h, consts, q, n, r, d, c,
                       ro, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, DIRECT=pts.direct,
-                      MAPPED=mapped, PREC=C.PREC_CODE[pts.precision], INTERP=C.INTERPRET,
+                      MAPPED=mapped, PREC=common.PREC_CODE[pts.precision], INTERP=common.INTERPRET,
                       BLOCK_K=bk, BLOCK_R=br)
     return h
 
@@ -247,10 +246,10 @@ class _Prepared:
     """Points prepared once for every query chunk, and the right factor F (grad = H F)."""
 
     def __init__(self, Q, X, alpha, kernel, bandwidth, M, precision):
-        C.check_device(Q, X, alpha)
+        common.check_device(Q, X, alpha)
         self.kernel, self.bandwidth = kernel, bandwidth
         self.alpha = alpha.contiguous()
-        self.pts = C.prepare_points(Q, X, kernel, M, C.resolve_precision(precision, Q.dtype))
+        self.pts = common.prepare_points(Q, X, kernel, M, common.resolve_precision(precision, Q.dtype))
         n, c = self.alpha.shape
         self.two_stage = (use_two_stage(n, c, X.shape[1], X.element_size())
                           and not self.pts.direct)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import _common
-from ... import _validate as _v
+from ... import _validate as validate
 
 
 def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
@@ -13,12 +13,12 @@ def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend=
     Memory: the output plus O(block * (block + d + t)) per thread; the (n, m) kernel matrix is
     never stored.
     """
-    t, M, np_in, mod = _common.prepare("kernel_matmul", backend, kernel, bandwidth, M,
+    t, M, np_in, mod = _common.checked_inputs("kernel_matmul", backend, kernel, bandwidth, M,
                                        {"X": X, "Z": Z, "V": V})
     X, Z, Vt = t["X"], t["Z"], t["V"]
-    _v.check_d("X", X, "Z", Z)
-    _v.check_rows("Z", Z, "V", Vt)
+    validate.check_d("X", X, "Z", Z)
+    validate.check_rows("Z", Z, "V", Vt)
     vec = Vt.ndim == 1
     out = mod.kernel_matmul(X, Z, Vt[:, None] if vec else Vt, kernel=kernel,
                             bandwidth=float(bandwidth), M=M)
-    return _v.out_like(out[:, 0] if vec else out, np_in)
+    return validate.out_like(out[:, 0] if vec else out, np_in)

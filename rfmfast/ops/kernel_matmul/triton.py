@@ -2,7 +2,7 @@
 (the kernel is the fused product of rfmfast.ops._triton.product)."""
 from __future__ import annotations
 
-from .._triton import common as C
+from .._triton import common
 from .._triton.product import fused_product
 
 
@@ -13,6 +13,6 @@ def kernel_matmul(X, Z, V, *, kernel, bandwidth, M, precision=None):
     rfmfast.ops._triton.common); default $RFMFAST_TRITON_PRECISION or "ieee".
     Memory: the (n, t) output plus O((n + m) d) for the mapped points.
     """
-    C.check_device(X, Z, V)
-    pts = C.prepare_points(X, Z, kernel, M, C.resolve_precision(precision, X.dtype))
+    common.check_device(X, Z, V)
+    pts = common.prepare_points(X, Z, kernel, M, common.resolve_precision(precision, X.dtype))
     return fused_product(pts, kernel=kernel, bandwidth=bandwidth, V=V)

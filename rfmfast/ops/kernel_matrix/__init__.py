@@ -40,7 +40,7 @@ def kernel_matrix(X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backen
                          "is computed whole (triangle='full')")
     if triangle == "full" and symmetric:
         triangle = "symmetric"      # the same matrix, computed once per pair
-    t, M, np_in, mod = _common.prepare("kernel_matrix", backend, kernel, bandwidth, M,
+    t, M, np_in, mod = _common.checked_inputs("kernel_matrix", backend, kernel, bandwidth, M,
                                        {"X": X, "Z": Z})
     X = t["X"]
     Z = X if symmetric else t["Z"]

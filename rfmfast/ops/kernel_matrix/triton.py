@@ -2,7 +2,7 @@
 rfmfast.ops._triton.matrix)."""
 from __future__ import annotations
 
-from .._triton import common as C
+from .._triton import common
 from .._triton.matrix import tile_matrix
 
 
@@ -16,11 +16,11 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, triangle="full", out=None, prec
     rfmfast.ops._triton.common); default $RFMFAST_TRITON_PRECISION or "ieee".
     Memory: the (n, m) output plus O((n + m) d) for the mapped points.
     """
-    C.check_device(X, Z)
+    common.check_device(X, Z)
     symmetric = triangle != "full"
     if symmetric:
         Z = X
-    pts = C.prepare_points(X, Z, kernel, M, C.resolve_precision(precision, X.dtype))
+    pts = common.prepare_points(X, Z, kernel, M, common.resolve_precision(precision, X.dtype))
     K = tile_matrix(pts, kernel=kernel, bandwidth=bandwidth, symmetric=symmetric)
     if out is None:
         return K
