@@ -2,7 +2,7 @@
 
 Everything here is generated or bundled (no downloads): timings of kernel_matmul and agop
 next to a well-written blocked PyTorch version, then RFM on the low-rank target of the
-Science 2024 notebook (MATH.md): f*(x) = x_0 x_1 1[x_5 > 0], d = 20.
+Science 2024 notebook (MATH.md): f*(x) = x_0 x_1 1[x_5 > 0], d = 20 (rfmfast.cases.low_rank_data).
 """
 from __future__ import annotations
 
@@ -29,17 +29,10 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
-def low_rank_data(n: int, d: int = 20, seed: int = 0):
-    """X ~ N(0, 0.5^2 I) (n, d), y = x_0 x_1 1[x_5 > 0] (n,): the notebook's low-rank target."""
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g) * 0.5
-    y = X[:, 0] * X[:, 1] * (X[:, 5] > 0)
-    return X, y
-
-
 def run(n_ops: int = 8000, n_rfm: int = 4000, iters: int = 5) -> dict:
     import rfmfast
     from rfmfast.backends import choose
+    from rfmfast.cases import low_rank_data
 
     backend = choose("auto", torch.device("cpu"), "kernel_matmul")
     print(f"rfmfast {rfmfast.__version__}: ops run on the '{backend}' backend "
@@ -61,8 +54,8 @@ def run(n_ops: int = 8000, n_rfm: int = 4000, iters: int = 5) -> dict:
     print(f"agop           laplace, q = n = {q}, d = 50, c = 10, full M: {t_ag:7.3f} s "
           f"({2 * q * q * 510 / t_ag / 1e9:.0f} GFLOP/s of the value GEMM)\n")
 
-    Xtr, ytr = low_rank_data(n_rfm, seed=1)
-    Xte, yte = low_rank_data(n_rfm, seed=2)
+    Xtr, ytr = low_rank_data(n_rfm, seed=1, source="torch")
+    Xte, yte = low_rank_data(n_rfm, seed=2, source="torch")
     print(f"RFM on the low-rank target x0*x1*1[x5>0]: n = {n_rfm} train / {n_rfm} test, d = 20, "
           f"laplace L = 10, reg = 1e-3, {iters} iterations")
     t0 = time.perf_counter()

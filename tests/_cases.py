@@ -1,85 +1,147 @@
-"""Shared test inputs: named ragged shapes, M variants, cached float64 references."""
+"""The tests' cases: rfmfast.cases (shapes, M kinds, points) cached, the backends to run, and
+float64 references computed once."""
 from __future__ import annotations
 
 import functools
 
-import numpy as np
+import pytest
 import torch
 
+from rfmfast import cases as vocabulary
+from rfmfast.backends import available_backends
+from rfmfast.cases import (ALL_M_KINDS, GRAD_SHAPES, KERNELS, M_KINDS, SHAPES,  # noqa: F401
+                           SHIFTED_CASES, SMALL_CASES, SMALL_GRAD_CASES, SMALL_SYMMETRIC,
+                           bandwidth, low_rank_data, low_rank_target, queries, shifted_points,
+                           with_coincident)
 from rfmfast.ops.agop import reference as agop_ref
 from rfmfast.ops.kernel_matrix import reference as km_ref
 
-KERNELS = ("laplace", "gaussian", "l1_laplace")
-M_KINDS = ("none", "diag", "full")
+DTYPES = (torch.float64, torch.float32)
 
-# (name, n, m, d): sizes that are not multiples of any block, d = 1 and d past one block
-SHAPES = [
-    ("1x1_d1", 1, 1, 1),
-    ("7x129_d3", 7, 129, 3),
-    ("129x7_d64", 129, 7, 64),
-    ("1003x129_d1", 1003, 129, 1),
-    ("129x1003_d64", 129, 1003, 64),
-    ("7x1003_d300", 7, 1003, 300),
-    ("1003x1003_d3", 1003, 1003, 3),
-]
+# --- backends ---------------------------------------------------------------------------------
+
+#: the backends an op test runs on, where available (the reference is the truth)
+OP_BACKENDS = ("cpu", "triton")
+HAS_CUDA = torch.cuda.is_available()
+
+
+def available(backend: str) -> bool:
+    return available_backends()[backend][0]
+
+
+def needs(backend: str):
+    """Skip unless the backend can run here (the reason says why not)."""
+    ok, why = available_backends()[backend]
+    return pytest.mark.skipif(not ok, reason=f"{backend} backend unavailable: {why}")
+
+
+def backends(*names: str, with_reference: bool = False):
+    """pytest params of the backends, each skipped where it is unavailable."""
+    names = names or OP_BACKENDS
+    if with_reference:
+        names = names + ("reference",)
+    return [pytest.param(b, id=b, marks=needs(b)) for b in names]
+
+
+def device(backend: str) -> str:
+    """Where the backend's inputs live: CUDA for triton on a GPU machine, else the CPU (Triton in
+    its interpreter)."""
+    return "cuda" if backend == "triton" and HAS_CUDA else "cpu"
+
+
+def on(backend: str, *ts):
+    """The tensors on the backend's device (None stays None)."""
+    dev = device(backend)
+    return [None if t is None else t.to(dev) for t in ts]
+
+
+# --- cached inputs ------------------------------------------------------------------------------
+# The cached tensors are shared between tests: never modify them in place.
+
+@functools.cache
+def data(n: int, m: int, d: int, seed: int = 0):
+    """float64 X (n, d), Z (m, d) of rfmfast.cases.points."""
+    return vocabulary.points(n, m, d, seed)
+
+
+@functools.cache
+def feature_matrix(kind: str, d: int, seed=None):
+    return vocabulary.feature_matrix(kind, d, seed)
+
+
+@functools.cache
+def alpha(n: int, c: int):
+    return vocabulary.coefficients(n, c)
 
 
 def ids(cases):
     return [c[0] for c in cases]
 
 
-@functools.lru_cache(maxsize=None)
-def data(n: int, m: int, d: int, seed: int = 0):
-    """float64 points X (n, d), Z (m, d) with distances around the bandwidth 10 (laplace)."""
-    g = torch.Generator().manual_seed(seed + 1000 * n + 7 * m + d)
-    scale = 3.0 / d ** 0.5
-    X = torch.randn(n, d, generator=g, dtype=torch.float64) * 10 * scale
-    Z = torch.randn(m, d, generator=g, dtype=torch.float64) * 10 * scale
-    return X, Z
-
-
-@functools.lru_cache(maxsize=None)
-def feature_matrix(kind: str, d: int):
-    g = torch.Generator().manual_seed(d)
-    if kind == "none":
-        return None
-    if kind == "diag":
-        return torch.rand(d, generator=g, dtype=torch.float64) + 0.1
-    A = torch.randn(d, max(1, d // 2), generator=g, dtype=torch.float64)  # low rank PSD
-    return A @ A.T / d + 0.01 * torch.eye(d, dtype=torch.float64)
-
-
-def bandwidth(kernel: str, d: int) -> float:
-    """Bandwidths at which the kernel values of data() spread over (0, 1), not all ~0."""
-    return {"laplace": 10.0, "gaussian": 30.0, "l1_laplace": 20.0 * d ** 0.5}[kernel]
-
-
-@functools.lru_cache(maxsize=None)
-def ref_kernel_matrix(name, kernel, mkind, symmetric):
-    _, n, m, d = next(s for s in SHAPES if s[0] == name)
-    X, Z = data(n, m, d)
-    M = feature_matrix(mkind, d)
-    Z = X if symmetric else Z
-    return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                                triangle="symmetric" if symmetric else "full")
-
-
-@functools.lru_cache(maxsize=None)
-def alpha(n: int, c: int):
-    g = torch.Generator().manual_seed(n * 31 + c)
-    return torch.randn(n, c, generator=g, dtype=torch.float64)
-
-
-@functools.lru_cache(maxsize=None)
-def ref_grads(q, n, d, c, kernel, mkind, train_queries):
-    X, Z = data(n, q, d)
-    Q = X[:q] if train_queries else Z
-    return agop_ref.kernel_grads(Q, X, alpha(n, c), kernel=kernel, bandwidth=bandwidth(kernel, d),
-                                 M=feature_matrix(mkind, d))
+def small_ids(cases):
+    """kernel-M-n x m x d ids of SMALL_CASES and SMALL_GRAD_CASES."""
+    return [f"{k}-{M}-{'x'.join(map(str, s))}" for k, M, s in cases]
 
 
 def to(x, dtype):
     return None if x is None else x.to(dtype)
+
+
+def f64(t):
+    return None if t is None else t.to(device="cpu", dtype=torch.float64)
+
+
+def rel_err(a, b) -> float:
+    """Relative Frobenius error of a against b (b the float64 truth)."""
+    a = torch.as_tensor(a).to(device="cpu", dtype=torch.float64)
+    b = torch.as_tensor(b).to(device="cpu", dtype=torch.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert bool(torch.isfinite(a).all()), "non-finite entries (unwritten NaN-filled output?)"
+    den = float(b.norm())
+    return float((a - b).norm()) / (den if den > 0 else 1.0)
+
+
+# --- float64 references, computed once -------------------------------------------------------
+
+def matrix_points(n, m, d, coincident=0):
+    """X (n, d), Z (m, d) of data(), the first `coincident` rows of Z copies of X's."""
+    X, Z = data(n, m, d)
+    return (X, with_coincident(X, Z, coincident)) if coincident else (X, Z)
+
+
+@functools.cache
+def ref_kernel_matrix(n, m, d, kernel, mkind, symmetric=False, coincident=0):
+    """The float64 K(X, Z) (n, m) of matrix_points(), or K(X, X) (n, n) if symmetric."""
+    X, Z = matrix_points(n, m, d, coincident)
+    Z = X if symmetric else Z
+    return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d),
+                                M=feature_matrix(mkind, d),
+                                triangle="symmetric" if symmetric else "full")
+
+
+def grad_points(q, n, d, c, kind):
+    """Q (q, d) by rfmfast.cases.queries, centers X (n, d), alpha (n, c), all float64."""
+    X, Z = data(n, q, d)
+    return queries(X, Z, q, kind), X, alpha(n, c)
+
+
+@functools.cache
+def ref_grads(q, n, d, c, kernel, mkind, kind):
+    Q, X, a = grad_points(q, n, d, c, kind)
+    return agop_ref.kernel_grads(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d),
+                                 M=feature_matrix(mkind, d))
+
+
+@functools.cache
+def ref_agop(q, n, d, c, kernel, mkind, kind, diag, centering):
+    """(1/q) G^T G over the reference gradients G (q c, d) (centered: minus each output's mean
+    gradient), or its diagonal."""
+    G = ref_grads(q, n, d, c, kernel, mkind, kind)
+    if centering:
+        G = G - G.mean(0, keepdim=True)
+    Gf = G.reshape(-1, d)
+    A = Gf.T @ Gf / q
+    return A.diagonal() if diag else A
 
 
 def rss_growth_mb(setup: str, warm: str, run: str) -> float:
@@ -100,8 +162,10 @@ def rss_growth_mb(setup: str, warm: str, run: str) -> float:
     return float(r.stdout.strip().splitlines()[-1])
 
 
-def low_rank_data(n, d=20, seed=0):
-    """Science 2024 notebook: X ~ N(0, 0.5^2 I), f*(x) = x_0 x_1 1[x_5 > 0] (MATH.md)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(0.0, 0.5, (n, d))
-    return X, X[:, 0] * X[:, 1] * (X[:, 5] > 0)
+DT_IDS = {torch.float64: "f64", torch.float32: "f32"}
+
+
+def param(backend: str, *values, id: str):
+    """One case of a backend-parametrized test: id "<backend>-<id>", skipped where the backend
+    is unavailable (so `-k triton` selects the Triton cases)."""
+    return pytest.param(backend, *values, id=f"{backend}-{id}", marks=needs(backend))

@@ -1,52 +1,86 @@
-"""kernel_grads and agop against the float64 reference and torch.autograd."""
+"""kernel_grads and agop against the float64 reference and torch.autograd on every backend here:
+ragged shapes, every kernel and M, queries new, training points or a mix (self-pairs), diag,
+centering, float64 accumulation, chunks, non-contiguous inputs, bounded memory."""
 import numpy as np
 import pytest
 import torch
 
 import rfmfast
-from rfmfast.backends import available_backends
 from rfmfast.ops.kernel_matrix import reference as km_ref
 
-from _cases import (KERNELS, M_KINDS, alpha, bandwidth, data, feature_matrix, ref_grads,
-                    rss_growth_mb, to)
-from conftest import TOL, rel_err
+from _cases import (DT_IDS, DTYPES, GRAD_SHAPES, KERNELS, M_KINDS, SMALL_GRAD_CASES, alpha,
+                    available, bandwidth, data, device, f64, feature_matrix, grad_points, needs,
+                    on, param, ref_agop, ref_grads, rel_err, rss_growth_mb, to)
+from _tolerances import CENTERED_ONE_QUERY, FLOAT64_AGREE, FLOAT64_ROUNDING, TOL, tol
 
-cpu_only = pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
-
-# (name, q, n, d): q queries, n centers
-GRAD_SHAPES = [
-    ("1q_1n_d1", 1, 1, 1),
-    ("7q_129n_d3", 7, 129, 3),
-    ("129q_7n_d64", 129, 7, 64),
-    ("129q_1003n_d64", 129, 1003, 64),
-    ("7q_129n_d300", 7, 129, 300),
-    ("1003q_129n_d3", 1003, 129, 3),
-]
-SHAPE_IDS = [s[0] for s in GRAD_SHAPES]
+pytestmark = pytest.mark.usefixtures("nan_outputs")
+cpu_only = needs("cpu")
+QUERY_IDS = {"new": "new_queries", "train": "train_queries", "mixed": "mixed_queries"}
 
 
-def _inputs(q, n, d, c, mkind, train, dtype):
-    X, Z = data(n, q, d)
-    Q = X[:q] if train else Z
-    return Q.to(dtype), X.to(dtype), alpha(n, c).to(dtype), to(feature_matrix(mkind, d), dtype)
+def _inputs(backend, q, n, d, c, mkind, kind, dtype):
+    """Q (q, d), X (n, d), alpha (n, c), M in dtype on the backend's device."""
+    Q, X, a = grad_points(q, n, d, c, kind)
+    return on(backend, Q.to(dtype), X.to(dtype), a.to(dtype), to(feature_matrix(mkind, d), dtype))
 
 
-@cpu_only
-@pytest.mark.parametrize("train", [False, True], ids=["new_queries", "train_queries"])
-@pytest.mark.parametrize("c", [1, 10])
-@pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)
-@pytest.mark.parametrize("mkind", M_KINDS)
-@pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("shape", GRAD_SHAPES, ids=SHAPE_IDS)
-def test_grads_cpu_matches_reference(shape, kernel, mkind, dtype, c, train):
-    _, q, n, d = shape
-    q = min(q, n) if train else q  # training-point queries: at most n of them
-    Q, X, a, M = _inputs(q, n, d, c, mkind, train, dtype)
+# (backend, q, n, d, c, kernel, M kind, dtype, queries): the compiled backend on GRAD_SHAPES with
+# new or training-point queries (at most n of those); Triton on the small cases, queries a mix
+GRAD_CASES = (
+    [param("cpu", min(s.q, s.n) if kind == "train" else s.q, s.n, s.d, c, kernel, mkind, dtype,
+           kind, id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}-c{c}-{QUERY_IDS[kind]}")
+     for s in GRAD_SHAPES for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES
+     for c in (1, 10) for kind in ("new", "train")]
+    + [param("triton", q, n, d, c, kernel, mkind, dtype, "mixed",
+             id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{DT_IDS[dtype]}")
+       for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES for dtype in DTYPES])
+
+AGOP_OPTIONS = [(diag, centering, acc) for acc in (None, "float64") for centering in (False, True)
+                for diag in (False, True)]
+TRITON_AGOP_OPTIONS = [(False, False, None), (True, False, None), (False, True, "float64"),
+                       (True, True, None)]
+
+
+def _opt_id(diag, centering, acc):
+    return f"{'diag' if diag else 'full'}-{'centered' if centering else 'raw'}-{acc or 'native'}"
+
+
+# (backend, q, n, d, c, kernel, M kind, dtype, diag, centering, accumulate, queries)
+AGOP_CASES = (
+    [param("cpu", 129, 1003, 64, 10, kernel, mkind, dtype, diag, centering, acc, "train",
+           id=f"{kernel}-{mkind}-{DT_IDS[dtype]}-{_opt_id(diag, centering, acc)}")
+     for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES
+     for diag, centering, acc in AGOP_OPTIONS]
+    + [param("triton", q, n, d, c, kernel, mkind, torch.float32, diag, centering, acc, "mixed",
+             id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{_opt_id(diag, centering, acc)}")
+       for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES
+       for diag, centering, acc in TRITON_AGOP_OPTIONS])
+
+
+@pytest.mark.parametrize("backend, q, n, d, c, kernel, mkind, dtype, kind", GRAD_CASES)
+def test_grads_match_reference(backend, q, n, d, c, kernel, mkind, dtype, kind):
+    Q, X, a, M = _inputs(backend, q, n, d, c, mkind, kind, dtype)
     G = rfmfast.kernel_grads(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                             backend="cpu")
-    assert G.shape == (q, c, d) and G.dtype == dtype
-    ref = ref_grads(q, n, d, c, kernel, mkind, train)
-    assert rel_err(G, ref) < 10 * TOL["cpu", dtype]
+                             backend=backend)
+    assert G.shape == (q, c, d) and G.dtype == dtype and G.device.type == device(backend)
+    ref = ref_grads(q, n, d, c, kernel, mkind, kind)
+    assert rel_err(G, ref) < tol(backend, dtype, "kernel_grads")
+
+
+@pytest.mark.parametrize("backend, q, n, d, c, kernel, mkind, dtype, diag, centering, accumulate,"
+                         " kind", AGOP_CASES)
+def test_agop_matches_reference(backend, q, n, d, c, kernel, mkind, dtype, diag, centering,
+                                accumulate, kind):
+    Q, X, a, M = _inputs(backend, q, n, d, c, mkind, kind, dtype)
+    A = rfmfast.agop(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, diag=diag,
+                     centering=centering, accumulate=accumulate, backend=backend)
+    ref = ref_agop(q, n, d, c, kernel, mkind, kind, diag, centering)
+    assert A.shape == ref.shape and A.dtype == dtype
+    if q == 1 and centering:                # one query: the centered AGOP is exactly zero
+        bound = CENTERED_ONE_QUERY * (1 + float(ref.abs().max()))
+        assert float(A.abs().max()) <= bound
+        return
+    assert rel_err(A, ref) < tol(backend, dtype, "agop")
 
 
 @pytest.mark.parametrize("mkind", M_KINDS)
@@ -63,11 +97,11 @@ def test_reference_grads_match_autograd(kernel, mkind):
                         for j in range(c)], 1)
     G = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
                              backend="reference")
-    assert rel_err(G, auto) < 1e-12
-    if available_backends()["cpu"][0]:
+    assert rel_err(G, auto) < TOL["reference", torch.float64]
+    if available("cpu"):
         Gc = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
                                   backend="cpu")
-        assert rel_err(Gc, auto) < 1e-10
+        assert rel_err(Gc, auto) < TOL["cpu", torch.float64]
 
 
 @cpu_only
@@ -80,30 +114,7 @@ def test_laplace_self_pair_contributes_nothing():
     for i in range(5):
         keep = torch.arange(129) != i
         Gi = rfmfast.kernel_grads(X[i:i + 1], X[keep], a[keep], backend="reference")
-        assert rel_err(G[i:i + 1], Gi) < 1e-12
-
-
-@cpu_only
-@pytest.mark.parametrize("accumulate", [None, "float64"])
-@pytest.mark.parametrize("centering", [False, True])
-@pytest.mark.parametrize("diag", [False, True])
-@pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)
-@pytest.mark.parametrize("mkind", M_KINDS)
-@pytest.mark.parametrize("kernel", KERNELS)
-def test_agop_cpu_matches_reference(kernel, mkind, dtype, diag, centering, accumulate):
-    q, n, d, c = 129, 1003, 64, 10
-    Q, X, a, M = _inputs(q, n, d, c, mkind, True, dtype)
-    A = rfmfast.agop(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, diag=diag,
-                     centering=centering, accumulate=accumulate, backend="cpu")
-    G = ref_grads(q, n, d, c, kernel, mkind, True)
-    if centering:
-        G = G - G.mean(0, keepdim=True)
-    Gf = G.reshape(-1, d)
-    ref = Gf.T @ Gf / q
-    if diag:
-        ref = ref.diagonal()
-    assert A.shape == ref.shape and A.dtype == dtype
-    assert rel_err(A, ref) < 10 * TOL["cpu", dtype]
+        assert rel_err(G[i:i + 1], Gi) < FLOAT64_AGREE
 
 
 @cpu_only
@@ -111,29 +122,51 @@ def test_agop_in_chunks_equals_one_pass(monkeypatch):
     """The AGOP over query chunks (bounded memory) sums exactly what one pass would."""
     from rfmfast.ops.agop import cpu as agop_cpu
 
-    Q, X, a, M = _inputs(129, 1003, 64, 3, "full", True, torch.float64)
+    Q, X, a, M = _inputs("cpu", 129, 1003, 64, 3, "full", "train", torch.float64)
     whole = rfmfast.agop(Q, X, a, M=M, centering=True, backend="cpu")
     monkeypatch.setattr(agop_cpu, "AGOP_CHUNK_BYTES", 1)  # 64 queries per chunk
     chunked = rfmfast.agop(Q, X, a, M=M, centering=True, backend="cpu")
-    assert rel_err(chunked, whole) < 1e-13
+    assert rel_err(chunked, whole) < FLOAT64_ROUNDING
+
+
+@needs("triton")
+def test_triton_agop_in_chunks(monkeypatch):
+    """Queries split in several chunks, with centering: the shifted sums must add up."""
+    from rfmfast.ops.agop import reference as agop_ref
+    from rfmfast.ops.agop import triton as agop_tri
+
+    monkeypatch.setattr(agop_tri, "_CHUNK_ENTRIES", 1)     # chunk = 128 queries
+    q, n, d, c = 300, 40, 33, 3
+    Q, X, a = grad_points(q, n, d, c, "mixed")
+    Q = Q + 3.0                                             # a large mean gradient to remove
+    L = bandwidth("laplace", d)
+    Qd, Xd, ad = on("triton", Q.float(), X.float(), a.float())
+    for diag in (False, True):
+        A = agop_tri.agop(Qd, Xd, ad, kernel="laplace", bandwidth=L, M=None, diag=diag,
+                          centering=True)
+        ref = agop_ref.agop(f64(Q), f64(X), f64(a), kernel="laplace", bandwidth=L, M=None,
+                            diag=diag, centering=True)
+        assert rel_err(A, ref) < tol("triton", torch.float32, "agop"), diag
 
 
 @cpu_only
 def test_non_contiguous_inputs():
-    Q, X, a, M = _inputs(7, 129, 64, 10, "full", False, torch.float64)
+    Q, X, a, M = _inputs("cpu", 7, 129, 64, 10, "full", "new", torch.float64)
     Qs = torch.stack([Q, -Q], 2).reshape(7, -1)[:, ::2]
     Xs = X.T.contiguous().T
     a_s = a.T.contiguous().T
     assert not (Qs.is_contiguous() or Xs.is_contiguous() or a_s.is_contiguous())
     G = rfmfast.kernel_grads(Qs, Xs, a_s, M=M, backend="cpu")
-    assert rel_err(G, rfmfast.kernel_grads(Q, X, a, M=M, backend="reference")) < 1e-10
+    ref = rfmfast.kernel_grads(Q, X, a, M=M, backend="reference")
+    assert rel_err(G, ref) < TOL["cpu", torch.float64]
     A = rfmfast.agop(Qs, Xs, a_s, M=M, backend="cpu")
-    assert rel_err(A, rfmfast.agop(Q, X, a, M=M, backend="reference")) < 1e-10
+    ref = rfmfast.agop(Q, X, a, M=M, backend="reference")
+    assert rel_err(A, ref) < TOL["cpu", torch.float64]
 
 
 @cpu_only
 def test_vector_alpha_and_numpy():
-    Q, X, a, _ = _inputs(7, 129, 3, 1, "none", False, torch.float64)
+    Q, X, a, _ = _inputs("cpu", 7, 129, 3, 1, "none", "new", torch.float64)
     g = rfmfast.kernel_grads(Q, X, a[:, 0], backend="cpu")
     assert g.shape == (7, 3)
     gn = rfmfast.kernel_grads(Q.numpy(), X.numpy(), a[:, 0].numpy(), backend="cpu")

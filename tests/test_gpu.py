@@ -1,7 +1,7 @@
 """The solves and estimators on CUDA tensors give the CPU's answers (marker ``gpu``; skipped
 without a CUDA device). Run on a GPU machine with ``pytest -m gpu`` (bench/gpu_check.sh does).
 
-The ops themselves are checked against the float64 reference in tests/test_triton.py; these
+The ops themselves are checked against the float64 reference in tests/test_<op>.py; these
 tests check the code above them (solvers, RFM and lin-RFM loops) for device handling: nothing is
 silently moved to the CPU, outputs come back where the inputs were, and the numbers agree with
 the CPU run to the precision used.
@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from _cases import low_rank_data
-from conftest import rel_err
+from _cases import low_rank_data, rel_err
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -1,33 +1,60 @@
-"""kernel_matmul against the float64 reference: ragged shapes, t = 1 (row dots) and t > 4 (GEMM)."""
+"""kernel_matmul against the float64 reference on every backend here: ragged shapes, t = 1 (row
+dots) and t > 4 (GEMM), coincident pairs, wide and non-contiguous values, bounded memory."""
 import numpy as np
 import pytest
 import torch
 
 import rfmfast
-from rfmfast.backends import available_backends
 
-from _cases import (KERNELS, M_KINDS, SHAPES, bandwidth, data, feature_matrix, ids,
-                    ref_kernel_matrix, rss_growth_mb, to)
-from conftest import TOL, rel_err
+from _cases import (DT_IDS, DTYPES, KERNELS, M_KINDS, SHAPES, SMALL_CASES, backends, bandwidth,
+                    data, device, feature_matrix, matrix_points, needs, on, param,
+                    ref_kernel_matrix, rel_err, rss_growth_mb, to)
+from _tolerances import FLOAT64_ROUNDING, TOL
 
-cpu_only = pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
+pytestmark = pytest.mark.usefixtures("nan_outputs")
+cpu_only = needs("cpu")
+
+# (backend, n, m, d, kernel, M kind, dtype, t, coincident pairs): the compiled backend on
+# SHAPES with t = 1 and 33; Triton on the small cases, half the pairs coincident, t = 3 past 40
+# points
+PRODUCT_CASES = (
+    [param("cpu", s.n, s.m, s.d, kernel, mkind, dtype, t, 0,
+           id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}-t{t}")
+     for s in SHAPES for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES
+     for t in (1, 33)]
+    + [param("triton", n, m, d, kernel, mkind, dtype, 3 if n + m > 40 else 1, min(m, n) // 2,
+             id=f"{kernel}-{mkind}-{n}x{m}x{d}-{DT_IDS[dtype]}")
+       for kernel, mkind, (n, m, d) in SMALL_CASES for dtype in DTYPES])
 
 
-@cpu_only
-@pytest.mark.parametrize("t", [1, 33])
-@pytest.mark.parametrize("dtype", (torch.float64, torch.float32), ids=str)
-@pytest.mark.parametrize("mkind", M_KINDS)
-@pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("shape", SHAPES, ids=ids(SHAPES))
-def test_cpu_matches_reference(shape, kernel, mkind, dtype, t):
-    name, n, m, d = shape
-    X, Z = data(n, m, d)
+@pytest.mark.parametrize("backend, n, m, d, kernel, mkind, dtype, t, coincident", PRODUCT_CASES)
+def test_matches_reference(backend, n, m, d, kernel, mkind, dtype, t, coincident):
+    X, Z = matrix_points(n, m, d, coincident)
     V = torch.randn(m, t, dtype=torch.float64)
-    out = rfmfast.kernel_matmul(X.to(dtype), Z.to(dtype), V.to(dtype), kernel=kernel,
-                                bandwidth=bandwidth(kernel, d), M=to(feature_matrix(mkind, d), dtype),
-                                backend="cpu")
-    assert out.shape == (n, t) and out.dtype == dtype
-    assert rel_err(out, ref_kernel_matrix(name, kernel, mkind, False) @ V) < TOL["cpu", dtype]
+    Xd, Zd, Vd, M = on(backend, X.to(dtype), Z.to(dtype), V.to(dtype),
+                       to(feature_matrix(mkind, d), dtype))
+    out = rfmfast.kernel_matmul(Xd, Zd, Vd, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                                backend=backend)
+    assert out.shape == (n, t) and out.dtype == dtype and out.device.type == device(backend)
+    ref = ref_kernel_matrix(n, m, d, kernel, mkind, coincident=coincident) @ V
+    assert rel_err(out, ref) < TOL[backend, dtype]
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_wide_values_and_vector(backend):
+    """t past one block of value columns (several column programs), non-contiguous V, and a
+    vector V."""
+    n, m, d = 33, 70, 33
+    X, Z = data(n, m, d)
+    V = torch.randn(300, m, dtype=torch.float64).T                # (m, 300), not contiguous
+    Xd, Zd, Vd = on(backend, X.float(), Z.float(), V.float())
+    assert not Vd.is_contiguous()
+    for kernel, cols in (("laplace", slice(None)), ("gaussian", 5)):
+        out = rfmfast.kernel_matmul(Xd, Zd, Vd[:, cols], kernel=kernel,
+                                    bandwidth=bandwidth(kernel, d), backend=backend)
+        ref = ref_kernel_matrix(n, m, d, kernel, "none") @ V[:, cols]
+        assert out.shape == ref.shape
+        assert rel_err(out, ref) < TOL[backend, torch.float32], kernel
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -36,7 +63,8 @@ def test_reference_equals_matrix_product(kernel):
     X, Z = data(129, 1003, d)
     V = torch.randn(1003, 3, dtype=torch.float64)
     out = rfmfast.kernel_matmul(X, Z, V, kernel=kernel, backend="reference")
-    assert rel_err(out, rfmfast.kernel_matrix(X, Z, kernel=kernel, backend="reference") @ V) < 1e-13
+    ref = rfmfast.kernel_matrix(X, Z, kernel=kernel, backend="reference") @ V
+    assert rel_err(out, ref) < FLOAT64_ROUNDING
 
 
 @cpu_only
@@ -45,7 +73,8 @@ def test_vector_and_numpy_and_strided():
     v = torch.randn(258, dtype=torch.float64)[::2]  # strided (m,)
     out = rfmfast.kernel_matmul(X, Z, v, backend="cpu")
     assert out.shape == (1003,)
-    assert rel_err(out, ref_kernel_matrix("1003x129_d1", "laplace", "none", False) @ v) < 1e-10
+    ref = ref_kernel_matrix(1003, 129, 1, "laplace", "none") @ v
+    assert rel_err(out, ref) < TOL["cpu", torch.float64]
     outn = rfmfast.kernel_matmul(X.numpy(), Z.numpy(), v.numpy(), backend="cpu")
     assert isinstance(outn, np.ndarray) and np.allclose(outn, out.numpy())
 

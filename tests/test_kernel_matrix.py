@@ -1,48 +1,57 @@
-"""kernel_matrix against the float64 reference, on ragged shapes, every kernel and M."""
+"""kernel_matrix against the float64 reference on every backend here: ragged shapes, every kernel
+and M, symmetric and lower triangles, NaN-filled and out= buffers, non-contiguous inputs."""
 import numpy as np
 import pytest
 import torch
 
 import rfmfast
-from rfmfast.backends import available_backends
 
-from _cases import KERNELS, M_KINDS, SHAPES, bandwidth, data, feature_matrix, ids, ref_kernel_matrix, to
-from conftest import TOL, rel_err
+from _cases import (DT_IDS, DTYPES, KERNELS, M_KINDS, SHAPES, SMALL_CASES, SMALL_SYMMETRIC,
+                    backends, bandwidth, data, device, feature_matrix, needs, on, param,
+                    ref_kernel_matrix, rel_err, to)
+from _tolerances import FLOAT64_ROUNDING, TOL
 
-cpu_only = pytest.mark.skipif(not available_backends()["cpu"][0],
-                              reason="C++ extension not built")
-DTYPES = (torch.float64, torch.float32)
+pytestmark = pytest.mark.usefixtures("nan_outputs")
+cpu_only = needs("cpu")
+
+# (backend, n, m, d, kernel, M kind, dtype): the compiled backend on SHAPES, Triton (in its
+# interpreter without a GPU) on the small cases
+MATRIX_CASES = (
+    [param("cpu", s.n, s.m, s.d, kernel, mkind, dtype,
+           id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}")
+     for s in SHAPES for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES]
+    + [param("triton", n, m, d, kernel, mkind, dtype,
+             id=f"{kernel}-{mkind}-{n}x{m}x{d}-{DT_IDS[dtype]}")
+       for kernel, mkind, (n, m, d) in SMALL_CASES for dtype in DTYPES])
+
+# (backend, n, m, d, kernel, M kind, dtype): K(X, X), X (n, d) of data(n, m, d)
+SYMMETRIC_CASES = (
+    [param("cpu", s.n, s.m, s.d, kernel, mkind, dtype,
+           id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}")
+     for s in SHAPES for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES]
+    + [param("triton", n, n, d, kernel, mkind, torch.float32, id=f"{kernel}-{mkind}-{n}x{n}x{d}")
+       for mkind, n, d in SMALL_SYMMETRIC for kernel in KERNELS])
 
 
-@cpu_only
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("mkind", M_KINDS)
-@pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("shape", SHAPES, ids=ids(SHAPES))
-def test_cpu_matches_reference(shape, kernel, mkind, dtype):
-    name, n, m, d = shape
+@pytest.mark.parametrize("backend, n, m, d, kernel, mkind, dtype", MATRIX_CASES)
+def test_matches_reference(backend, n, m, d, kernel, mkind, dtype):
     X, Z = data(n, m, d)
-    M = feature_matrix(mkind, d)
-    K = rfmfast.kernel_matrix(X.to(dtype), Z.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel, d),
-                              M=to(M, dtype), backend="cpu")
-    assert K.dtype == dtype and K.shape == (n, m)
-    assert rel_err(K, ref_kernel_matrix(name, kernel, mkind, False)) < TOL["cpu", dtype]
+    X, Z, M = on(backend, X.to(dtype), Z.to(dtype), to(feature_matrix(mkind, d), dtype))
+    K = rfmfast.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                              backend=backend)
+    assert K.dtype == dtype and K.shape == (n, m) and K.device.type == device(backend)
+    assert rel_err(K, ref_kernel_matrix(n, m, d, kernel, mkind)) < TOL[backend, dtype]
 
 
-@cpu_only
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("mkind", M_KINDS)
-@pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("shape", SHAPES, ids=ids(SHAPES))
-def test_symmetric(shape, kernel, mkind, dtype):
+@pytest.mark.parametrize("backend, n, m, d, kernel, mkind, dtype", SYMMETRIC_CASES)
+def test_symmetric(backend, n, m, d, kernel, mkind, dtype):
     """Z=None computes one triangle and mirrors it: exactly symmetric, unit diagonal."""
-    name, n, m, d = shape
     X, _ = data(n, m, d)
-    M = feature_matrix(mkind, d)
-    K = rfmfast.kernel_matrix(X.to(dtype), kernel=kernel, bandwidth=bandwidth(kernel, d),
-                              M=to(M, dtype), backend="cpu")
-    assert rel_err(K, ref_kernel_matrix(name, kernel, mkind, True)) < TOL["cpu", dtype]
-    assert torch.equal(K, K.T)
+    X, M = on(backend, X.to(dtype), to(feature_matrix(mkind, d), dtype))
+    K = rfmfast.kernel_matrix(X, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
+                              backend=backend)
+    assert rel_err(K, ref_kernel_matrix(n, m, d, kernel, mkind, True)) < TOL[backend, dtype]
+    assert torch.equal(K, K.T), "the mirrored triangle must be exact"
     assert bool((K.diagonal() == 1).all()), "a point's distance to itself must be exactly 0"
 
 
@@ -63,8 +72,8 @@ def test_every_cpu_code_path(monkeypatch):
     """Each compiled instruction-set variant this CPU can run gives the same answer."""
     from rfmfast import _C
 
-    d = 300
-    X, Z = data(7, 1003, d)
+    n, m, d = 7, 1003, 300
+    X, Z = data(n, m, d)
     base = _C.isa()
     try:
         for isa in _C.available_isas().split(","):
@@ -73,7 +82,7 @@ def test_every_cpu_code_path(monkeypatch):
                 for dtype in DTYPES:
                     K = rfmfast.kernel_matrix(X.to(dtype), Z.to(dtype), kernel=kernel,
                                               bandwidth=bandwidth(kernel, d), backend="cpu")
-                    ref = ref_kernel_matrix("7x1003_d300", kernel, "none", False)
+                    ref = ref_kernel_matrix(n, m, d, kernel, "none")
                     assert rel_err(K, ref) < TOL["cpu", dtype], (isa, kernel, dtype)
     finally:
         _C.set_isa(base)
@@ -136,22 +145,26 @@ def test_factor_of_low_rank_M_ignores_eigensolver_noise(kernel, seed):
     Q, _ = torch.linalg.qr(A, mode="complete")
     null = Q[:, k:]                                # M null = 0
     S = mahalanobis_factor(M, kernel)
-    assert float((S @ null).norm() / S.norm()) < 1e-13
+    assert float((S @ null).norm() / S.norm()) < FLOAT64_ROUNDING
 
 
-@pytest.mark.parametrize("backend", [b for b in ("reference", "cpu", "triton")
-                                     if available_backends()[b][0]])
+@pytest.mark.parametrize("backend", backends(with_reference=True))
 def test_out_buffer_is_written_in_place(backend):
+    """out= (NaN-filled) gets exactly the values of a call without it: full and symmetric, and
+    numpy in, numpy out (where the backend takes CPU tensors)."""
     g = torch.Generator().manual_seed(3)
     X, Z = torch.randn(37, 5, generator=g), torch.randn(23, 5, generator=g)
     M = torch.diag(torch.rand(5, generator=g) + 0.5)
-    want = rfmfast.kernel_matrix(X, Z, bandwidth=2.0, M=M, backend=backend)
-    out = torch.full((37, 23), float("nan"))
-    got = rfmfast.kernel_matrix(X, Z, bandwidth=2.0, M=M, backend=backend, out=out)
+    Xd, Zd, Md = on(backend, X, Z, M)
+    want = rfmfast.kernel_matrix(Xd, Zd, bandwidth=2.0, M=Md, backend=backend)
+    out = torch.full((37, 23), float("nan"), device=Xd.device)
+    got = rfmfast.kernel_matrix(Xd, Zd, bandwidth=2.0, M=Md, backend=backend, out=out)
     assert got is out and torch.equal(out, want)
-    sym = torch.full((37, 37), float("nan"))
-    rfmfast.kernel_matrix(X, bandwidth=2.0, M=M, backend=backend, out=sym)
-    assert torch.equal(sym, rfmfast.kernel_matrix(X, bandwidth=2.0, M=M, backend=backend))
+    sym = torch.full((37, 37), float("nan"), device=Xd.device)
+    rfmfast.kernel_matrix(Xd, bandwidth=2.0, M=Md, backend=backend, out=sym)
+    assert torch.equal(sym, rfmfast.kernel_matrix(Xd, bandwidth=2.0, M=Md, backend=backend))
+    if device(backend) != "cpu":
+        return                                     # numpy arrays are CPU tensors
     outn = np.full((37, 23), np.nan, dtype=np.float32)        # numpy in, numpy out
     assert rfmfast.kernel_matrix(X.numpy(), Z.numpy(), bandwidth=2.0, M=M.numpy(),
                                  backend=backend, out=outn) is outn
@@ -168,7 +181,7 @@ def test_out_buffer_bad_input():
             rfmfast.kernel_matrix(X, X, out=bad)
 
 
-@pytest.mark.skipif(not available_backends()["cpu"][0], reason="C++ extension not built")
+@cpu_only
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n, d", [(1, 3), (7, 3), (129, 300), (1003, 5)])
 def test_cpu_lower_fill_writes_the_lower_triangle_exactly(kernel, n, d):

@@ -107,3 +107,11 @@ def test_kernel_records():
 def test_kernel_codes_agree_with_the_cpp_table():
     _C = pytest.importorskip("rfmfast._C", reason="C++ extension not built")
     assert _C.kernel_codes() == {name: k.code for name, k in KERNELS.items()}
+
+
+def test_every_op_has_its_test_file():
+    """tests/test_<op>.py per op folder (kernel_grads lives with agop, in ops/agop/)."""
+    tests = pathlib.Path(__file__).parent
+    ops = sorted(p.name for p in (PKG / "ops").iterdir()
+                 if p.is_dir() and not p.name.startswith("_"))
+    assert ops and not [op for op in ops if not (tests / f"test_{op}.py").exists()], ops

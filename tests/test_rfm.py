@@ -12,12 +12,11 @@ from sklearn.preprocessing import StandardScaler
 
 import rfmfast
 from rfmfast import RFMClassifier, RFMRegressor
+from rfmfast.cases import low_rank_data
 
 
 def lowrank(n, d=8, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(0, 0.5, (n, d))
-    return X, X[:, 0] * X[:, 1] * (X[:, 5] > 0)
+    return low_rank_data(n, d, seed)
 
 
 def blobs(n=120, d=5, k=3, seed=0, labels=("a", "b", "c")):

@@ -5,6 +5,7 @@ import torch
 xrfm = pytest.importorskip("xrfm", reason="xrfm is not installed (pip install xrfm==0.4.5)")
 from xrfm.rfm_src.kernels import LaplaceKernel  # noqa: E402
 
+from rfmfast.cases import low_rank_data  # noqa: E402
 from rfmfast.xrfm_plugin import RfmfastKernel, symmetrized  # noqa: E402
 
 DT = torch.float64
@@ -14,9 +15,8 @@ TOL = 1e-5
 
 
 def lowrank(n, d=10, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g, dtype=DT) * 0.5
-    return X, (X[:, 0] * X[:, 1] * (X[:, 5] > 0))[:, None]
+    X, y = low_rank_data(n, d, seed, source="torch", dtype=DT)
+    return X, y[:, None]
 
 
 def rel(a, b):
