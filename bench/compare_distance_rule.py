@@ -1,29 +1,33 @@
-"""Cost of the distance rule: the C++ kernels of an earlier build against this one, side by side
-in one process, on every ISA path both can run.
+"""Cost of the distance rule: the C++ kernels of a build before the rule against this one, side
+by side in one process on every ISA path both can run (needs an old build of this source tree).
 
-    python bench/compare_distance_rule.py OLD_SO [--out CSV]
+    python bench/compare_distance_rule.py OLD_SO [--out DIR] [--repeats 3]
 
-OLD_SO is the rfmfast/_C*.so of a build before the rule (e.g. of commit 2b43764, built in place
-from `git archive 2b43764`). Both are called through their own thin glue (map, pack, kernel), so
-the figures compare kernels and point preparation, not Python validation (timed separately:
-ops._common.prepare). Workloads: kernel_matmul n = m = 20,000, d = 50 (t = 1 and t = 16),
-kernel_matrix of 8,000 points (d = 50, symmetric), kernel_grads q = 2,000 on n = 20,000
-(d = 50, c = 10). Best of 3, interleaved.
+OLD_SO is the rfmfast/_C*.so of a build before the rule (commit 2b43764, built in place from
+`git archive 2b43764`). The old kernels are called through their own thin glue (map, pack,
+kernel); this build through the public ops with backend="cpu" (which adds the input checks,
+timed alone in the last row). Workloads: kernel_matmul n = m = 20,000, d = 50 (t = 1 and
+t = 16), kernel_matrix of 8,000 points (d = 50, symmetric), kernel_grads q = 2,000 on n = 20,000
+(d = 50, c = 10). Best of --repeats, interleaved, by rfmfast.bench's runner; rows in the one
+schema (bench "distance_rule") appended to DIR/rfmfast_bench.csv (default bench/results).
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from rfmfast import _C as new
-from rfmfast.kernels import EPS, grad_scale
-from rfmfast.ops import _common, _cpu_common as cc
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import rfmfast  # noqa: E402
+from rfmfast.bench import schema  # noqa: E402
+from rfmfast.bench.runner import Benchmark, Case, Ctx, Impl, run_case  # noqa: E402
+
+L, EPS = 10.0, 1e-10            # the bandwidth; the self-pair threshold of the old kernels
 
 
 def load_old(path):
@@ -41,7 +45,7 @@ def old_matmul(old, X, Z, V, nt):
     t = V.shape[1]
     Vp, Vt = (None, np.ascontiguousarray(V.T)) if t <= 4 else (f("pack_values")(V), None)
     out = np.empty((X.shape[0], t), np.float32)
-    f("kernel_matmul")(Xt, xn, Zp, zn, Z.shape[0], 0, 10.0, Vp, Vt, t, out, nt)
+    f("kernel_matmul")(Xt, xn, Zp, zn, Z.shape[0], 0, L, Vp, Vt, t, out, nt)
     return out
 
 
@@ -49,7 +53,7 @@ def old_matrix(old, X, nt):
     f = lambda n: getattr(old, n + "_f32")  # noqa: E731
     Xt, xn = f("prepare")(X, None, 0, nt)
     out = np.empty((X.shape[0], X.shape[0]), np.float32)
-    f("kernel_matrix")(Xt, xn, f("pack_points")(Xt), xn, X.shape[0], 0, 10.0, 1, out, nt)
+    f("kernel_matrix")(Xt, xn, f("pack_points")(Xt), xn, X.shape[0], 0, L, 1, out, nt)
     return out
 
 
@@ -61,26 +65,22 @@ def old_grads(old, Q, X, a, nt):
     c = a.shape[1]
     Vm = np.concatenate([(a[:, :, None] * X[:, None, :]).reshape(n, c * d), a], axis=1)
     H = np.empty((Q.shape[0], c, d), np.float32)
-    f("kernel_grads")(Qt, qn, Q, f("pack_points")(Xt), xn, n, c, 0, 10.0, grad_scale("laplace", 10.0),
-                      EPS, f("pack_values")(np.ascontiguousarray(Vm)), H, nt)
+    f("kernel_grads")(Qt, qn, Q, f("pack_points")(Xt), xn, n, c, 0, L, -1.0 / L, EPS,
+                      f("pack_values")(np.ascontiguousarray(Vm)), H, nt)
     return H
-
-
-def best(fn, reps=3):
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old_so")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
     old = load_old(a.old_so)
+    try:
+        from rfmfast import _C as new
+    except ImportError as e:
+        sys.exit(f"this build has no C++ extension ({e}): build it first (pip install -e .)")
     nt = torch.get_num_threads()
     g = torch.Generator().manual_seed(0)
     X = torch.randn(20000, 50, generator=g)
@@ -91,39 +91,40 @@ def main(argv=None):
     Xn, V1n, V16n, K8n, Qn, aln = (t.numpy() for t in (X, V1, V16, K8, Q, al))
     work = {
         "kernel_matmul t=1": (lambda: old_matmul(old, Xn, Xn, V1n, nt),
-                              lambda: cc.kernel_matmul_op.impl(X, X, V1, "laplace", 10.0, None)),
+                              lambda: rfmfast.kernel_matmul(X, X, V1, bandwidth=L, backend="cpu")),
         "kernel_matmul t=16": (lambda: old_matmul(old, Xn, Xn, V16n, nt),
-                               lambda: cc.kernel_matmul_op.impl(X, X, V16, "laplace", 10.0, None)),
+                               lambda: rfmfast.kernel_matmul(X, X, V16, bandwidth=L,
+                                                             backend="cpu")),
         "kernel_matrix n=8000 sym": (lambda: old_matrix(old, K8n, nt),
-                                     lambda: cc.kernel_matrix_op.impl(K8, K8, "laplace", 10.0,
-                                                                      None, True)),
+                                     lambda: rfmfast.kernel_matrix(K8, bandwidth=L, backend="cpu")),
         "kernel_grads q=2000 c=10": (lambda: old_grads(old, Qn, Xn, aln, nt),
-                                     lambda: cc.kernel_grads_op.impl(Q, X, al, "laplace", 10.0,
-                                                                     None)),
+                                     lambda: rfmfast.kernel_grads(Q, X, al, bandwidth=L,
+                                                                  backend="cpu")),
     }
-    isas = [i for i in new.available_isas().split(",") if i in old.available_isas().split(",")]
-    rows = []
-    for isa in isas:
+    both = [i for i in new.available_isas().split(",") if i in old.available_isas().split(",")]
+    bench = Benchmark("distance_rule", "cost of the distance rule: old and new C++ kernels",
+                      "seconds", lambda size, ctx: [])
+    ctx = Ctx(size="full", device=torch.device("cpu"), repeats=a.repeats, timeout=600.0,
+              slow_s=1e9)
+    base = {"run": schema.new_run_id(), "date": schema.now(), "size": "full",
+            **schema.facts(torch.device("cpu"))}
+    out = Path(a.out) / schema.CSV_NAME
+    for isa in both:
         old.set_isa(isa)
         new.set_isa(isa)
         for name, (f_old, f_new) in work.items():
-            f_old(), f_new()  # warm up
-            t_old, t_new = [], []
-            for _ in range(3):
-                t_old.append(best(f_old, 1))
-                t_new.append(best(f_new, 1))
-            rows.append(dict(isa=isa, threads=nt, workload=name, before_s=f"{min(t_old):.4f}",
-                             after_s=f"{min(t_new):.4f}",
-                             after_over_before=f"{min(t_new) / min(t_old):.3f}"))
-            print(rows[-1], flush=True)
-    t_val = best(lambda: _common.prepare("kernel_matmul", "cpu", "laplace", 10.0, None,
-                                         {"X": X, "Z": X, "V": V1}))
-    print(f"validation (ops._common.prepare, X = Z = 20,000 x 50): {t_val:.4f} s", flush=True)
-    if a.out:
-        with open(a.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+            case = Case(f"{name}, {isa}", {"workload": name, "isa": isa}, lambda ctx: {},
+                        [Impl("C++ kernels before the distance rule (2b43764)", "baseline",
+                              lambda data, f=f_old: f(), precision="float32"),
+                         Impl("C++ kernels with the distance rule", "rfmfast",
+                              lambda data, f=f_new: f(), precision="float32",
+                              notes="public op, backend='cpu' (input checks included)")])
+            rows = run_case(bench, case, ctx, dict(base, isa=isa))
+            schema.write_rows(out, rows)
+            for r in rows:
+                print(f"{isa:8s} {name:26s} {r['impl']:48s} {r.get('seconds', 0):.4f} s "
+                      f"{r.get('speedup_vs_baseline', '') or ''}", flush=True)
+    print(f"rows appended to {out}")
 
 
 if __name__ == "__main__":

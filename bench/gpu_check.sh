@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# GPU check of the Triton backends (issue 5): environment, GPU tests, benchmarks; under 8 minutes.
+# GPU check of the Triton backends: environment, GPU tests, benchmarks (rfmfast bench --device
+# cuda), within a time budget.
 #
 #   bash bench/gpu_check.sh              # on the GPU machine; results under $OUT
-#   bash bench/gpu_check.sh --dry-run    # anywhere: interpreter tests + tiny benchmark sizes
+#   bash bench/gpu_check.sh --dry-run    # anywhere: interpreter tests + the GPU benchmarks at
+#                                        # tiny sizes in Triton's interpreter
 #
 # Writes into $OUT (default bench/results/gpu_check_<time>): env.txt, tests.log, bench.log,
-# gpu_bench.csv (the rows to append to bench/results/gpu_bench.csv) and gpu_summary.md.
+# rfmfast_bench.csv (the harness's one schema: append its rows to a file in bench/results),
+# one PNG per benchmark and gpu_summary.md (rfmfast bench --report of those rows).
 # Nothing is downloaded. The Triton backends need no compiled code, so the package runs from
 # this source tree (PYTHONPATH); RFMFAST_GPU_CHECK_BUILD=1 also tries an offline editable install
 # (the C++ CPU extension, not needed here). Python wheels placed in .whl/ (e.g. xrfm, for the
@@ -87,17 +90,22 @@ if [ $LEFT -lt 60 ]; then
   log "only ${LEFT}s left: skipping the benchmarks"
   BENCH_RC=124
 else
-  BUDGET=$(( LEFT - 60 ))                      # after this, remaining benchmarks are skipped
-  ARGS=(--out "$OUT" --budget-s "$BUDGET")
+  BUDGET=$(( LEFT - 60 ))                      # after this, no new case starts (recorded as skipped)
+  # kernel_matmul, the RFM fit, agop and the precision table first, then the others while the
+  # budget lasts; e.g. GPU_CHECK_ONLY=rfm,agop for a shorter rerun
+  ONLY=${GPU_CHECK_ONLY:-kernel_matmul,rfm,agop,precision,kernel_grads,kernel_matrix,solve,accuracy}
+  ARGS=(--device cuda --out "$OUT" --budget "$BUDGET" --only "$ONLY")
   [ $DRY = 1 ] && ARGS+=(--dry-run)
-  # e.g. GPU_CHECK_BENCH_ARGS="--only fit,agop --precisions ieee,tf32" for a shorter rerun
+  # more options of rfmfast bench, e.g. GPU_CHECK_BENCH_ARGS="--quick --repeats 3"
   read -r -a EXTRA <<< "${GPU_CHECK_BENCH_ARGS:-}"
   ARGS+=("${EXTRA[@]}")
-  log "benchmarks (budget ${BUDGET}s, hard stop ${LEFT}s)"
-  timeout -s TERM $(( LEFT - 5 )) $PY bench/bench_gpu.py "${ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
+  log "benchmarks: rfmfast bench ${ARGS[*]} (budget ${BUDGET}s, hard stop ${LEFT}s)"
+  timeout -s TERM $(( LEFT - 5 )) $PY -m rfmfast.bench "${ARGS[@]}" 2>&1 | tee "$OUT/bench.log"
   BENCH_RC=${PIPESTATUS[0]}
+  $PY -m rfmfast.bench.report "$OUT" --all-sizes -o "$OUT/gpu_summary.md" \
+    || log "summary failed (the CSV is in $OUT)"
 fi
 
 log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC"
-log "results: $OUT (append gpu_bench.csv rows to bench/results/gpu_bench.csv)"
+log "results: $OUT (append the rows of rfmfast_bench.csv to bench/results/gpu_bench.csv)"
 [ "$TEST_RC" = 0 ] && [ "$GPU_RC" = 0 ] && [ "$BENCH_RC" = 0 ]

@@ -21,6 +21,7 @@ _COMMANDS = (
     "rfmfast.recipes.grokking",  # rfmfast grokking: RFM on modular arithmetic
     "rfmfast.recipes.complete",  # rfmfast complete: lin-RFM matrix completion of ratings
     "rfmfast.info",              # rfmfast info: backends and machine
+    "rfmfast.bench",             # rfmfast bench: the benchmarks, side by side with the peers
 )
 
 # what a user can cause and fix: reported in one line, exit status 1

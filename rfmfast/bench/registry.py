@@ -1,0 +1,14 @@
+"""The benchmark registry: one record per benchmark (rfmfast.bench.runner.Benchmark), in the
+order `rfmfast bench` runs them. To add one, write its cases in a module of this package and
+list its Benchmark here; its name becomes an `--only` choice."""
+from __future__ import annotations
+
+from . import NAMES
+from .accuracy import BENCHMARKS as _ACCURACY
+from .linrfm import BENCHMARKS as _LINRFM
+from .ops import BENCHMARKS as _OPS
+from .rfm import BENCHMARKS as _RFM
+from .solve import BENCHMARKS as _SOLVE
+
+BENCHMARKS = {b.name: b for b in (*_OPS, *_SOLVE, *_RFM, *_LINRFM, *_ACCURACY)}
+assert tuple(BENCHMARKS) == NAMES, (tuple(BENCHMARKS), NAMES)
