@@ -5,10 +5,11 @@ Public API (everything else is internal):
 Ops (torch tensors in and out; numpy in gives numpy out)
     kernel_matrix(X, Z=None, *, kernel, bandwidth, M, backend)          -> (n, m)
     kernel_matmul(X, Z, V, *, kernel, bandwidth, M, backend)            -> (n, t)
+    nystroem_matmul(X, C, V, W=None, *, kernel, bandwidth, M, backend)  -> (m, t)
     kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, backend)         -> (q, c, d)
     agop(Q, X, alpha, *, kernel, bandwidth, M, diag, centering, backend) -> (d, d) or (d,)
 Solves and estimators
-    kernel_solve, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor
+    kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor
 Backends
     available_backends()
 
@@ -23,11 +24,13 @@ from . import _fork  # noqa: F401  (a forked child runs single-threaded; see rfm
 _LAZY = {
     "kernel_matrix": "rfmfast.ops.kernel_matrix",
     "kernel_matmul": "rfmfast.ops.kernel_matmul",
+    "nystroem_matmul": "rfmfast.ops.nystroem_matmul",
     "kernel_grads": "rfmfast.ops.agop",
     "agop": "rfmfast.ops.agop",
     "available_backends": "rfmfast.backends",
     "KERNELS": "rfmfast.kernels",
     "kernel_solve": "rfmfast.solvers",
+    "KernelRidge": "rfmfast.models.kernel_ridge",
     "RFMRegressor": "rfmfast.models.rfm",
     "RFMClassifier": "rfmfast.models.rfm",
     "LinRFMCompleter": "rfmfast.models.linrfm",

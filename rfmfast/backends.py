@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 
 #: the ops that dispatch through choose()
-OPS = ("kernel_matrix", "kernel_matmul", "agop", "cholesky")
+OPS = ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul")
 
 
 class BackendUnavailable(RuntimeError):
@@ -55,7 +55,8 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("reference", ("any",), OPS, ("full", "symmetric"), out_in_place=False),
-    Backend("cpu", ("cpu",), OPS, ("full", "symmetric", "lower"), out_in_place=True),
+    Backend("cpu", ("cpu",), ("kernel_matrix", "kernel_matmul", "agop", "cholesky"),
+            ("full", "symmetric", "lower"), out_in_place=True),
     Backend("triton", ("cuda",), ("kernel_matrix", "kernel_matmul", "agop"),
             ("full", "symmetric"), out_in_place=False),
 )}

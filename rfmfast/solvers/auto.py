@@ -17,7 +17,9 @@ class JitterWarning(RuntimeWarning):
 class SolveInfo:
     """What a kernel solve did.
 
-    solver: "cholesky" or "cg"; reason: why it was chosen (for solver="auto").
+    solver: "cholesky", "cg" or "nystroem" (solvers/nystroem.py); reason: why it was chosen
+    (for solver="auto"), and for "nystroem" the precision of its m x m factorizations when
+    they had to be redone in float64.
     jitter: diagonal added beyond reg after a failed factorization (0.0 when none was needed);
     the system solved is then (K + (reg + jitter) I) alpha = y.
     iterations, residual, tol, converged: for "cg", the iteration count and the final relative
@@ -29,7 +31,11 @@ class SolveInfo:
     (p^T (K + reg I) p <= 0: the matrix is not numerically positive definite).
     message: the ConvergenceWarning cg issued ("" when it converged).
     rank: the Nystroem preconditioner's rank ("cg"). seconds: wall time. memory_bytes: the
-    largest buffer the solver held (the n x n matrix for "cholesky", n x rank for "cg").
+    largest buffer the solver held (the n x n matrix for "cholesky", n x rank for "cg", the
+    m x m matrices for "nystroem").
+    peak_memory_bytes: the most the solver held at once, from the sizes of its buffers (not
+    measured; None where the solver does not say). centers: m, the number of Nystroem centers
+    ("nystroem"; None for the exact solvers, whose centers are all n training points).
     """
 
     solver: str
@@ -47,6 +53,8 @@ class SolveInfo:
     seconds: float = 0.0
     memory_bytes: int = 0
     reason: str = ""
+    peak_memory_bytes: int | None = None
+    centers: int | None = None
 
 
 def available_memory(device: torch.device) -> int:
