@@ -57,14 +57,17 @@ if [ $DRY = 0 ] && ! $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_avai
 fi
 
 # ---- 2. tests ------------------------------------------------------------------------------
-# First the tests marked gpu outside test_triton.py (solvers, RFM and lin-RFM on CUDA tensors:
-# quick), then the Triton op tests. One block-size config per kernel (no autotuning runs): the
-# tests check results, not speed. Compilation dominates on a fresh machine: spread the op tests
-# over workers where pytest-xdist is.
+# First the tests marked gpu outside test_triton_backend.py (solvers, RFM and lin-RFM on CUDA
+# tensors: quick), then the Triton tests: the backend's own (test_triton_backend.py) and the op
+# tests' triton cases. One block-size config per kernel (no autotuning runs): the tests check
+# results, not speed. Compilation dominates on a fresh machine: spread the op tests over workers
+# where pytest-xdist is.
+TRITON_TESTS=(tests/test_triton_backend.py tests/test_kernel_matrix.py tests/test_kernel_matmul.py
+              tests/test_agop.py)
 if [ $DRY = 0 ]; then
-  log "tests: pytest -m gpu (outside tests/test_triton.py)"
+  log "tests: pytest -m gpu (outside tests/test_triton_backend.py)"
   RFMFAST_TRITON_AUTOTUNE=0 timeout 150 $PY -m pytest -q -p no:cacheprovider -rs -m gpu tests \
-    --ignore=tests/test_triton.py 2>&1 | tee "$OUT/tests.log"
+    --ignore=tests/test_triton_backend.py 2>&1 | tee "$OUT/tests.log"
   GPU_RC=${PIPESTATUS[0]}
   [ "$GPU_RC" = 5 ] && GPU_RC=1                # 5: nothing collected is a failure here
 else
@@ -72,9 +75,11 @@ else
 fi
 XDIST=()
 if [ $DRY = 0 ] && $PY -c "import xdist" 2> /dev/null; then XDIST=(-n 8); fi
-log "tests: tests/test_triton.py ${XDIST[*]}"
+# -k triton: every test of test_triton_backend.py (its module name matches), the op tests'
+# triton cases
+log "tests: ${TRITON_TESTS[*]} -k triton ${XDIST[*]}"
 RFMFAST_TRITON_AUTOTUNE=0 timeout 210 $PY -m pytest -q -p no:cacheprovider -rs "${XDIST[@]}" \
-  tests/test_triton.py 2>&1 | tee -a "$OUT/tests.log"
+  "${TRITON_TESTS[@]}" -k triton 2>&1 | tee -a "$OUT/tests.log"
 TRI_RC=${PIPESTATUS[0]}
 # the distance rule on CUDA tensors: offsets, near-duplicates, self-pairs (triton cases only)
 log "tests: tests/test_distance_rule.py -k triton"
@@ -82,7 +87,7 @@ RFMFAST_TRITON_AUTOTUNE=0 timeout 120 $PY -m pytest -q -p no:cacheprovider -rs "
   tests/test_distance_rule.py -k triton 2>&1 | tee -a "$OUT/tests.log"
 TEST_RC=${PIPESTATUS[0]}
 [ "$TRI_RC" != 0 ] && TEST_RC=$TRI_RC
-log "tests done: test_triton + distance rule rc=$TEST_RC, other gpu tests rc=$GPU_RC"
+log "tests done: triton tests + distance rule rc=$TEST_RC, other gpu tests rc=$GPU_RC"
 
 # ---- 3. benchmarks -------------------------------------------------------------------------
 LEFT=$(( TOTAL_S - $(elapsed) ))

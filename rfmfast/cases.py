@@ -137,7 +137,7 @@ def with_coincident(X, Z, k: int):
 def queries(X, Z, q: int, kind: str, seed: int = 0):
     """Queries (q, d) for the gradients at centers X (n, d): "new" = Z[:q] (q <= m),
     "train" = X[:q] (q <= n), "mixed" = Z[:q] with min(q, n) - min(q, n) // 3 of its rows
-    replaced by centers drawn at random (their self-pairs, MATH.md)."""
+    replaced by centers drawn at random (their self-pairs, docs/math.md)."""
     if kind == "train":
         return X[:q]
     Q = Z[:q]
@@ -196,7 +196,7 @@ def low_rank_target(X):
 
 def low_rank_data(n: int, d: int = 20, seed: int = 0, *, source: str = "numpy", dtype=None,
                   device=None):
-    """X ~ N(0, 0.5^2 I) (n, d) and y = low_rank_target(X) (n,) (MATH.md).
+    """X ~ N(0, 0.5^2 I) (n, d) and y = low_rank_target(X) (n,) (docs/math.md).
 
     source="numpy": arrays from np.random.default_rng(seed), float64 unless dtype is given.
     source="torch": tensors from torch.Generator().manual_seed(seed), float32 unless dtype is

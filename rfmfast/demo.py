@@ -2,24 +2,13 @@
 
 Everything here is generated or bundled (no downloads): timings of kernel_matmul and agop
 next to a well-written blocked PyTorch version, then RFM on the low-rank target of the
-Science 2024 notebook (MATH.md): f*(x) = x_0 x_1 1[x_5 > 0], d = 20 (rfmfast.cases.low_rank_data).
+Science 2024 notebook (docs/math.md): f*(x) = x_0 x_1 1[x_5 > 0], d = 20 (rfmfast.cases.low_rank_data).
 """
 from __future__ import annotations
 
 import time
 
 import torch
-
-
-def _blocked_torch_matmul(X, Z, V, L, rows=1024):
-    """K(X, Z) @ V the way one writes it in plain PyTorch: addmm tiles, in-place epilogue."""
-    xn = (X * X).sum(1, keepdim=True)
-    zn = (Z * Z).sum(1)[None, :]
-    out = torch.empty(X.shape[0], V.shape[1], dtype=X.dtype)
-    for i in range(0, X.shape[0], rows):
-        T = torch.addmm(xn[i:i + rows] + zn, X[i:i + rows], Z.T, alpha=-2)
-        out[i:i + rows] = T.clamp_(min=0).sqrt_().mul_(-1.0 / L).exp_() @ V
-    return out
 
 
 def _timed(fn):
@@ -32,6 +21,7 @@ def _timed(fn):
 def run(n_ops: int = 8000, n_rfm: int = 4000, iters: int = 5) -> dict:
     import rfmfast
     from rfmfast.backends import choose
+    from rfmfast.bench.baselines import matmul_blocked
     from rfmfast.cases import low_rank_data
 
     backend = choose("auto", torch.device("cpu"), "kernel_matmul")
@@ -41,7 +31,8 @@ def run(n_ops: int = 8000, n_rfm: int = 4000, iters: int = 5) -> dict:
     torch.manual_seed(0)
     X = torch.randn(n_ops, 50)
     V = torch.randn(n_ops, 1)
-    t_ref, ref = _timed(lambda: _blocked_torch_matmul(X, X, V, 10.0))
+    # blocked PyTorch (the benchmarks' baseline): 1024-row blocks, each one tile of all columns
+    t_ref, ref = _timed(lambda: matmul_blocked(X, X, V, 10.0, rows=1024, cols=X.shape[0]))
     t_rf, out = _timed(lambda: rfmfast.kernel_matmul(X, X, V, bandwidth=10.0))
     err = float((out - ref).norm() / ref.norm())
     print(f"kernel_matmul  laplace, n = m = {n_ops}, d = 50, t = 1")
