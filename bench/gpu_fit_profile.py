@@ -1,4 +1,4 @@
-"""Where the GPU RFM fit spends its time: RFMRegressor.fit at n = 100,000, d = 50 (bench_gpu.py's
+"""Where the GPU RFM fit spends its time: RFMRegressor.fit at n = 100,000, d = 50 (the CUDA rfm benchmark's
 fit), cold (first in the process: Triton compilation and autotuning included) and warm (again,
 same shapes), with the per-iteration solve / AGOP seconds from history_, then the pieces of one
 Cholesky solve timed alone (kernel matrix, factorization, the two triangular solves).

@@ -106,7 +106,7 @@ def test_reference_grads_match_autograd(kernel, mkind):
 
 @cpu_only
 def test_laplace_self_pair_contributes_nothing():
-    """Queries that are training points: the zero-distance center is dropped (MATH.md), so the
+    """Queries that are training points: the zero-distance center is dropped (docs/math.md, the distance rule), so the
     gradient equals the one computed without that center."""
     X, _ = data(129, 1, 4)
     a = alpha(129, 2)
