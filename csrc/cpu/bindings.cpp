@@ -1,10 +1,10 @@
-// Python bindings of the CPU kernels. Arrays come in as numpy buffers (torch tensors are handed
-// over with .numpy(), no copy); nothing here links against libtorch. The GIL is released while
-// a kernel runs.
+// The Python bindings (rfmfast._C): each call checks its arguments and fills its op's params.
+//
+// Arrays come in as numpy buffers (torch tensors are handed over with .numpy(), no copy);
+// nothing here links against libtorch. The GIL is released while a kernel runs.
+#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-
-#include <omp.h>
 
 #include <stdexcept>
 #include <string>
@@ -23,10 +23,13 @@ template <class T>
 const T* ptr(const arr<T>& a) {
   return a.data();
 }
+// None -> null; else the array's data, `keep` holding the array (a converting cast makes a
+// temporary copy, which must outlive the kernel)
 template <class T>
-const T* ptr_or_null(const py::object& o) {
+const T* ptr_or_null(const py::object& o, arr<T>& keep) {
   if (o.is_none()) return nullptr;
-  return o.cast<arr<T>>().data();
+  keep = o.cast<arr<T>>();
+  return keep.data();
 }
 template <class T>
 T* mptr(arr<T>& a) {
@@ -55,10 +58,9 @@ bool poll_python_signals() {
 // Runs f with the GIL released; a Ctrl-C seen by the kernel raises the pending exception.
 template <class F>
 auto run(F f) {
-  const bool main = PyThread_get_thread_ident() == py::module_::import("threading")
-                                                       .attr("main_thread")()
-                                                       .attr("ident")
-                                                       .cast<unsigned long>();
+  const bool main =
+      PyThread_get_thread_ident() ==
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
   bool interrupted = false;
   decltype(f()) result{};
   {
@@ -80,30 +82,34 @@ auto run(F f) {
 
 template <class T>
 py::tuple prepare(arr<T> X, py::object mu, py::object S, int s_mode, int nthreads) {
-  nthreads = threads(nthreads);
+  rfmfast::PrepareParams<T> p{};
+  p.nthreads = threads(nthreads);
   need(X.ndim() == 2, "prepare: X must be 2-D");
-  const int64_t n = X.shape(0), d = X.shape(1);
-  int64_t r = d;
-  const T* Sp = ptr_or_null<T>(S);
-  arr<T> mua;
-  const T* mup = nullptr;
+  p.n = X.shape(0);
+  p.d = X.shape(1);
+  p.r = p.d;
+  need(s_mode >= 0 && s_mode <= 2, "prepare: s_mode must be 0, 1 or 2");
+  arr<T> Sa, mua;
+  p.s = ptr_or_null<T>(S, Sa);
+  p.s_mode = s_mode;
+  need(s_mode == 0 || p.s != nullptr, "prepare: s_mode 1 and 2 need S");
   if (!mu.is_none()) {
     mua = mu.cast<arr<T>>();
-    need(mua.ndim() == 1 && mua.shape(0) == d, "prepare: mu must be (d,)");
-    mup = mua.data();
+    need(mua.ndim() == 1 && mua.shape(0) == p.d, "prepare: mu must be (d,)");
+    p.mu = mua.data();
   }
+  if (s_mode == 1) need(Sa.ndim() == 1 && Sa.shape(0) == p.d, "prepare: S must be (d,)");
   if (s_mode == 2) {
-    auto Sa = S.cast<arr<T>>();
-    need(Sa.ndim() == 2 && Sa.shape(1) == d, "prepare: S must be (r, d)");
-    r = Sa.shape(0);
+    need(Sa.ndim() == 2 && Sa.shape(1) == p.d, "prepare: S must be (r, d)");
+    p.r = Sa.shape(0);
   }
-  arr<T> Xt({n, r}), norms({n});
-  T* xt = mptr(Xt);
-  T* nr = mptr(norms);
-  const T* x = ptr(X);
+  arr<T> Xt({p.n, p.r}), norms({p.n});
+  p.x = ptr(X);
+  p.xt = mptr(Xt);
+  p.norms = mptr(norms);
   {
     py::gil_scoped_release release;
-    ops<T>().prepare(x, n, d, mup, Sp, s_mode, r, xt, nr, nthreads);
+    ops<T>().prepare(p);
   }
   return py::make_tuple(Xt, norms);
 }
@@ -171,22 +177,46 @@ arr<T> pack_grad_values(arr<T> X, arr<T> alpha) {
 template <class T>
 T* inplace(py::array& a, const char* what);
 
+rfmfast::Kind kind_code(int kind, const char* op) {
+  need(kind >= 0 && kind < rfmfast::NUM_KINDS,
+       std::string(op) + ": unknown kernel code " + std::to_string(kind));
+  return rfmfast::Kind(kind);
+}
+
+// The queries and centers of a kernel op (params.h), checked; ex is filled by the caller.
+template <class T>
+void distances(rfmfast::DistanceParams<T>& p, const arr<T>& Xt, const arr<T>& xn, const arr<T>& Zp,
+               const arr<T>& zn, int64_t m, int kind, double bw, int nthreads, const char* op) {
+  p.nthreads = threads(nthreads);
+  p.kind = kind_code(kind, op);
+  p.bandwidth = bw;
+  p.n = Xt.shape(0);
+  p.r = Xt.shape(1);
+  p.m = m;
+  need(zn.shape(0) == m && xn.shape(0) == p.n, std::string(op) + ": norms");
+  p.xt = ptr(Xt);
+  p.xn = ptr(xn);
+  p.zp = ptr(Zp);
+  p.zn = ptr(zn);
+}
+
 template <class T>
 void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
                    arr<T> X, arr<T> Z, py::object S, int s_mode, double resolve, int fill,
                    py::array out, int nthreads) {
-  nthreads = threads(nthreads);
-  const int64_t n = Xt.shape(0), r = Xt.shape(1);
-  T* o = inplace<T>(out, "kernel_matrix: out");
+  rfmfast::KernelMatrixParams<T> p{};
+  distances<T>(p, Xt, xn, Zp, zn, m, kind, bw, nthreads, "kernel_matrix");
+  const int64_t n = p.n;
+  p.out = inplace<T>(out, "kernel_matrix: out");
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == m, "kernel_matrix: out shape");
-  need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matrix: norms");
-  const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
   need(fill >= rfmfast::FILL_FULL && fill <= rfmfast::FILL_LOWER, "kernel_matrix: fill");
   need(fill == rfmfast::FILL_FULL || n == m, "kernel_matrix: symmetric fills need Z = X");
-  ExactArgs<T> e(X, Z, S, s_mode, resolve, r);
+  p.fill = rfmfast::Fill(fill);
+  ExactArgs<T> e(X, Z, S, s_mode, resolve, p.r);
   need(e.X.shape(0) == n && e.Z.shape(0) == m, "kernel_matrix: original rows");
+  p.ex = e.ex;
   run([&] {
-    ops<T>().kernel_matrix(x, xnp, n, z, znp, m, r, kind, bw, e.ex, fill, o, nthreads);
+    ops<T>().kernel_matrix(p);
     return 0;
   });
 }
@@ -195,19 +225,23 @@ template <class T>
 void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
                    arr<T> X, arr<T> Z, py::object S, int s_mode, double resolve, py::object Vp,
                    py::object Vt, int64_t t, arr<T> out, int nthreads) {
-  nthreads = threads(nthreads);
-  const int64_t n = Xt.shape(0), r = Xt.shape(1);
+  rfmfast::KernelMatmulParams<T> p{};
+  distances<T>(p, Xt, xn, Zp, zn, m, kind, bw, nthreads, "kernel_matmul");
+  const int64_t n = p.n;
   need(out.ndim() == 2 && out.shape(0) == n && out.shape(1) == t, "kernel_matmul: out shape");
-  need(zn.shape(0) == m && xn.shape(0) == n, "kernel_matmul: norms");
-  ExactArgs<T> e(X, Z, S, s_mode, resolve, r);
+  ExactArgs<T> e(X, Z, S, s_mode, resolve, p.r);
   need(e.X.shape(0) == n && e.Z.shape(0) == m, "kernel_matmul: original rows");
-  const T *vp = ptr_or_null<T>(Vp), *vt = ptr_or_null<T>(Vt);
-  need((vp == nullptr) != (vt == nullptr), "kernel_matmul: give exactly one of Vp, Vt");
-  need(vt == nullptr || t <= 4, "kernel_matmul: Vt only for t <= 4");
-  const T *x = ptr(Xt), *xnp = ptr(xn), *z = ptr(Zp), *znp = ptr(zn);
-  T* o = mptr(out);
+  p.ex = e.ex;
+  arr<T> vpa, vta;
+  p.vp = ptr_or_null<T>(Vp, vpa);
+  p.vt = ptr_or_null<T>(Vt, vta);
+  need((p.vp == nullptr) != (p.vt == nullptr), "kernel_matmul: give exactly one of Vp, Vt");
+  need(p.vt == nullptr || t <= rfmfast::SMALL_T,
+       "kernel_matmul: Vt only for t <= " + std::to_string(rfmfast::SMALL_T));
+  p.t = t;
+  p.out = mptr(out);
   run([&] {
-    ops<T>().kernel_matmul(x, xnp, n, z, znp, m, r, kind, bw, e.ex, vp, vt, t, o, nthreads);
+    ops<T>().kernel_matmul(p);
     return 0;
   });
 }
@@ -216,22 +250,29 @@ template <class T>
 void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, arr<T> Qo, arr<T> X,
                   py::object S, int s_mode, arr<T> alpha, int kind, double bw, double scale,
                   double eps, double resolve, arr<T> Vp, arr<T> H, int nthreads) {
-  nthreads = threads(nthreads);
-  const int64_t q = Qt.shape(0), r = Qt.shape(1), d = Q.shape(1);
-  const int64_t n = X.shape(0), c = alpha.shape(1);
-  need(Q.shape(0) == q && qn.shape(0) == q && xn.shape(0) == n, "kernel_grads: shapes");
+  rfmfast::KernelGradsParams<T> p{};
+  const int64_t n = X.shape(0);
+  distances<T>(p, Qt, qn, Xp, xn, n, kind, bw, nthreads, "kernel_grads");
+  need(p.kind != rfmfast::L1_LAPLACE, "kernel_grads: l1_laplace has its own op, l1_grads");
+  const int64_t q = p.n, d = Q.shape(1), c = alpha.shape(1);
+  need(Q.shape(0) == q, "kernel_grads: shapes");
   need(X.ndim() == 2 && X.shape(1) == d && alpha.ndim() == 2 && alpha.shape(0) == n,
        "kernel_grads: X (n, d), alpha (n, c)");
-  ExactArgs<T> e(Qo, X, S, s_mode, resolve, r);
+  ExactArgs<T> e(Qo, X, S, s_mode, resolve, p.r);
   need(e.X.shape(0) == q, "kernel_grads: original queries");
   need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == d,
        "kernel_grads: H shape");
-  const T *qt = ptr(Qt), *qnp = ptr(qn), *qq = ptr(Q), *xp = ptr(Xp), *xnp = ptr(xn),
-          *vp = ptr(Vp), *a = ptr(alpha);
-  T* h = mptr(H);
+  p.ex = e.ex;
+  p.q = ptr(Q);
+  p.alpha = ptr(alpha);
+  p.d = d;
+  p.c = c;
+  p.scale = scale;
+  p.eps = eps;
+  p.vp = ptr(Vp);
+  p.h = mptr(H);
   run([&] {
-    ops<T>().kernel_grads(qt, qnp, qq, q, xp, xnp, a, n, r, d, c, kind, bw, scale, eps, e.ex,
-                          vp, h, nthreads);
+    ops<T>().kernel_grads(p);
     return 0;
   });
 }
@@ -239,15 +280,25 @@ void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, arr<T> Q
 template <class T>
 void l1_grads(arr<T> Qt, arr<T> Xt, arr<T> Xp, arr<T> alpha, double bw, double scale, arr<T> H,
               int nthreads) {
-  nthreads = threads(nthreads);
+  rfmfast::L1GradsParams<T> p{};
+  p.nthreads = threads(nthreads);
+  p.kind = rfmfast::L1_LAPLACE;
+  p.bandwidth = bw;
   const int64_t q = Qt.shape(0), r = Qt.shape(1), n = Xt.shape(0), c = alpha.shape(1);
   need(Xt.shape(1) == r && alpha.shape(0) == n, "l1_grads: shapes");
-  need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == r,
-       "l1_grads: H shape");
-  const T *qt = ptr(Qt), *xt = ptr(Xt), *xp = ptr(Xp), *a = ptr(alpha);
-  T* h = mptr(H);
+  need(H.ndim() == 3 && H.shape(0) == q && H.shape(1) == c && H.shape(2) == r, "l1_grads: H shape");
+  p.xt = ptr(Qt);
+  p.n = q;
+  p.zp = ptr(Xp);
+  p.zt = ptr(Xt);
+  p.m = n;
+  p.r = r;
+  p.alpha = ptr(alpha);
+  p.c = c;
+  p.scale = scale;
+  p.h = mptr(H);
   run([&] {
-    ops<T>().l1_grads(qt, q, xt, xp, n, r, a, c, bw, scale, h, nthreads);
+    ops<T>().l1_grads(p);
     return 0;
   });
 }
@@ -313,5 +364,10 @@ PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
   m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
   m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });
   m.def("max_threads", [] { return omp_get_max_threads(); });
-  m.def("panel_width_f32", [] { return ops<float>().nr; });
+  m.def("panel_width_f32", [] { return int(ops<float>().packed_size(1, 1)); });
+  m.def("kernel_codes", [] {
+    py::dict codes;
+    for (int k = 0; k < rfmfast::NUM_KINDS; ++k) codes[rfmfast::KIND_NAMES[k]] = k;
+    return codes;
+  });
 }

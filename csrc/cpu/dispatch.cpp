@@ -1,5 +1,5 @@
-// Picks the fastest compiled variant the CPU (and OS) supports, once; RFMFAST_CPU_ISA or
-// set_isa() can choose a slower one (tests run every variant this way).
+// The run-time choice of variant: the fastest one the CPU (and OS) supports, picked once.
+// RFMFAST_CPU_ISA or set_isa() can choose a slower one (tests run every variant this way).
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -38,8 +38,10 @@ struct Table {
 
 Table load(const std::string& name) {
 #if defined(RFMFAST_X86)
-  if (name == "avx512") return {variant_ops<float, variant_tag::avx512>(), variant_ops<double, variant_tag::avx512>()};
-  if (name == "avx2") return {variant_ops<float, variant_tag::avx2>(), variant_ops<double, variant_tag::avx2>()};
+  if (name == "avx512")
+    return {variant_ops<float, variant_tag::avx512>(), variant_ops<double, variant_tag::avx512>()};
+  if (name == "avx2")
+    return {variant_ops<float, variant_tag::avx2>(), variant_ops<double, variant_tag::avx2>()};
 #endif
   return {variant_ops<float, variant_tag::generic>(), variant_ops<double, variant_tag::generic>()};
 }

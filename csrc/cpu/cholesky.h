@@ -1,5 +1,4 @@
-// Dense Cholesky factorization for the kernel ridge solve, on the same register-tile machinery
-// as the kernel ops (included by kernels_impl.h, so compiled once per instruction set).
+// cholesky: A = L L^T in place (recursive, its flops in a blocked GEMM), and that GEMM, gemm_nt.
 //
 //   gemm_nt(C, A, B):  C (m x n) -= A (m x k) B (n x k)^T, every matrix row-major with its own
 //                      leading dimension; lower = true updates only the tiles that touch C's
@@ -13,60 +12,35 @@
 // register-tile panels (BLIS-style: KC-deep slices, B micro-panels reused from L1 across the A
 // block in L2) and splits the row blocks of C over the threads. Rounding is that of any blocked
 // BLAS: products accumulate in T, FMA where the ISA has it.
+#pragma once
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels.h"
+#include "microkernel.h"
+#include "pack.h"
+#include "simd.h"
+
+namespace rfmfast {
+namespace RFMFAST_VARIANT {
+
+// For the calling thread outside parallel regions (the recursion): poll for Ctrl-C at most
+// every POLL_INTERVAL and throw Interrupted when it was pressed.
+inline void check_interrupt() {
+  thread_local auto last = std::chrono::steady_clock::now();
+  if (interrupt_pending(last)) throw Interrupted{};
+}
 
 template <class T>
 struct GemmBlocks {
   static constexpr int NR = VT<T>::NR;
   static constexpr int64_t KC = sizeof(T) == 4 ? 256 : 192;  // depth of a packed slice
-  static constexpr int64_t MC = MR * 12;                       // rows of a packed A block
-  static constexpr int64_t NC = NR * 128;                      // columns of a packed B block
+  static constexpr int64_t MC = MR * 12;                     // rows of a packed A block
+  static constexpr int64_t NC = NR * 128;                    // columns of a packed B block
 };
-
-// C[0:mr][0:nr] -= Ap^T Bp over kc: Ap is [kc][MR], Bp is [kc][NR] (zero padded panels).
-template <class T>
-inline void gemm_ukernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
-                         int64_t ldc, int mr, int nr) {
-  constexpr int W = VT<T>::W, NR = VT<T>::NR;
-  vec<T> acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = vec<T>{};
-  for (int64_t k = 0; k < kc; ++k) {
-    vec<T> b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = load(Bp + k * NR + v * W);
-    for (int i = 0; i < MR; ++i) {
-      const vec<T> a = bcast<T>(Ap[k * MR + i]);
-      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(a, b[v], acc[i][v]);
-    }
-  }
-  if (mr == MR && nr == NR) {
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) {
-        T* c = C + i * ldc + v * W;
-        store(c, load(c) - acc[i][v]);
-      }
-  } else {
-    alignas(64) T tmp[MR][NR];
-    for (int i = 0; i < MR; ++i)
-      for (int v = 0; v < NV; ++v) store(&tmp[i][v * W], acc[i][v]);
-    for (int i = 0; i < mr; ++i)
-      for (int j = 0; j < nr; ++j) C[i * ldc + j] -= tmp[i][j];
-  }
-}
-
-// rows [0, m) x depth [0, kc) of A (row-major, lda) -> [m/MR][kc][MR] (zero padded rows)
-template <class T>
-inline void pack_a(const T* A, int64_t lda, int64_t m, int64_t kc, T* out) {
-  for (int64_t i0 = 0; i0 < m; i0 += MR) {
-    T* dst = out + i0 * kc;
-    const int rows = int(std::min<int64_t>(MR, m - i0));
-    for (int i = 0; i < rows; ++i) {
-      const T* src = A + (i0 + i) * lda;
-      for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
-    }
-    for (int i = rows; i < MR; ++i)
-      for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
-  }
-}
 
 // C (m x n) -= A (m x k) B (n x k)^T. lower: only tiles reaching C's lower triangle (C square).
 template <class T>
@@ -76,17 +50,17 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* 
   constexpr int NR = VT<T>::NR;
   if (m <= 0 || n <= 0 || k <= 0) return;
   const int64_t kc_max = std::min<int64_t>(k, G::KC);
-  const int64_t nc_max = std::min<int64_t>(round_up<T>(n, NR), G::NC);
+  const int64_t nc_max = std::min<int64_t>(round_up(n, NR), G::NC);
   std::vector<T> Bp(nc_max * kc_max);
   // row blocks: MC, or smaller so that every thread gets a few (dynamic scheduling balances
   // the triangular case)
-  int64_t mc = std::min<int64_t>(G::MC, round_up<T>((m + 4 * nthreads - 1) / (4 * nthreads), MR));
+  int64_t mc = std::min<int64_t>(G::MC, round_up((m + 4 * nthreads - 1) / (4 * nthreads), MR));
   mc = std::max<int64_t>(mc, MR);
   const int64_t mblocks = (m + mc - 1) / mc;
   const int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, mblocks)));
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<T> Ap(round_up<T>(mc, MR) * kc_max);
+    std::vector<T> Ap(round_up(mc, MR) * kc_max);
     for (int64_t jc = 0; jc < n; jc += G::NC) {
       const int64_t nc = std::min<int64_t>(G::NC, n - jc);
       if (lower && jc > m - 1) break;
@@ -113,8 +87,9 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* 
             for (int64_t ir = 0; ir < mb; ir += MR) {
               const int64_t i0 = ic + ir;
               if (lower && j0 > i0 + MR - 1) continue;  // micro-tile above the diagonal
-              gemm_ukernel<T>(kc, Ap.data() + ir * kc, bp, C + i0 * ldc + j0, ldc,
-                              int(std::min<int64_t>(MR, m - i0)), nr);
+              microkernel<T, Acc::dot, Out::sub>(kc, PanelA<T>{Ap.data() + ir * kc}, bp,
+                                                 C + i0 * ldc + j0, ldc,
+                                                 int(std::min<int64_t>(MR, m - i0)), nr);
             }
           }
         }
@@ -210,3 +185,6 @@ int64_t cholesky(T* A, int64_t n, int64_t lda, int nthreads) {
   if (int64_t f = cholesky(A22, n2, lda, nthreads)) return f + n1;
   return 0;
 }
+
+}  // namespace RFMFAST_VARIANT
+}  // namespace rfmfast
