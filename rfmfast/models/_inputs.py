@@ -1,6 +1,7 @@
 """Input conversion for every estimator: dtypes, devices, arrays (numpy, torch, pandas) to
 checked tensors, row counts and scikit-learn's feature-name contract. One place, so that
 RFM and lin-RFM estimators accept and refuse the same things with the same sentences."""
+
 from __future__ import annotations
 
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import _get_feature_names
+
 
 def torch_dtype(dtype) -> torch.dtype:
     """'float32' | 'float64' | torch dtype | numpy dtype -> torch dtype."""
@@ -34,13 +36,16 @@ def resolve_device(device, *, default="auto") -> torch.device | None:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or None, "
-                         f"got {device!r}") from None
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or None, got {device!r}"
+        ) from None
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be a CPU or CUDA device, got {device!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but torch sees no CUDA device; "
-                         "use device='cpu' (or 'auto': CUDA when available)")
+        raise ValueError(
+            f"device {str(device)!r} was requested but torch sees no CUDA device; "
+            "use device='cpu' (or 'auto': CUDA when available)"
+        )
     return dev
 
 
@@ -51,13 +56,17 @@ def _pandas():
 
 def _refuse_sparse(x, name: str) -> None:
     if isinstance(x, torch.Tensor) and x.layout != torch.strided:
-        raise TypeError(f"{name} is a sparse tensor; sparse input is not supported: convert with "
-                        f"{name}.to_dense() (n x d entries of memory)")
+        raise TypeError(
+            f"{name} is a sparse tensor; sparse input is not supported: convert with "
+            f"{name}.to_dense() (n x d entries of memory)"
+        )
     import scipy.sparse
 
     if scipy.sparse.issparse(x):
-        raise TypeError(f"sparse input is not supported ({name} is a {type(x).__name__}); "
-                        f"convert with {name}.toarray() (n x d entries of memory)")
+        raise TypeError(
+            f"sparse input is not supported ({name} is a {type(x).__name__}); "
+            f"convert with {name}.toarray() (n x d entries of memory)"
+        )
 
 
 def _numeric_frame(x, name: str) -> np.ndarray:
@@ -67,16 +76,23 @@ def _numeric_frame(x, name: str) -> np.ndarray:
     pd = _pandas()
     frame = x.to_frame() if isinstance(x, pd.Series) else x
     types = pd.api.types
-    bad = [c for c, t in frame.dtypes.items() if types.is_complex_dtype(t)
-           or not (types.is_numeric_dtype(t) or types.is_bool_dtype(t))]
+    bad = [
+        c
+        for c, t in frame.dtypes.items()
+        if types.is_complex_dtype(t) or not (types.is_numeric_dtype(t) or types.is_bool_dtype(t))
+    ]
     if bad:
-        raise ValueError(f"{name} has non-numeric or complex column(s) {_some(bad)} (dtype "
-                         f"{frame.dtypes[bad[0]]}); RFM needs real numbers: encode them first "
-                         "(e.g. sklearn.preprocessing.OneHotEncoder)")
+        raise ValueError(
+            f"{name} has non-numeric or complex column(s) {_some(bad)} (dtype "
+            f"{frame.dtypes[bad[0]]}); RFM needs real numbers: encode them first "
+            "(e.g. sklearn.preprocessing.OneHotEncoder)"
+        )
     missing = frame.isna().any()
     if bool(missing.any()):
-        raise ValueError(f"{name} contains missing values (NaN or NA) in column(s) "
-                         f"{_some(list(missing[missing].index))}; impute or drop them first")
+        raise ValueError(
+            f"{name} contains missing values (NaN or NA) in column(s) "
+            f"{_some(list(missing[missing].index))}; impute or drop them first"
+        )
     a = frame.to_numpy(dtype=np.float64)
     return a[:, 0] if isinstance(x, pd.Series) else a
 
@@ -116,8 +132,10 @@ def as_array(x, name: str):
             a = a.astype(np.float64)
         except (TypeError, ValueError) as e:
             bad = next((v for v in a.ravel() if not _is_real(v)), None)
-            raise type(e)(f"{name} has entries that are not real numbers (e.g. {bad!r}: {e}); "
-                          "RFM needs numbers (impute missing values, encode categories)") from None
+            raise type(e)(
+                f"{name} has entries that are not real numbers (e.g. {bad!r}: {e}); "
+                "RFM needs numbers (impute missing values, encode categories)"
+            ) from None
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
     return a, False
@@ -139,9 +157,11 @@ def _to_dtype(t: torch.Tensor, name: str, dtype: torch.dtype, device) -> torch.T
     if t.is_floating_point() and torch.finfo(t.dtype).max > big:
         top = float(t.abs().max())
         if top > big:
-            raise ValueError(f"{name} values exceed {str(dtype)[6:]}'s range (max {big:.2g}; the "
-                             f"largest |{name}| is {top:.3g}): use dtype='float64' or rescale "
-                             f"{name}")
+            raise ValueError(
+                f"{name} values exceed {str(dtype)[6:]}'s range (max {big:.2g}; the "
+                f"largest |{name}| is {top:.3g}): use dtype='float64' or rescale "
+                f"{name}"
+            )
     return t.to(device=device, dtype=dtype)
 
 
@@ -150,15 +170,21 @@ def features(X, name: str, dtype: torch.dtype, device: torch.device) -> tuple[to
     a, is_torch = as_array(X, name)
     t = a if is_torch else torch.from_numpy(np.array(a, dtype=np.float64))  # a writable copy
     if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}. "
-                         f"Reshape your data with {name}.reshape(-1, 1) if it has a single "
-                         f"feature or {name}.reshape(1, -1) if it is a single sample")
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}. "
+            f"Reshape your data with {name}.reshape(-1, 1) if it has a single "
+            f"feature or {name}.reshape(1, -1) if it is a single sample"
+        )
     if t.shape[0] == 0 or t.shape[1] == 0:
         what = "sample(s)" if t.shape[0] == 0 else "feature(s)"
-        raise ValueError(f"{name} is empty: found array with 0 {what} (shape="
-                         f"{tuple(t.shape)}) while a minimum of 1 is required.")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16,
-                                                 torch.int8, torch.uint8, torch.bool)):
+        raise ValueError(
+            f"{name} is empty: found array with 0 {what} (shape="
+            f"{tuple(t.shape)}) while a minimum of 1 is required."
+        )
+    if not (
+        t.is_floating_point()
+        or t.dtype in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8, torch.bool)
+    ):
         raise ValueError(f"{name} must be real numbers, got {t.dtype}")
     return _to_dtype(t, name, dtype, device), is_torch
 
@@ -191,8 +217,12 @@ def labels(y, name: str) -> np.ndarray:
     else:
         a = np.asarray(y)
     if a.ndim == 2 and a.shape[1] == 1:
-        warnings.warn(f"A column-vector {name} was passed when a 1d array was expected; it is "
-                      f"used as {name}.ravel()", DataConversionWarning, stacklevel=4)
+        warnings.warn(
+            f"A column-vector {name} was passed when a 1d array was expected; it is "
+            f"used as {name}.ravel()",
+            DataConversionWarning,
+            stacklevel=4,
+        )
         a = a[:, 0]
     if a.ndim != 1:
         raise ValueError(f"{name} must be 1-D class labels, got shape {a.shape}")
@@ -202,9 +232,11 @@ def labels(y, name: str) -> np.ndarray:
         raise ValueError(f"{name} contains NaN or inf")
     if a.dtype.kind == "f" and not (a == np.round(a)).all():
         v = a[a != np.round(a)][0]
-        raise ValueError(f"Unknown label type: continuous ({name} has non-integer values such "
-                         f"as {v!r}); a classifier needs class labels: use RFMRegressor for a "
-                         "continuous target")
+        raise ValueError(
+            f"Unknown label type: continuous ({name} has non-integer values such "
+            f"as {v!r}); a classifier needs class labels: use RFMRegressor for a "
+            "continuous target"
+        )
     if a.dtype == object:
         missing = pd.isna(a) if pd is not None else np.array([v is None or v != v for v in a])
         if bool(np.asarray(missing).any()):
@@ -213,9 +245,10 @@ def labels(y, name: str) -> np.ndarray:
             np.unique(a)
         except TypeError:
             kinds = sorted({type(v).__name__ for v in a})
-            raise ValueError(f"{name} mixes label types ({', '.join(kinds)}); use one type "
-                             "(e.g. all strings)") from None
-        plain = np.array(a.tolist())     # str -> '<U', numbers -> int / float: plain classes_
+            raise ValueError(
+                f"{name} mixes label types ({', '.join(kinds)}); use one type (e.g. all strings)"
+            ) from None
+        plain = np.array(a.tolist())  # str -> '<U', numbers -> int / float: plain classes_
         if plain.dtype.kind in "biufUS" and plain.shape == a.shape:
             a = plain
     return a
@@ -242,11 +275,18 @@ def check_feature_names(est, X, *, reset: bool, name: str = "X") -> None:
     cls = type(est).__name__
     if fitted is None or names is None:
         if names is not None:
-            warnings.warn(f"{name} has feature names, but {cls} was fitted without feature names",
-                          UserWarning, stacklevel=4)
+            warnings.warn(
+                f"{name} has feature names, but {cls} was fitted without feature names",
+                UserWarning,
+                stacklevel=4,
+            )
         elif fitted is not None:
-            warnings.warn(f"{name} does not have valid feature names, but {cls} was fitted with "
-                          "feature names", UserWarning, stacklevel=4)
+            warnings.warn(
+                f"{name} does not have valid feature names, but {cls} was fitted with "
+                "feature names",
+                UserWarning,
+                stacklevel=4,
+            )
         return
     if len(names) == len(fitted) and (names == fitted).all():
         return
@@ -260,12 +300,49 @@ def check_feature_names(est, X, *, reset: bool, name: str = "X") -> None:
         msg += "Feature names seen at fit time, yet now missing:\n" + _lines(missing)
     if not unseen and not missing:
         moved = [n for n, m in zip(names, fitted) if n != m]
-        msg += ("Feature names must be in the same order as they were in fit.\n"
-                f"Out of place: {_some(moved)}; reorder the columns with "
-                f"{name}[model.feature_names_in_]")
+        msg += (
+            "Feature names must be in the same order as they were in fit.\n"
+            f"Out of place: {_some(moved)}; reorder the columns with "
+            f"{name}[model.feature_names_in_]"
+        )
     raise ValueError(msg)
 
 
 def _lines(names, k: int = 5) -> str:
     """scikit-learn's list of feature names in its messages: '- name' lines, at most k."""
     return "".join(f"- {n}\n" for n in names[:k]) + ("- ...\n" if len(names) > k else "")
+
+
+def centers(spec, X: torch.Tensor, random_state, *, points: str = "training points"):
+    """The Nystroem centers an estimator's ``centers`` parameter names, checked before any work:
+    (m, d) tensor of X's dtype and device, or None (the exact solve, every point a center).
+
+    spec: None; an int m in [1, n] (m rows of X drawn uniformly at random without replacement,
+    sorted, seeded by random_state: the same X and seed give the same centers); or an (m, d)
+    array of any kind ``features`` takes (finite, d = X's). points: what X's rows are, for the
+    message when m > n (e.g. "training points left after the validation hold-out").
+    An int below 1 is the parameter validation's to refuse (InvalidParameterError)."""
+    if spec is None:
+        return None
+    n, d = X.shape
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, (bool, np.bool_)):
+        m = int(spec)
+        if m < 1:
+            raise ValueError(
+                f"centers={m}: at least one center is needed (or centers=None: the "
+                "exact solve, every point a center)"
+            )
+        if m > n:
+            raise ValueError(
+                f"centers={m} is more than the {n} {points}; use at most {n} (or "
+                "centers=None: the exact solve, every point a center)"
+            )
+        rng = np.random.default_rng(random_state)
+        idx = torch.from_numpy(np.sort(rng.choice(n, m, replace=False))).to(X.device)
+        return X[idx]
+    C, _ = features(spec, "centers", X.dtype, X.device)
+    if C.shape[1] != d:
+        raise ValueError(
+            f"centers has {C.shape[1]} features but X has {d}; the centers are points of X's space"
+        )
+    return C

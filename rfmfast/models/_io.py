@@ -4,13 +4,16 @@ Layout::
 
     MAGIC (8 bytes) | sha256 of the payload (32 bytes) | payload (torch.save of a dict)
 
-The payload holds tensors and plain values only (numpy scalars are saved as Python numbers). ``load`` checks the header and the checksum
+The payload holds tensors and plain values only (numpy scalars are saved as Python numbers).
+``load`` checks the header and the checksum
 before reading the payload, and reads it with ``torch.load(weights_only=True)``, which builds
 tensors, containers, numbers and strings and refuses anything else: nothing in a file runs code.
 The checksum catches accidental damage (a bad disk, a truncated copy), not a deliberate edit.
 The estimators then check what the payload holds (keys, types, dtypes, shapes) with ``get`` and
-``tensor``. Every failure is one ValueError: "<path>: not an rfmfast model file (or corrupted): <why>".
+``tensor``. Every failure is one ValueError:
+"<path>: not an rfmfast model file (or corrupted): <why>".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,17 +51,19 @@ def load(path, format_tag: str) -> dict:
     """The payload dict of the file at ``path``, whose "format" entry must be ``format_tag``."""
     with open(os.fspath(path), "rb") as f:
         data = f.read()
-    if data[:len(MAGIC)] != MAGIC:
+    if data[: len(MAGIC)] != MAGIC:
         why = "it does not start with the rfmfast header"
         if data[:4] == b"PK\x03\x04":
             why += " (a plain torch.save file, or a model saved before files had checksums)"
         raise corrupt(path, why)
-    if len(data) < _HEAD or hashlib.sha256(data[_HEAD:]).digest() != data[len(MAGIC):_HEAD]:
+    if len(data) < _HEAD or hashlib.sha256(data[_HEAD:]).digest() != data[len(MAGIC) : _HEAD]:
         raise corrupt(path, "the checksum does not match its contents")
     try:
         blob = torch.load(io.BytesIO(data[_HEAD:]), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - whatever the payload is, the answer is the same
-        raise corrupt(path, f"its payload cannot be read safely ({str(e).splitlines()[0][:200]})") from None
+        raise corrupt(
+            path, f"its payload cannot be read safely ({str(e).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(blob, dict):
         raise corrupt(path, f"the payload is a {type(blob).__name__}, not a dict")
     if blob.get("format") != format_tag:
@@ -67,7 +72,8 @@ def load(path, format_tag: str) -> dict:
 
 
 def get(d: dict, key: str, types, path, *, where: str = ""):
-    """``d[key]``, which must exist and be an instance of ``types`` (bools never pass as numbers)."""
+    """``d[key]``, which must exist and be an instance of ``types`` (bools never pass as
+    numbers)."""
     name = f"{where}[{key!r}]" if where else repr(key)
     if key not in d:
         raise corrupt(path, f"{name} is missing")
@@ -77,7 +83,9 @@ def get(d: dict, key: str, types, path, *, where: str = ""):
     return v
 
 
-def tensor(d: dict, key: str, path, shape: tuple, dtype=None, *, where: str = "state") -> torch.Tensor:
+def tensor(
+    d: dict, key: str, path, shape: tuple, dtype=None, *, where: str = "state"
+) -> torch.Tensor:
     """``d[key]``: a finite float32/float64 tensor of ``shape`` (None: any size) and ``dtype``."""
     t = get(d, key, torch.Tensor, path, where=where)
     name = f"{where}[{key!r}]"

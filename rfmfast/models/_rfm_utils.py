@@ -1,32 +1,40 @@
 """RFM estimators' helpers beyond input conversion (rfmfast.models._inputs): the AGOP's checks
 and its map to the next M, and progress lines."""
+
 from __future__ import annotations
 
 import torch
 
 
-def agop_trouble(A: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, bandwidth: float,
-                 t: int) -> str | None:
+def agop_trouble(
+    A: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, bandwidth: float, t: int
+) -> str | None:
     """None when the AGOP A can make the next M. An AGOP that overflowed the dtype is a
     ValueError saying so; one that is zero (every gradient underflowed, or alpha is zero) gives
     the reason, as a sentence with what to do: M would be zero and the model a constant."""
     dt = str(A.dtype).replace("torch.", "")
     if not bool(torch.isfinite(A).all()):
-        raise ValueError(f"the AGOP of iteration {t} overflowed {dt}: the gradients scale with "
-                         f"alpha (largest |alpha| {float(alpha.abs().max()):.3g}) and with 1 / "
-                         "bandwidth; use dtype='float64' or rescale y (e.g. to unit variance)")
+        raise ValueError(
+            f"the AGOP of iteration {t} overflowed {dt}: the gradients scale with "
+            f"alpha (largest |alpha| {float(alpha.abs().max()):.3g}) and with 1 / "
+            "bandwidth; use dtype='float64' or rescale y (e.g. to unit variance)"
+        )
     if bool(((A.diagonal() if A.ndim == 2 else A) > 0).any()):
         return None
     stop = f"The fit stopped at iteration {t}, keeping the best iterate so far."
     if not bool((alpha != 0).any()):
-        return (f"the AGOP of iteration {t} is zero because the solved weights alpha are all zero "
-                f"(is y zero?), so M would be zero and the model a constant. {stop}")
+        return (
+            f"the AGOP of iteration {t} is zero because the solved weights alpha are all zero "
+            f"(is y zero?), so M would be zero and the model a constant. {stop}"
+        )
     P = X[:200].to(torch.float64)
     med = float(torch.pdist(P).median()) if len(P) > 1 else float("nan")
-    return (f"the AGOP of iteration {t} is zero (every kernel gradient underflowed), so M would "
-            f"be zero and the model a constant: the bandwidth {bandwidth:g} is far below the "
-            f"distances between points (median Euclidean distance {med:.3g} among the first "
-            f"{len(P)} training points); try a larger bandwidth. {stop}")
+    return (
+        f"the AGOP of iteration {t} is zero (every kernel gradient underflowed), so M would "
+        f"be zero and the model a constant: the bandwidth {bandwidth:g} is far below the "
+        f"distances between points (median Euclidean distance {med:.3g} among the first "
+        f"{len(P)} training points); try a larger bandwidth. {stop}"
+    )
 
 
 def agop_to_M(A: torch.Tensor, power: float, normalize) -> torch.Tensor:

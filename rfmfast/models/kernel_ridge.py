@@ -10,6 +10,7 @@ conjugate gradients with Falkon's preconditioner (rfmfast/solvers/nystroem.py); 
 is the exact solve. Every parameter and input is checked before any work, and a solve that did
 not converge warns (sklearn.exceptions.ConvergenceWarning) and says so in solve_info_.
 """
+
 from __future__ import annotations
 
 import time
@@ -91,16 +92,32 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         "memory_budget": [positive(), None],
         "device": [str, torch.device],
         "backend": BACKEND,
-        "dtype": [StrOptions({"float32", "float64"}),
-                  Options(torch.dtype, {torch.float32, torch.float64}),
-                  Options(np.dtype, {np.dtype("float32"), np.dtype("float64")})],
+        "dtype": [
+            StrOptions({"float32", "float64"}),
+            Options(torch.dtype, {torch.float32, torch.float64}),
+            Options(np.dtype, {np.dtype("float32"), np.dtype("float64")}),
+        ],
         "random_state": [at_least(0), None],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, centers=None,
-                 solver="auto", tol=None, max_iter=None, memory_budget=None, device="auto",
-                 backend="auto", dtype="float32", random_state=0, verbose=False):
+    def __init__(
+        self,
+        kernel="laplace",
+        bandwidth=10.0,
+        M=None,
+        reg=1e-3,
+        centers=None,
+        solver="auto",
+        tol=None,
+        max_iter=None,
+        memory_budget=None,
+        device="auto",
+        backend="auto",
+        dtype="float32",
+        random_state=0,
+        verbose=False,
+    ):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.M = M
@@ -116,7 +133,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def __sklearn_tags__(self):     # scikit-learn >= 1.6: y may be (n, c)
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6: y may be (n, c)
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
@@ -135,23 +152,9 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         return validate.check_M(t.to(device=X.device, dtype=X.dtype), X.shape[1], X)
 
     def _centers(self, X: torch.Tensor):
-        """The (m, d) centers on X's dtype and device, or None for the exact solve."""
-        n, d = X.shape
-        if self.centers is None:
-            return None
-        if isinstance(self.centers, (int, np.integer)):
-            m = int(self.centers)
-            if m > n:
-                raise ValueError(f"centers={m} is more than the {n} training points; use at most "
-                                 f"{n} (or centers=None: the exact solve, every point a center)")
-            rng = np.random.default_rng(self.random_state)
-            idx = torch.from_numpy(np.sort(rng.choice(n, m, replace=False))).to(X.device)
-            return X[idx]
-        C, _ = inputs.features(self.centers, "centers", X.dtype, X.device)
-        if C.shape[1] != d:
-            raise ValueError(f"centers has {C.shape[1]} features but X has {d}; the centers are "
-                             "points of X's space")
-        return C
+        """The (m, d) centers on X's dtype and device, or None for the exact solve
+        (models/_inputs.centers, shared with the RFM estimators)."""
+        return inputs.centers(self.centers, X, self.random_state)
 
     def _check_exact_memory(self, n: int, itemsize: int, device) -> None:
         """solver="cholesky" on an n x n matrix past the budget: refused, naming the size."""
@@ -163,10 +166,12 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         if need > budget:
             gib = 1 << 30
             what = "the memory budget" if given else f"the free memory on {device}"
-            raise MemoryError(f"the exact Cholesky solve needs the {n} x {n} kernel matrix, "
-                              f"{need / gib:.3g} GiB, over {what} ({budget / gib:.3g} GiB); use "
-                              "solver='auto' or 'cg' (matrix-free) or Nystroem centers "
-                              "(centers=m)")
+            raise MemoryError(
+                f"the exact Cholesky solve needs the {n} x {n} kernel matrix, "
+                f"{need / gib:.3g} GiB, over {what} ({budget / gib:.3g} GiB); use "
+                "solver='auto' or 'cg' (matrix-free) or Nystroem centers "
+                "(centers=m)"
+            )
 
     # ---- fit --------------------------------------------------------------------------------
     def fit(self, X, y):
@@ -185,32 +190,54 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         M = self._feature_matrix(Xt)
         C = self._centers(Xt)
         if C is not None and self.solver == "cholesky":
-            raise ValueError("solver='cholesky' is the exact solve (centers=None); Nystroem "
-                             "centers are solved by preconditioned CG: use solver='auto' or 'cg'")
+            raise ValueError(
+                "solver='cholesky' is the exact solve (centers=None); Nystroem "
+                "centers are solved by preconditioned CG: use solver='auto' or 'cg'"
+            )
         t0 = time.perf_counter()
-        opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), M=M, reg=float(self.reg),
-                    tol=self.tol, memory_budget=self.memory_budget, backend=self.backend,
-                    verbose=bool(self.verbose))
+        opts = dict(
+            kernel=self.kernel,
+            bandwidth=float(self.bandwidth),
+            M=M,
+            reg=float(self.reg),
+            tol=self.tol,
+            memory_budget=self.memory_budget,
+            backend=self.backend,
+            verbose=bool(self.verbose),
+        )
         if self.verbose:
             what = "exact" if C is None else f"Nystroem, m = {C.shape[0]} centers"
             print(f"KernelRidge: n = {n}, d = {d}, outputs = {Y.shape[1]}, {what}")
         if C is None:
             self._check_exact_memory(n, Xt.element_size(), device)
-            alpha, info = kernel_solve(Xt, Y, solver=self.solver, seed=self.random_state or 0,
-                                       max_iter=200 if self.max_iter is None else self.max_iter,
-                                       return_info=True, **opts)
-            if info.peak_memory_bytes is None:      # the matrix or factor, and a few (n, c)
+            alpha, info = kernel_solve(
+                Xt,
+                Y,
+                solver=self.solver,
+                seed=self.random_state or 0,
+                max_iter=200 if self.max_iter is None else self.max_iter,
+                return_info=True,
+                **opts,
+            )
+            if info.peak_memory_bytes is None:  # the matrix or factor, and a few (n, c)
                 info.peak_memory_bytes = info.memory_bytes + 8 * Y.numel() * Y.element_size()
             C = Xt
         else:
-            alpha, info = nystroem_solve(Xt, Y, C, x0=None,
-                                         max_iter=MAX_ITER if self.max_iter is None
-                                         else self.max_iter, **opts)
+            alpha, info = nystroem_solve(
+                Xt,
+                Y,
+                C,
+                x0=None,
+                max_iter=MAX_ITER if self.max_iter is None else self.max_iter,
+                **opts,
+            )
         if self.verbose:
             res = "" if info.residual is None else f", relative residual {info.residual:.3g}"
-            print(f"KernelRidge: {info.solver} in {time.perf_counter() - t0:.2f} s"
-                  f"{'' if not info.iterations else f', {info.iterations} iterations'}{res}"
-                  f"{'' if info.converged else ' (did not converge: ' + info.status + ')'}")
+            print(
+                f"KernelRidge: {info.solver} in {time.perf_counter() - t0:.2f} s"
+                f"{'' if not info.iterations else f', {info.iterations} iterations'}{res}"
+                f"{'' if info.converged else ' (did not converge: ' + info.status + ')'}"
+            )
         self._C_t, self._alpha_t, self._M_t, self._y_1d = C, alpha, M, one_d
         self.centers_ = C.cpu().numpy()
         self.alpha_ = alpha.cpu().numpy()
@@ -227,10 +254,19 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         inputs.check_feature_names(self, X, reset=False)
         Xq, is_torch = inputs.features(X, "X", self._C_t.dtype, self._C_t.device)
         if Xq.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xq.shape[1]} features, but KernelRidge is expecting "
-                             f"{self.n_features_in_} features as input")
-        S = kernel_matmul(Xq, self._C_t, self._alpha_t, kernel=self.kernel,
-                          bandwidth=float(self.bandwidth), M=self._M_t, backend=self.backend)
+            raise ValueError(
+                f"X has {Xq.shape[1]} features, but KernelRidge is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        S = kernel_matmul(
+            Xq,
+            self._C_t,
+            self._alpha_t,
+            kernel=self.kernel,
+            bandwidth=float(self.bandwidth),
+            M=self._M_t,
+            backend=self.backend,
+        )
         if self._y_1d:
             S = S[:, 0]
         return S.to(X.device) if is_torch else S.cpu().numpy()

@@ -6,7 +6,15 @@ The iteration (docs/math.md), for t = 0 .. iters:
     record train / validation metrics; keep the best iterate on validation data
     M_{t+1} = normalize(AGOP(f_t; Q) ** agop_power)   agop on a seeded random sample Q
 
-so ``iters`` = 5 means five M updates and six solves (t = 0..5), as in xRFM. Both conventions:
+so ``iters`` = 5 means five M updates and six solves (t = 0..5), as in xRFM.
+
+Nystroem RFM (centers=m or an (m, d) array; centers=None is the exact iteration above): every
+iteration solves the Nystroem system on the fixed centers C with the current M
+(rfmfast/solvers/nystroem.py: CG with Falkon's preconditioner, warm-started from the previous
+alpha), and the AGOP is that of the Nystroem predictor f_t(x) = K_{M_t}(x, C) alpha_t on the same
+sampled queries Q (the agop op with C as its centers); predictions are K_M(X, C) alpha.
+
+Both conventions:
 
     xRFM / Science 2024 (the defaults)  laplace, bandwidth 10, reg 1e-3, agop_power 1,
                                         normalize "max", centering False
@@ -15,14 +23,16 @@ so ``iters`` = 5 means five M updates and six solves (t = 0..5), as in xRFM. Bot
                                         centering True
 
 Memory: the training set, alpha (n x c), M (d x d), and the solve (n^2 entries for
-"cholesky", O(n rank) for "cg"); the AGOP and the predictions are fused ops (rfmfast.agop,
-rfmfast.kernel_matmul) and never form an n x n or q x n x d array.
+"cholesky", O(n rank) for "cg"; Nystroem: alpha (m x c) and two m x m matrices, never n x m);
+the AGOP and the predictions are fused ops (rfmfast.agop, rfmfast.kernel_matmul) and never
+form an n x n or q x n x d array.
 
 Every parameter is checked at the start of fit (scikit-learn's parameter validation,
 _parameter_constraints). A solve that did not converge, an AGOP that is zero (M would collapse
 and the model become a constant) or that overflowed never passes silently: a warning
 (sklearn.exceptions.ConvergenceWarning) and a record in history_, or an error saying what to do.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,9 +51,12 @@ from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
 from ..solvers import cg_solve, cholesky_solve
 from ..solvers._params import BACKEND, KERNEL, Number, at_least, positive
-from ..solvers.cholesky import Workspace
 from ..solvers.auto import SOLVERS, choose_solver, redo_by_cholesky
-from . import _inputs as inputs, _rfm_utils as rfm_utils
+from ..solvers.cholesky import Workspace
+from ..solvers.nystroem import MAX_ITER as NYSTROEM_MAX_ITER
+from ..solvers.nystroem import nystroem_solve
+from . import _inputs as inputs
+from . import _rfm_utils as rfm_utils
 
 _FORMAT = "rfmfast.rfm/1"
 
@@ -66,22 +79,43 @@ class _RFMBase(BaseEstimator):
         "normalize": [StrOptions({"max"}), None],
         "agop_samples": [at_least(1)],
         "solver": [StrOptions(set(SOLVERS))],
+        "centers": [None, at_least(1), "array-like"],
         "validation_fraction": [Number(Real, 0, 1, closed="neither"), None],
         "early_stopping": [at_least(1, Real), None],
         "keep_best": ["boolean"],
         "device": [str, torch.device],
         "backend": BACKEND,
-        "dtype": [StrOptions({"float32", "float64"}),
-                  Options(torch.dtype, {torch.float32, torch.float64}),
-                  Options(np.dtype, {np.dtype("float32"), np.dtype("float64")})],
+        "dtype": [
+            StrOptions({"float32", "float64"}),
+            Options(torch.dtype, {torch.float32, torch.float64}),
+            Options(np.dtype, {np.dtype("float32"), np.dtype("float64")}),
+        ],
         "random_state": [at_least(0), None],
         "verbose": ["verbose"],
     }
 
-    def __init__(self, kernel="laplace", bandwidth=10.0, reg=1e-3, iters=5, diag=False,
-                 centering=False, agop_power=1.0, normalize="max", agop_samples=20_000,
-                 solver="auto", validation_fraction=None, early_stopping=None, keep_best=True,
-                 device="auto", backend="auto", dtype="float32", random_state=0, verbose=False):
+    def __init__(
+        self,
+        kernel="laplace",
+        bandwidth=10.0,
+        reg=1e-3,
+        iters=5,
+        diag=False,
+        centering=False,
+        agop_power=1.0,
+        normalize="max",
+        agop_samples=20_000,
+        solver="auto",
+        validation_fraction=None,
+        early_stopping=None,
+        keep_best=True,
+        device="auto",
+        backend="auto",
+        dtype="float32",
+        random_state=0,
+        verbose=False,
+        centers=None,
+    ):
         self.kernel = kernel
         self.bandwidth = bandwidth
         self.reg = reg
@@ -100,14 +134,20 @@ class _RFMBase(BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.centers = centers
 
     # ---- parameter checks (before any work) -------------------------------------------------
     def _check_params(self):
         """Every parameter against _parameter_constraints (InvalidParameterError, a ValueError
         naming it), then what the constraints cannot say (the kernel's own bandwidth rule, the
-        device) -> (torch dtype, torch device)."""
+        device, Nystroem centers with the exact solver) -> (torch dtype, torch device)."""
         self._validate_params()
         check_kernel(self.kernel, self.bandwidth)
+        if self.centers is not None and self.solver == "cholesky":
+            raise ValueError(
+                "solver='cholesky' is the exact solve (centers=None); Nystroem "
+                "centers are solved by preconditioned CG: use solver='auto' or 'cg'"
+            )
         return inputs.torch_dtype(self.dtype), inputs.resolve_device(self.device)
 
     # ---- subclass hooks ---------------------------------------------------------------------
@@ -127,11 +167,14 @@ class _RFMBase(BaseEstimator):
         (dict: metrics, timings); returning True stops the fit there (no further AGOP).
         numpy, torch (any device: moved to ``device``) and pandas inputs are accepted; a
         DataFrame's column names are kept in feature_names_in_ and checked at predict time.
+        With centers, they are drawn (centers=m) or checked (an array) before any work, from
+        the training rows left after a validation_fraction hold-out.
         """
         dtype, device = self._check_params()
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
-                             "is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         inputs.check_feature_names(self, X, reset=True)
         Xt, _ = inputs.features(X, "X", dtype, device)
         Y = self._encode(y, dtype, device, fitting=True)
@@ -151,43 +194,85 @@ class _RFMBase(BaseEstimator):
             n = Xt.shape[0]
             n_val = int(round(self.validation_fraction * n))
             if n_val < 1 or n - n_val < 2:
-                raise ValueError(f"validation_fraction={self.validation_fraction} leaves no "
-                                 f"usable split of {n} samples")
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} leaves no "
+                    f"usable split of {n} samples"
+                )
             perm = torch.from_numpy(rng.permutation(n)).to(device)
             Xv, Yv = Xt[perm[:n_val]], Y[perm[:n_val]]
             Xt, Y = Xt[perm[n_val:]], Y[perm[n_val:]]
-        self._fit_loop(Xt, Y, Xv, Yv, rng, callback)
+        held = Xv is not None and X_val is None
+        C = inputs.centers(
+            self.centers,
+            Xt,
+            self.random_state,
+            points="training points left after the validation hold-out"
+            if held
+            else "training points",
+        )
+        self._fit_loop(Xt, Y, Xv, Yv, rng, callback, C)
         return self
 
-    def _solve(self, X, Y, M, solver, x0, workspace=None):
+    def _solve(self, X, Y, M, solver, x0, workspace=None, C=None):
         """One kernel ridge solve; verbose reaches the solver (its progress lines). A cg that
         does not converge warns (ConvergenceWarning, from cg_solve) and its info says so; with
         solver="auto" it is redone by Cholesky where the n x n matrix fits, and one that
-        diverged with no room for Cholesky raises (solvers.auto.redo_by_cholesky)."""
-        opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), M=M, reg=float(self.reg),
-                    backend=self.backend, verbose=bool(self.verbose))
+        diverged with no room for Cholesky raises (solvers.auto.redo_by_cholesky).
+        C (m, d): the Nystroem solve on those centers (solver "nystroem"), warm-started from x0
+        (m, c); one that does not converge warns and says so in its info, and is kept."""
+        opts = dict(
+            kernel=self.kernel,
+            bandwidth=float(self.bandwidth),
+            M=M,
+            reg=float(self.reg),
+            backend=self.backend,
+            verbose=bool(self.verbose),
+        )
+        if C is not None:
+            return nystroem_solve(X, Y, C, x0=x0, max_iter=NYSTROEM_MAX_ITER, **opts)
         if solver == "cholesky":
             return cholesky_solve(X, Y, workspace=workspace, **opts)
         alpha, info = cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
-        if (self.solver == "auto" and not info.converged
-                and redo_by_cholesky(info, X.shape[0], X.element_size(), X.device, None)):
+        if (
+            self.solver == "auto"
+            and not info.converged
+            and redo_by_cholesky(info, X.shape[0], X.element_size(), X.device, None)
+        ):
             alpha, info2 = cholesky_solve(X, Y, **opts)
-            info2.reason = (f"cg did not converge ({info.iterations} iterations, residual "
-                            f"{info.residual:.2g}, {info.status}); redone by cholesky")
+            info2.reason = (
+                f"cg did not converge ({info.iterations} iterations, residual "
+                f"{info.residual:.2g}, {info.status}); redone by cholesky"
+            )
             info2.iterations, info2.message = info.iterations, info.message
             return alpha, info2
         return alpha, info
 
-    def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None):
+    def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None, C=None):
+        """The iteration on X (n, d), Y (n, c); C (m, d): Nystroem centers (None: exact)."""
         n, d = X.shape
         solver, reason = self.solver, ""
-        if solver == "auto":
+        if C is not None:
+            solver, reason = (
+                "nystroem",
+                (
+                    f"nystroem: m = {C.shape[0]} centers, CG with Falkon's "
+                    "preconditioner, warm-started"
+                ),
+            )
+        elif solver == "auto":
             solver, reason = choose_solver(n, float(self.reg), X.element_size(), X.device, None)
         if self.verbose:
-            print(f"RFM: n = {n}, d = {d}, outputs = {Y.shape[1]}, "
-                  f"validation = {0 if Xv is None else Xv.shape[0]}; solver {reason or solver}")
+            print(
+                f"RFM: n = {n}, d = {d}, outputs = {Y.shape[1]}, "
+                f"validation = {0 if Xv is None else Xv.shape[0]}; solver {reason or solver}"
+            )
+        Z = X if C is None else C  # the predictor's centers: f(x) = K_M(x, Z) alpha
         q = min(n, int(self.agop_samples))
-        Q = X if q == n else X[torch.from_numpy(np.sort(rng.choice(n, q, replace=False))).to(X.device)]
+        Q = (
+            X
+            if q == n
+            else X[torch.from_numpy(np.sort(rng.choice(n, q, replace=False))).to(X.device)]
+        )
         opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), backend=self.backend)
         M, alpha = None, None
         best = None
@@ -199,57 +284,86 @@ class _RFMBase(BaseEstimator):
         t_fit = time.perf_counter()
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()
-            alpha, info = self._solve(X, Y, M, solver, alpha, ws)
+            alpha, info = self._solve(X, Y, M, solver, alpha, ws, C)
             if info.reason and self.verbose:
                 print(f"  {info.reason}")
-            row = {"iter": t, "solver": info.solver, "solve_s": time.perf_counter() - t0,
-                   "jitter": info.jitter, "cg_iterations": info.iterations,
-                   "residual": info.residual, "converged": info.converged,
-                   "warning": info.message or None, "agop_s": None}
+            row = {
+                "iter": t,
+                "solver": info.solver,
+                "solve_s": time.perf_counter() - t0,
+                "jitter": info.jitter,
+                "cg_iterations": info.iterations,
+                "residual": info.residual,
+                "converged": info.converged,
+                "warning": info.message or None,
+                "agop_s": None,
+            }
             # training predictions from the solve itself: K alpha = y - (reg + jitter) alpha,
-            # unless cg stopped short of its tolerance (then K alpha is computed)
-            if info.converged:
+            # unless cg stopped short of its tolerance or the solve is Nystroem (then K alpha
+            # is computed: K(X, C) alpha)
+            if info.converged and C is None:
                 fitted = Y - (float(self.reg) + info.jitter) * alpha
             else:
-                fitted = kernel_matmul(X, X, alpha, M=M, **opts)
+                fitted = kernel_matmul(X, Z, alpha, M=M, **opts)
             row[f"train_{self._metric}"] = self._score_metric(fitted, Y)
             val = None
             if Xv is not None:
-                val = self._score_metric(kernel_matmul(Xv, X, alpha, M=M, **opts), Yv)
+                val = self._score_metric(kernel_matmul(Xv, Z, alpha, M=M, **opts), Yv)
             row[f"val_{self._metric}"] = val
-            better = (best is None or val is None or not self.keep_best
-                      or (val > best["val"] if self._maximize else val < best["val"]))
+            better = (
+                best is None
+                or val is None
+                or not self.keep_best
+                or (val > best["val"] if self._maximize else val < best["val"])
+            )
             if better:
                 best = {"t": t, "val": val, "M": M, "alpha": alpha, "jitter": info.jitter}
-            stop = (self.early_stopping is not None and val is not None and best["val"] is not None
-                    and (val < best["val"] / self.early_stopping if self._maximize
-                         else val > best["val"] * self.early_stopping))
+            stop = (
+                self.early_stopping is not None
+                and val is not None
+                and best["val"] is not None
+                and (
+                    val < best["val"] / self.early_stopping
+                    if self._maximize
+                    else val > best["val"] * self.early_stopping
+                )
+            )
             stop = bool(callback(row)) if callback is not None and not stop else stop
             note = "  (early stop)" if stop else ""
             if t < self.iters and not stop:
                 t1 = time.perf_counter()
-                A = agop(Q, X, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering),
-                         **opts)
+                A = agop(
+                    Q, Z, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering), **opts
+                )
                 row["agop_s"] = time.perf_counter() - t1
-                why = rfm_utils.agop_trouble(A, X, alpha, float(self.bandwidth), t)   # raises on overflow
+                why = rfm_utils.agop_trouble(
+                    A, Z, alpha, float(self.bandwidth), t
+                )  # raises on overflow
                 if why is None:
                     M = rfm_utils.agop_to_M(A, float(self.agop_power), self.normalize)
-                else:                  # a zero M: a constant model. Stop, keep the best so far
+                else:  # a zero M: a constant model. Stop, keep the best so far
                     warnings.warn(why, ConvergenceWarning, stacklevel=3)
                     row["warning"] = why if row["warning"] is None else f"{row['warning']} {why}"
                     stop, note = True, "  (stopped: the AGOP is zero)"
             history.append(row)
             if self.verbose:
                 left = (time.perf_counter() - t_fit) / (t + 1) * (int(self.iters) - t)
-                print(rfm_utils.progress_line(t, int(self.iters), row, self._metric,
-                                      None if stop else left) + note)
+                print(
+                    rfm_utils.progress_line(
+                        t, int(self.iters), row, self._metric, None if stop else left
+                    )
+                    + note
+                )
             if stop:
                 break
-        self._set_fitted(X, best, history, d)
+        self._set_fitted(Z, best, history, d)
 
     def _set_fitted(self, X, best, history, d):
+        """X: the predictor's centers (the training points of an exact fit, else the Nystroem
+        centers), best: the kept iterate."""
         M = best["M"]  # None: the identity (iteration 0)
         self._X_t, self._alpha_t, self._M_t = X, best["alpha"], M
+        self.centers_ = X.cpu().numpy()
         if M is None:
             M = torch.ones(d, dtype=X.dtype) if self.diag else torch.eye(d, dtype=X.dtype)
         self.M_ = M.cpu().numpy()
@@ -266,11 +380,20 @@ class _RFMBase(BaseEstimator):
         dev = self._X_t.device
         Xq, is_torch = inputs.features(X, "X", self._X_t.dtype, dev)
         if Xq.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {Xq.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input")
+            raise ValueError(
+                f"X has {Xq.shape[1]} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input"
+            )
         in_dev = X.device if is_torch else None
-        S = kernel_matmul(Xq, self._X_t, self._alpha_t, kernel=self.kernel,
-                          bandwidth=float(self.bandwidth), M=self._M_t, backend=self.backend)
+        S = kernel_matmul(
+            Xq,
+            self._X_t,
+            self._alpha_t,
+            kernel=self.kernel,
+            bandwidth=float(self.bandwidth),
+            M=self._M_t,
+            backend=self.backend,
+        )
         return S, is_torch, in_dev
 
     @staticmethod
@@ -280,20 +403,38 @@ class _RFMBase(BaseEstimator):
     # ---- save / load ------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the fitted model to ``path``: tensors and plain values in a checksummed file
-        (models/_io.py), written whole or not at all."""
+        (models/_io.py), written whole or not at all. state["X"] holds the predictor's centers:
+        the training points of an exact fit, the Nystroem centers otherwise; an array
+        ``centers`` parameter is saved as a float64 tensor (loaded back as a numpy array)."""
         from . import _io
 
         check_is_fitted(self, "alpha_")
         params = self.get_params()
         params["dtype"] = str(inputs.torch_dtype(params["dtype"])).replace("torch.", "")
+        spec = params["centers"]
+        if spec is not None and not isinstance(spec, (int, np.integer)):
+            a, is_torch = inputs.as_array(spec, "centers")
+            params["centers"] = (
+                a.cpu().to(torch.float64).contiguous()
+                if is_torch
+                else torch.from_numpy(np.array(a, dtype=np.float64))
+            )
         M = None if self._M_t is None else self._M_t.cpu()
         names = getattr(self, "feature_names_in_", None)
-        state = {"X": self._X_t.cpu(), "alpha": self._alpha_t.cpu(), "M": M,
-                 "best_iter": self.best_iter_, "jitter": self.jitter_, "history": self.history_,
-                 "feature_names": None if names is None else [str(v) for v in names]}
+        state = {
+            "X": self._X_t.cpu(),
+            "alpha": self._alpha_t.cpu(),
+            "M": M,
+            "best_iter": self.best_iter_,
+            "jitter": self.jitter_,
+            "history": self.history_,
+            "feature_names": None if names is None else [str(v) for v in names],
+        }
         state.update(self._extra_state())
-        _io.save(path, {"format": _FORMAT, "class": type(self).__name__, "params": params,
-                        "state": state})
+        _io.save(
+            path,
+            {"format": _FORMAT, "class": type(self).__name__, "params": params, "state": state},
+        )
 
     @classmethod
     def load(cls, path, device=None):
@@ -301,8 +442,11 @@ class _RFMBase(BaseEstimator):
 
         The checksum, the format tag and the contents are checked before anything is built:
         every parameter and state entry present, X (n, d) and alpha (n, c) finite tensors of the
-        saved dtype, M None or (d,) / (d, d) as ``diag`` says. Any other file raises ValueError
-        "... not an rfmfast model file (or corrupted): ..."; nothing in a file is executed.
+        saved dtype, M None or (d,) / (d, d) as ``diag`` says, the ``centers`` parameter None,
+        an int equal to n or a finite (n, d) float64 tensor (X then holds those n centers).
+        Any other file raises ValueError "... not an rfmfast model file (or corrupted): ...";
+        nothing in a file is executed. A file written before the ``centers`` parameter
+        existed loads as centers=None.
         """
         from . import _io
 
@@ -311,6 +455,7 @@ class _RFMBase(BaseEstimator):
         if kind != cls.__name__:
             raise ValueError(f"{path} holds a {kind}, not a {cls.__name__}")
         params = _io.get(blob, "params", dict, path)
+        params = dict(params) if "centers" in params else {**params, "centers": None}
         expected = set(cls._get_param_names())
         if set(params) != expected:
             odd = sorted(set(params) ^ expected, key=str)
@@ -323,6 +468,12 @@ class _RFMBase(BaseEstimator):
         diag = _io.get(params, "diag", bool, path, where="params")
         X = _io.tensor(s, "X", path, (None, None), dtype)
         n, d = X.shape
+        spec = _io.get(params, "centers", (int, torch.Tensor, type(None)), path, where="params")
+        if isinstance(spec, torch.Tensor):
+            spec = _io.tensor(params, "centers", path, (n, d), torch.float64, where="params")
+            params["centers"] = spec.numpy()
+        elif spec is not None and spec != n:
+            raise _io.corrupt(path, f"params['centers'] = {spec} but state['X'] holds {n} centers")
         alpha = _io.tensor(s, "alpha", path, (n, None), dtype)
         M = None
         if _io.get(s, "M", (torch.Tensor, type(None)), path, where="state") is not None:
@@ -336,8 +487,11 @@ class _RFMBase(BaseEstimator):
         if names is not None and (len(names) != d or not all(isinstance(v, str) for v in names)):
             raise _io.corrupt(path, f"state['feature_names'] is not {d} strings")
         if best_iter < 0 or not 0 <= jitter < float("inf") or n < 1 or alpha.shape[1] < 1:
-            raise _io.corrupt(path, f"state['best_iter'] = {best_iter}, state['jitter'] = "
-                                    f"{jitter}, X {tuple(X.shape)}, alpha {tuple(alpha.shape)}")
+            raise _io.corrupt(
+                path,
+                f"state['best_iter'] = {best_iter}, state['jitter'] = "
+                f"{jitter}, X {tuple(X.shape)}, alpha {tuple(alpha.shape)}",
+            )
         model = cls(**params)
         if hasattr(model, "_parameter_constraints"):  # every value, as fit would check it
             try:
@@ -346,8 +500,17 @@ class _RFMBase(BaseEstimator):
                 raise _io.corrupt(path, f"its parameters are invalid: {e}") from None
         model._load_extra_state(s, path, alpha.shape[1])
         dev = inputs.resolve_device(device if device is not None else model.device)
-        model._set_fitted(X.to(dev), {"M": None if M is None else M.to(dev), "alpha": alpha.to(dev),
-                                      "t": best_iter, "jitter": float(jitter)}, history, d)
+        model._set_fitted(
+            X.to(dev),
+            {
+                "M": None if M is None else M.to(dev),
+                "alpha": alpha.to(dev),
+                "t": best_iter,
+                "jitter": float(jitter),
+            },
+            history,
+            d,
+        )
         if names is not None:
             model.feature_names_in_ = np.asarray(names, dtype=object)
         return model
@@ -356,7 +519,8 @@ class _RFMBase(BaseEstimator):
         return {}
 
     def _load_extra_state(self, state: dict, path, n_outputs: int) -> None:
-        """Check and set the subclass's entries of a loaded ``state``; alpha has n_outputs columns."""
+        """Check and set the subclass's entries of a loaded ``state``; alpha has n_outputs
+        columns."""
 
 
 class RFMRegressor(RegressorMixin, _RFMBase):
@@ -373,21 +537,32 @@ class RFMRegressor(RegressorMixin, _RFMBase):
     agop_power : float, M = AGOP ** agop_power (1: xRFM; 0.5: grokking, via eigh)
     normalize : "max" | None, divide M by its largest entry (xRFM) or not (grokking)
     agop_samples : int, AGOP on a seeded random sample of at most this many training points
-    solver : "auto" | "cholesky" | "cg" (see rfmfast.kernel_solve)
+    solver : "auto" | "cholesky" | "cg" (see rfmfast.kernel_solve). With centers, "auto" and
+        "cg" run the Nystroem solve; "cholesky" is refused
     validation_fraction : None or float, seeded hold-out when fit gets no X_val / y_val
     early_stopping : None or ratio r >= 1, stop when the validation MSE exceeds r x the best
     keep_best : bool, keep the iterate with the best validation metric (else the last one)
     device : "auto" | "cpu" | "cuda"; backend : op backend ("auto", "reference", "cpu", ...)
     dtype : "float32" | "float64"; random_state : int seed >= 0 or None
     verbose : bool, one line per iteration (metrics, timings, time left) and the solver's
-        progress (cg: iteration, residual, time per iteration and left, every ~2 s)
+        progress (cg and Nystroem: iteration, residual, time per iteration and left, every ~2 s)
+    centers : None, int m in [1, n], or an (m, d) array, as in rfmfast.KernelRidge. None: the
+        exact iteration, every training point a center. m: Nystroem RFM on m training points
+        drawn uniformly at random without replacement (seeded by random_state; after a
+        validation_fraction hold-out, from the rows left). An array: Nystroem RFM on those
+        centers. Each iteration solves the Nystroem system (CG with Falkon's preconditioner,
+        rfmfast/solvers/nystroem.py) with the current M, warm-started from the previous alpha,
+        and takes the AGOP of f(x) = K_M(x, C) alpha on the agop_samples queries.
 
     Attributes
     ----------
     M_ : (d, d) or (d,) numpy array, the feature matrix of the kept iterate
-    alpha_ : (n, c) numpy array, the solved weights (c = 1 for 1-D y)
+    alpha_ : (n, c) numpy array, the solved weights (c = 1 for 1-D y); (m, c) with centers
+    centers_ : (n, d) or (m, d) numpy array, the predictor's centers: the training points of an
+        exact fit, the Nystroem centers otherwise; predict(Q) = K_M(Q, centers_) alpha_
     best_iter_ : int, the kept iterate; history_ : list of dicts, per-iteration metrics/timings,
-        the solve's "converged" and "warning" (None, or what went wrong: a cg that did not
+        the solve ("solver": "cholesky", "cg" or "nystroem"; "cg_iterations", "residual",
+        "converged") and "warning" (None, or what went wrong: a cg that did not
         converge, an AGOP that was zero)
     jitter_ : float, diagonal jitter the kept solve needed (0.0 normally)
     n_features_in_ : int; feature_names_in_ : (d,) array of the DataFrame's column names (only
@@ -403,16 +578,17 @@ class RFMRegressor(RegressorMixin, _RFMBase):
             raise ValueError(f"y_val has {Y.shape[1]} outputs but y has {self.n_outputs_}")
         return Y
 
-    def __sklearn_tags__(self):     # scikit-learn >= 1.6: y may be (n, c)
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6: y may be (n, c)
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
     def _score_metric(self, scores, Y):
-        return float(((scores - Y).to(torch.float64) ** 2).mean())   # no float32 overflow
+        return float(((scores - Y).to(torch.float64) ** 2).mean())  # no float32 overflow
 
     def predict(self, X):
-        """X: (m, d) -> predictions (m,) for 1-D y, else (m, c); numpy unless X is a torch tensor."""
+        """X: (m, d) -> predictions (m,) for 1-D y, else (m, c); numpy unless X is a torch
+        tensor."""
         S, is_torch, dev = self._scores(X)
         if self._y_1d:
             S = S[:, 0]
@@ -427,8 +603,10 @@ class RFMRegressor(RegressorMixin, _RFMBase):
         y_1d = _io.get(s, "y_1d", bool, path, where="state")
         n_out = _io.get(s, "n_outputs", int, path, where="state")
         if n_out != n_outputs or (y_1d and n_out != 1):
-            raise _io.corrupt(path, f"state['n_outputs'] = {n_out} (y_1d {y_1d}) but alpha has "
-                                    f"{n_outputs} column(s)")
+            raise _io.corrupt(
+                path,
+                f"state['n_outputs'] = {n_out} (y_1d {y_1d}) but alpha has {n_outputs} column(s)",
+            )
         self._y_1d, self.n_outputs_ = y_1d, n_out
 
 
@@ -452,11 +630,15 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         if fitting:
             classes, counts = np.unique(lab, return_counts=True)
             if len(classes) < 2:
-                raise ValueError(f"y has a single class ({classes[0].tolist()!r}, {len(lab)} "
-                                 "sample(s)); a classifier needs two or more")
+                raise ValueError(
+                    f"y has a single class ({classes[0].tolist()!r}, {len(lab)} "
+                    "sample(s)); a classifier needs two or more"
+                )
             if counts.min() < 2:
-                raise ValueError(f"class {classes[counts.argmin()].tolist()!r} has only one sample; every "
-                                 "class needs at least two (drop it or merge it)")
+                raise ValueError(
+                    f"class {classes[counts.argmin()].tolist()!r} has only one sample; every "
+                    "class needs at least two (drop it or merge it)"
+                )
             self.classes_ = classes
         idx = np.searchsorted(self.classes_, lab)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
@@ -502,10 +684,18 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
         try:
             self.classes_ = np.array(classes, dtype=np.dtype(kind))
         except (TypeError, ValueError) as e:
-            raise _io.corrupt(path, f"state['classes_dtype'] = {kind!r} does not fit the classes "
-                                    f"({e})") from None
-        if (self.classes_.dtype.kind not in "biufUS" or self.classes_.ndim != 1
-                or len(np.unique(self.classes_)) != len(classes) or len(classes) != n_outputs
-                or n_outputs < 2):
-            raise _io.corrupt(path, f"state['classes'] ({len(classes)}, dtype {kind}) do not "
-                                    f"match alpha's {n_outputs} columns")
+            raise _io.corrupt(
+                path, f"state['classes_dtype'] = {kind!r} does not fit the classes ({e})"
+            ) from None
+        if (
+            self.classes_.dtype.kind not in "biufUS"
+            or self.classes_.ndim != 1
+            or len(np.unique(self.classes_)) != len(classes)
+            or len(classes) != n_outputs
+            or n_outputs < 2
+        ):
+            raise _io.corrupt(
+                path,
+                f"state['classes'] ({len(classes)}, dtype {kind}) do not "
+                f"match alpha's {n_outputs} columns",
+            )
