@@ -1,9 +1,10 @@
 """Build script: compiles the C++ CPU kernels (csrc/cpu) with CMake into rfmfast._C.
 
 The extension does not link against libtorch: Python hands it buffers. The GPU backends are
-Triton kernels compiled at run time, so nothing here needs nvcc. RFMFAST_NO_EXT=1 skips the C++ build entirely (the package then runs on its reference
-and Triton backends only).
+Triton kernels compiled at run time, so nothing here needs nvcc. RFMFAST_NO_EXT=1 skips the C++
+build entirely (the package then runs on its reference and Triton backends only).
 """
+
 import os
 import subprocess
 import sys
@@ -37,8 +38,9 @@ class CMakeBuild(build_ext):
         build_temp.mkdir(parents=True, exist_ok=True)
         jobs = str(max(1, os.cpu_count() or 1))
         subprocess.run(["cmake", ext.sourcedir, *args], cwd=build_temp, check=True)
-        subprocess.run(["cmake", "--build", ".", "--config", cfg, "-j", jobs],
-                       cwd=build_temp, check=True)
+        subprocess.run(
+            ["cmake", "--build", ".", "--config", cfg, "-j", jobs], cwd=build_temp, check=True
+        )
 
 
 ext_modules = [] if os.environ.get("RFMFAST_NO_EXT") else [CMakeExtension("rfmfast._C")]

@@ -11,6 +11,7 @@ t = 16), kernel_matrix of 8,000 points (d = 50, symmetric), kernel_grads q = 2,0
 (d = 50, c = 10). Best of --repeats, interleaved, by rfmfast.bench's runner; rows in the one
 schema (bench "distance_rule") appended to DIR/rfmfast_bench.csv (default bench/results).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import rfmfast  # noqa: E402
 from rfmfast.bench import schema  # noqa: E402
 from rfmfast.bench.runner import Benchmark, Case, Ctx, Impl, run_case  # noqa: E402
 
-L, EPS = 10.0, 1e-10            # the bandwidth; the self-pair threshold of the old kernels
+L, EPS = 10.0, 1e-10  # the bandwidth; the self-pair threshold of the old kernels
 
 
 def load_old(path):
@@ -65,8 +66,22 @@ def old_grads(old, Q, X, a, nt):
     c = a.shape[1]
     Vm = np.concatenate([(a[:, :, None] * X[:, None, :]).reshape(n, c * d), a], axis=1)
     H = np.empty((Q.shape[0], c, d), np.float32)
-    f("kernel_grads")(Qt, qn, Q, f("pack_points")(Xt), xn, n, c, 0, L, -1.0 / L, EPS,
-                      f("pack_values")(np.ascontiguousarray(Vm)), H, nt)
+    f("kernel_grads")(
+        Qt,
+        qn,
+        Q,
+        f("pack_points")(Xt),
+        xn,
+        n,
+        c,
+        0,
+        L,
+        -1.0 / L,
+        EPS,
+        f("pack_values")(np.ascontiguousarray(Vm)),
+        H,
+        nt,
+    )
     return H
 
 
@@ -90,40 +105,70 @@ def main(argv=None):
     al = torch.randn(20000, 10, generator=g)
     Xn, V1n, V16n, K8n, Qn, aln = (t.numpy() for t in (X, V1, V16, K8, Q, al))
     work = {
-        "kernel_matmul t=1": (lambda: old_matmul(old, Xn, Xn, V1n, nt),
-                              lambda: rfmfast.kernel_matmul(X, X, V1, bandwidth=L, backend="cpu")),
-        "kernel_matmul t=16": (lambda: old_matmul(old, Xn, Xn, V16n, nt),
-                               lambda: rfmfast.kernel_matmul(X, X, V16, bandwidth=L,
-                                                             backend="cpu")),
-        "kernel_matrix n=8000 sym": (lambda: old_matrix(old, K8n, nt),
-                                     lambda: rfmfast.kernel_matrix(K8, bandwidth=L, backend="cpu")),
-        "kernel_grads q=2000 c=10": (lambda: old_grads(old, Qn, Xn, aln, nt),
-                                     lambda: rfmfast.kernel_grads(Q, X, al, bandwidth=L,
-                                                                  backend="cpu")),
+        "kernel_matmul t=1": (
+            lambda: old_matmul(old, Xn, Xn, V1n, nt),
+            lambda: rfmfast.kernel_matmul(X, X, V1, bandwidth=L, backend="cpu"),
+        ),
+        "kernel_matmul t=16": (
+            lambda: old_matmul(old, Xn, Xn, V16n, nt),
+            lambda: rfmfast.kernel_matmul(X, X, V16, bandwidth=L, backend="cpu"),
+        ),
+        "kernel_matrix n=8000 sym": (
+            lambda: old_matrix(old, K8n, nt),
+            lambda: rfmfast.kernel_matrix(K8, bandwidth=L, backend="cpu"),
+        ),
+        "kernel_grads q=2000 c=10": (
+            lambda: old_grads(old, Qn, Xn, aln, nt),
+            lambda: rfmfast.kernel_grads(Q, X, al, bandwidth=L, backend="cpu"),
+        ),
     }
     both = [i for i in new.available_isas().split(",") if i in old.available_isas().split(",")]
-    bench = Benchmark("distance_rule", "cost of the distance rule: old and new C++ kernels",
-                      "seconds", lambda size, ctx: [])
-    ctx = Ctx(size="full", device=torch.device("cpu"), repeats=a.repeats, timeout=600.0,
-              slow_s=1e9)
-    base = {"run": schema.new_run_id(), "date": schema.now(), "size": "full",
-            **schema.facts(torch.device("cpu"))}
+    bench = Benchmark(
+        "distance_rule",
+        "cost of the distance rule: old and new C++ kernels",
+        "seconds",
+        lambda size, ctx: [],
+    )
+    ctx = Ctx(size="full", device=torch.device("cpu"), repeats=a.repeats, timeout=600.0, slow_s=1e9)
+    base = {
+        "run": schema.new_run_id(),
+        "date": schema.now(),
+        "size": "full",
+        **schema.facts(torch.device("cpu")),
+    }
     out = Path(a.out) / schema.CSV_NAME
     for isa in both:
         old.set_isa(isa)
         new.set_isa(isa)
         for name, (f_old, f_new) in work.items():
-            case = Case(f"{name}, {isa}", {"workload": name, "isa": isa}, lambda ctx: {},
-                        [Impl("C++ kernels before the distance rule (2b43764)", "baseline",
-                              lambda data, f=f_old: f(), precision="float32"),
-                         Impl("C++ kernels with the distance rule", "rfmfast",
-                              lambda data, f=f_new: f(), precision="float32",
-                              notes="public op, backend='cpu' (input checks included)")])
+            case = Case(
+                f"{name}, {isa}",
+                {"workload": name, "isa": isa},
+                lambda ctx: {},
+                [
+                    Impl(
+                        "C++ kernels before the distance rule (2b43764)",
+                        "baseline",
+                        lambda data, f=f_old: f(),
+                        precision="float32",
+                    ),
+                    Impl(
+                        "C++ kernels with the distance rule",
+                        "rfmfast",
+                        lambda data, f=f_new: f(),
+                        precision="float32",
+                        notes="public op, backend='cpu' (input checks included)",
+                    ),
+                ],
+            )
             rows = run_case(bench, case, ctx, dict(base, isa=isa))
             schema.write_rows(out, rows)
             for r in rows:
-                print(f"{isa:8s} {name:26s} {r['impl']:48s} {r.get('seconds', 0):.4f} s "
-                      f"{r.get('speedup_vs_baseline', '') or ''}", flush=True)
+                print(
+                    f"{isa:8s} {name:26s} {r['impl']:48s} {r.get('seconds', 0):.4f} s "
+                    f"{r.get('speedup_vs_baseline', '') or ''}",
+                    flush=True,
+                )
     print(f"rows appended to {out}")
 
 

@@ -1,7 +1,8 @@
-"""Where the GPU RFM fit spends its time: RFMRegressor.fit at n = 100,000, d = 50 (the CUDA rfm benchmark's
-fit), cold (first in the process: Triton compilation and autotuning included) and warm (again,
-same shapes), with the per-iteration solve / AGOP seconds from history_, then the pieces of one
-Cholesky solve timed alone (kernel matrix, factorization, the two triangular solves).
+"""Where the GPU RFM fit spends its time: RFMRegressor.fit at n = 100,000, d = 50 (the CUDA rfm
+benchmark's fit), cold (first in the process: Triton compilation and autotuning included) and
+warm (again, same shapes), with the per-iteration solve / AGOP seconds from history_, then the
+pieces of one Cholesky solve timed alone (kernel matrix, factorization, the two triangular
+solves).
 
     python bench/gpu_fit_profile.py [--n 100000] [--out DIR]     # a CUDA machine
     python bench/gpu_fit_profile.py --n 400 --dry-run            # anywhere (CPU, tiny)
@@ -11,6 +12,7 @@ rfmfast.bench.schema (GPU, CPU, versions, commit). Timings: host clock around sy
 regions (the fit is a host-driven loop). It times an internal step (the in-place Cholesky),
 hence it lives in the source tree; the end-to-end fit is `rfmfast bench --device cuda --only rfm`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,11 +58,15 @@ g = torch.Generator().manual_seed(5)
 X = (torch.randn(n + n // 10, d, generator=g) * 0.5).numpy()
 y = X[:, 0] * X[:, 1] * (X[:, 5] > 0)
 Xtr, ytr, Xte, yte = X[:n], y[:n], X[n:], y[n:]
-out(f"# RFM fit profile, n = {n}, d = {d}, device {dev}"
-    + (f" ({torch.cuda.get_device_name(0)})" if CUDA else ""))
+out(
+    f"# RFM fit profile, n = {n}, d = {d}, device {dev}"
+    + (f" ({torch.cuda.get_device_name(0)})" if CUDA else "")
+)
 _facts = schema.facts(torch.device(dev))
-out(f"# {_facts['machine']}; {_facts['cpu']}; torch {_facts['torch']}; {_facts['versions']}; "
-    f"rfmfast {_facts['rfmfast']} ({_facts['commit']})")
+out(
+    f"# {_facts['machine']}; {_facts['cpu']}; torch {_facts['torch']}; {_facts['versions']}; "
+    f"rfmfast {_facts['rfmfast']} ({_facts['commit']})"
+)
 for label in ("cold", "warm"):
     m = RFMRegressor(device=dev)
     sync()
@@ -71,10 +77,15 @@ for label in ("cold", "warm"):
     mse = float(((m.predict(Xte) - yte) ** 2).mean())
     solve = sum(r["solve_s"] for r in m.history_)
     agop = sum(r["agop_s"] or 0 for r in m.history_)
-    out(f"fit {label}: {sec:.2f} s (solves {solve:.2f} s, AGOPs {agop:.2f} s, rest "
-        f"{sec - solve - agop:.2f} s), test MSE {mse:.5f}")
-    out("  per iteration: " + ", ".join(f"{r['solve_s']:.2f}/{(r['agop_s'] or 0):.2f}"
-                                        for r in m.history_) + " (solve/AGOP s)")
+    out(
+        f"fit {label}: {sec:.2f} s (solves {solve:.2f} s, AGOPs {agop:.2f} s, rest "
+        f"{sec - solve - agop:.2f} s), test MSE {mse:.5f}"
+    )
+    out(
+        "  per iteration: "
+        + ", ".join(f"{r['solve_s']:.2f}/{(r['agop_s'] or 0):.2f}" for r in m.history_)
+        + " (solve/AGOP s)"
+    )
     del m
     if CUDA:
         torch.cuda.empty_cache()
@@ -99,6 +110,8 @@ for rep in range(2):
     a = torch.linalg.solve_triangular(K.mT, z, upper=True)
     sync()
     t4 = time.perf_counter()
-    out(f"pieces (run {rep}): kernel_matrix {t1 - t0:.3f} s, cholesky {t2 - t1:.3f} s "
-        f"({n ** 3 / 3 / (t2 - t1) / 1e12:.1f} TFLOP/s, info {info}), L solve {t3 - t2:.3f} s, "
-        f"L^T solve {t4 - t3:.3f} s")
+    out(
+        f"pieces (run {rep}): kernel_matrix {t1 - t0:.3f} s, cholesky {t2 - t1:.3f} s "
+        f"({n**3 / 3 / (t2 - t1) / 1e12:.1f} TFLOP/s, info {info}), L solve {t3 - t2:.3f} s, "
+        f"L^T solve {t4 - t3:.3f} s"
+    )

@@ -16,8 +16,9 @@ Backends
 Optional parts (the C++ extension, Triton, CUDA) load lazily: importing rfmfast never
 fails because one of them is missing.
 """
-from ._version import __version__
+
 from . import _fork  # noqa: F401  (a forked child runs single-threaded; see rfmfast/_fork.py)
+from ._version import __version__
 
 # name -> module that defines it; loaded on first access so that `import rfmfast` stays
 # cheap and never fails for a missing optional part.

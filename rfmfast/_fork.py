@@ -17,6 +17,7 @@ once the parent has run a parallel region: with ``torch.set_num_threads(k)``, k 
 child's next parallel region hangs again. Workers that need several threads each should be
 started with multiprocessing's "spawn" or "forkserver" context instead of "fork".
 """
+
 import os
 import sys
 

@@ -1,4 +1,5 @@
 """Input checks shared by every public op: all raise before any work starts."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,11 +45,15 @@ def check_same(ref: torch.Tensor, ref_name: str, **others: torch.Tensor | None) 
         if t is None:
             continue
         if t.dtype != ref.dtype:
-            raise TypeError(f"{name} has dtype {t.dtype} but {ref_name} has {ref.dtype}; "
-                            "convert them to one dtype")
+            raise TypeError(
+                f"{name} has dtype {t.dtype} but {ref_name} has {ref.dtype}; "
+                "convert them to one dtype"
+            )
         if t.device != ref.device:
-            raise ValueError(f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
-                             "move them to one device")
+            raise ValueError(
+                f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
+                "move them to one device"
+            )
 
 
 def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
@@ -63,8 +68,9 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
     if M.dtype not in FLOAT_DTYPES:
         raise TypeError(f"M must be float32 or float64, got {M.dtype}")
     if M.dtype != ref.dtype:
-        raise TypeError(f"M has dtype {M.dtype} but the data have {ref.dtype}; convert them to "
-                        "one dtype")
+        raise TypeError(
+            f"M has dtype {M.dtype} but the data have {ref.dtype}; convert them to one dtype"
+        )
     if M.device != ref.device:
         raise ValueError(f"M is on {M.device} but the data are on {ref.device}")
     check_finite(M, "M")
@@ -76,14 +82,18 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
     scale = float(M.abs().max())
     tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(scale, 1e-30)
     if float((M - M.T).abs().max()) > tol:
-        raise ValueError("M must be symmetric (it is not, beyond rounding); pass (M + M.T) / 2 "
-                         "if that is what you meant")
+        raise ValueError(
+            "M must be symmetric (it is not, beyond rounding); pass (M + M.T) / 2 "
+            "if that is what you meant"
+        )
     M = (M + M.T) * 0.5
     w = torch.linalg.eigvalsh(M.to(torch.float64))
     neg_tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(float(w.abs().max()), 1e-300)
     if float(w.min()) < -neg_tol:
-        raise ValueError(f"M must be positive semi-definite; its smallest eigenvalue is "
-                         f"{float(w.min()):.3g} (largest {float(w.max()):.3g})")
+        raise ValueError(
+            f"M must be positive semi-definite; its smallest eigenvalue is "
+            f"{float(w.min()):.3g} (largest {float(w.max()):.3g})"
+        )
     return M
 
 
@@ -91,7 +101,9 @@ def check_backend_name(backend: str) -> None:
     from .backends import BACKENDS
 
     if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose 'auto' or one of {', '.join(BACKENDS)}")
+        raise ValueError(
+            f"unknown backend {backend!r}; choose 'auto' or one of {', '.join(BACKENDS)}"
+        )
 
 
 def common(kernel, bandwidth, backend) -> None:
@@ -101,7 +113,9 @@ def common(kernel, bandwidth, backend) -> None:
 
 def check_d(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     if a.shape[-1] != b.shape[-1]:
-        raise ValueError(f"{name_a} has d = {a.shape[-1]} features but {name_b} has d = {b.shape[-1]}")
+        raise ValueError(
+            f"{name_a} has d = {a.shape[-1]} features but {name_b} has d = {b.shape[-1]}"
+        )
 
 
 def check_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
@@ -112,8 +126,10 @@ def check_rows(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> No
 def check_buffer(buf: torch.Tensor, name: str, shape: tuple, like: torch.Tensor) -> None:
     """A caller's buffer written in place: shape, like's dtype and device, C-contiguous."""
     if tuple(buf.shape) != tuple(shape) or buf.dtype != like.dtype or buf.device != like.device:
-        raise ValueError(f"{name} must be {tuple(shape)} {like.dtype} on {like.device}, got "
-                         f"{tuple(buf.shape)} {buf.dtype} on {buf.device}")
+        raise ValueError(
+            f"{name} must be {tuple(shape)} {like.dtype} on {like.device}, got "
+            f"{tuple(buf.shape)} {buf.dtype} on {buf.device}"
+        )
     if not buf.is_contiguous():
         raise ValueError(f"{name} must be C-contiguous")
 

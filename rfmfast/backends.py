@@ -12,6 +12,7 @@ tensors, falling back to the reference quietly when those are missing. ``RFMFAST
 of the names, or "auto") overrides the argument everywhere. An explicitly requested backend
 that cannot run raises BackendUnavailable saying why and how to get it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,22 +50,38 @@ class Backend:
     def takes(self, device) -> bool:
         if device.type in self.devices or self.devices == ("any",):
             return True
-        return (self.name == "triton" and device.type == "cpu"
-                and os.environ.get("TRITON_INTERPRET") == "1")
+        return (
+            self.name == "triton"
+            and device.type == "cpu"
+            and os.environ.get("TRITON_INTERPRET") == "1"
+        )
 
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("reference", ("any",), OPS, ("full", "symmetric"), out_in_place=False),
-    Backend("cpu", ("cpu",), ("kernel_matrix", "kernel_matmul", "agop", "cholesky"),
-            ("full", "symmetric", "lower"), out_in_place=True),
-    Backend("triton", ("cuda",), ("kernel_matrix", "kernel_matmul", "agop"),
-            ("full", "symmetric"), out_in_place=False),
-)}
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("reference", ("any",), OPS, ("full", "symmetric"), out_in_place=False),
+        Backend(
+            "cpu",
+            ("cpu",),
+            ("kernel_matrix", "kernel_matmul", "agop", "cholesky"),
+            ("full", "symmetric", "lower"),
+            out_in_place=True,
+        ),
+        Backend(
+            "triton",
+            ("cuda",),
+            ("kernel_matrix", "kernel_matmul", "agop"),
+            ("full", "symmetric"),
+            out_in_place=False,
+        ),
+    )
+}
 #: the order "auto" tries, per device type
 AUTO_ORDER = {"cuda": ("triton", "reference"), "cpu": ("cpu", "reference")}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(name: str) -> tuple[bool, str]:
     """(available, reason) for a backend, independent of the tensors' device."""
     if name == "reference":
@@ -77,12 +94,16 @@ def _probe(name: str) -> tuple[bool, str]:
             if os.path.exists(os.path.join(os.path.dirname(pkg), "pyproject.toml")):
                 # a source checkout shadows the installed package (e.g. `python -m` run from
                 # the repository root): say so rather than suggest reinstalling
-                return False, (f"the C++ extension rfmfast._C is not built in the source tree "
-                               f"{pkg}, which is the rfmfast imported here; build it in place with "
-                               "`pip install -e .`, or run from another directory to use an "
-                               "installed package")
-            return False, (f"the C++ extension rfmfast._C is not built ({e}); reinstall with "
-                           "`pip install .` (needs a C++17 compiler, CMake and OpenMP)")
+                return False, (
+                    f"the C++ extension rfmfast._C is not built in the source tree "
+                    f"{pkg}, which is the rfmfast imported here; build it in place with "
+                    "`pip install -e .`, or run from another directory to use an "
+                    "installed package"
+                )
+            return False, (
+                f"the C++ extension rfmfast._C is not built ({e}); reinstall with "
+                "`pip install .` (needs a C++17 compiler, CMake and OpenMP)"
+            )
         return True, f"C++ kernels, {_C.isa()} code path, {_C.max_threads()} OpenMP threads"
     if name == "triton":
         try:
@@ -94,7 +115,10 @@ def _probe(name: str) -> tuple[bool, str]:
         if os.environ.get("TRITON_INTERPRET") == "1":
             return True, f"triton {triton.__version__} in interpreter mode (TRITON_INTERPRET=1)"
         if not torch.cuda.is_available():
-            return False, "no CUDA device visible to torch (set TRITON_INTERPRET=1 to run on CPU, slowly)"
+            return (
+                False,
+                "no CUDA device visible to torch (set TRITON_INTERPRET=1 to run on CPU, slowly)",
+            )
         return True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}"
     raise ValueError(name)
 
@@ -110,8 +134,10 @@ def not_supported_reasons(name: str, device, op: str) -> list[str]:
     ok, why = _probe(name)
     reasons = [] if ok else [f"backend {name!r} is not available: {why}"]
     if not b.takes(device):
-        reasons.append(f"the {name} backend takes {' or '.join(d.upper() for d in b.devices)} "
-                       f"tensors, got {device}")
+        reasons.append(
+            f"the {name} backend takes {' or '.join(d.upper() for d in b.devices)} "
+            f"tensors, got {device}"
+        )
     if op not in b.ops:
         reasons.append(f"backend {name!r} has no implementation of {op}")
     return reasons
@@ -124,13 +150,17 @@ def choose(backend: str, device, op: str, *, missing_op: str = "raise") -> str:
     forced = os.environ.get("RFMFAST_BACKEND")
     if forced:
         if forced != "auto" and forced not in BACKENDS:
-            raise ValueError(f"RFMFAST_BACKEND={forced!r} is not one of auto, {', '.join(BACKENDS)}")
+            raise ValueError(
+                f"RFMFAST_BACKEND={forced!r} is not one of auto, {', '.join(BACKENDS)}"
+            )
         backend = forced
     if backend != "auto":
         reasons = not_supported_reasons(backend, device, op)
         if not reasons:
             return backend
-        if missing_op == "auto" and reasons == [f"backend {backend!r} has no implementation of {op}"]:
+        if missing_op == "auto" and reasons == [
+            f"backend {backend!r} has no implementation of {op}"
+        ]:
             backend = "auto"
         else:
             raise BackendUnavailable(reasons[0])

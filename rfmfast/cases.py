@@ -29,6 +29,7 @@ Data:
     low_rank_data(n, d)          the RFM paper's low-rank target: X ~ N(0, 0.5^2 I) (n, d),
                                  y = x_0 x_1 1[x_5 > 0] (n,)
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -50,6 +51,7 @@ SHIFTED_CASES = ("0", "1e3", "1e4", "near-dup")
 
 class Shape(NamedTuple):
     """X (n, d) against Z (m, d)."""
+
     name: str
     n: int
     m: int
@@ -58,6 +60,7 @@ class Shape(NamedTuple):
 
 class GradShape(NamedTuple):
     """q queries (q, d) against n centers (n, d)."""
+
     name: str
     q: int
     n: int
@@ -86,23 +89,35 @@ GRAD_SHAPES = [
 # d = 1 and 5 take Triton's difference-first tiles (r <= 8), d = 33 its GEMM tiles (more than one
 # 16-wide k-step in the interpreter; lowrank: r = 11)
 SMALL_CASES = [
-    ("laplace", "none", (1, 70, 1)), ("laplace", "diag", (17, 70, 5)),
-    ("laplace", "full", (70, 17, 33)), ("laplace", "lowrank", (70, 1, 33)),
+    ("laplace", "none", (1, 70, 1)),
+    ("laplace", "diag", (17, 70, 5)),
+    ("laplace", "full", (70, 17, 33)),
+    ("laplace", "lowrank", (70, 1, 33)),
     ("laplace", "full", (17, 17, 5)),
-    ("gaussian", "none", (17, 17, 1)), ("gaussian", "diag", (70, 17, 33)),
-    ("gaussian", "full", (17, 70, 33)), ("gaussian", "lowrank", (1, 70, 33)),
-    ("l1_laplace", "none", (70, 1, 33)), ("l1_laplace", "diag", (17, 70, 33)),
-    ("l1_laplace", "full", (70, 17, 5)), ("l1_laplace", "lowrank", (17, 17, 33)),
+    ("gaussian", "none", (17, 17, 1)),
+    ("gaussian", "diag", (70, 17, 33)),
+    ("gaussian", "full", (17, 70, 33)),
+    ("gaussian", "lowrank", (1, 70, 33)),
+    ("l1_laplace", "none", (70, 1, 33)),
+    ("l1_laplace", "diag", (17, 70, 33)),
+    ("l1_laplace", "full", (70, 17, 5)),
+    ("l1_laplace", "lowrank", (17, 17, 33)),
 ]
 
 SMALL_GRAD_CASES = [
-    ("laplace", "none", (17, 70, 1, 1)), ("laplace", "diag", (70, 17, 5, 1)),
-    ("laplace", "full", (17, 70, 33, 3)), ("laplace", "lowrank", (70, 70, 33, 1)),
+    ("laplace", "none", (17, 70, 1, 1)),
+    ("laplace", "diag", (70, 17, 5, 1)),
+    ("laplace", "full", (17, 70, 33, 3)),
+    ("laplace", "lowrank", (70, 70, 33, 1)),
     ("laplace", "full", (1, 17, 5, 3)),
-    ("gaussian", "none", (1, 17, 1, 3)), ("gaussian", "diag", (17, 70, 33, 3)),
-    ("gaussian", "full", (70, 17, 5, 1)), ("gaussian", "lowrank", (17, 70, 33, 3)),
-    ("l1_laplace", "none", (17, 70, 1, 1)), ("l1_laplace", "diag", (70, 70, 33, 1)),
-    ("l1_laplace", "full", (17, 70, 33, 3)), ("l1_laplace", "lowrank", (70, 17, 5, 3)),
+    ("gaussian", "none", (1, 17, 1, 3)),
+    ("gaussian", "diag", (17, 70, 33, 3)),
+    ("gaussian", "full", (70, 17, 5, 1)),
+    ("gaussian", "lowrank", (17, 70, 33, 3)),
+    ("l1_laplace", "none", (17, 70, 1, 1)),
+    ("l1_laplace", "diag", (70, 70, 33, 1)),
+    ("l1_laplace", "full", (17, 70, 33, 3)),
+    ("l1_laplace", "lowrank", (70, 17, 5, 3)),
 ]
 
 SMALL_SYMMETRIC = [("full", 70, 33), ("diag", 17, 5), ("lowrank", 70, 33), ("none", 1, 1)]
@@ -116,7 +131,7 @@ def points(n: int, m: int, d: int, seed: int = 0):
     """float64 X (n, d) and Z (m, d), independent N(0, (30 / sqrt d)^2 I): distances of about
     40 whatever d, where the kernels at bandwidth(kernel, d) take values spread over (0, 1)."""
     g = _generator(seed + 1000 * n + 7 * m + d)
-    scale = 3.0 / d ** 0.5
+    scale = 3.0 / d**0.5
     X = torch.randn(n, d, generator=g, dtype=torch.float64) * 10 * scale
     Z = torch.randn(m, d, generator=g, dtype=torch.float64) * 10 * scale
     return X, Z
@@ -124,7 +139,7 @@ def points(n: int, m: int, d: int, seed: int = 0):
 
 def bandwidth(kernel: str, d: int) -> float:
     """The bandwidth at which the kernel values of points() spread over (0, 1), not all ~0."""
-    return {"laplace": 10.0, "gaussian": 30.0, "l1_laplace": 20.0 * d ** 0.5}[kernel]
+    return {"laplace": 10.0, "gaussian": 30.0, "l1_laplace": 20.0 * d**0.5}[kernel]
 
 
 def with_coincident(X, Z, k: int):
@@ -159,7 +174,7 @@ def shifted_points(case: str, n: int = 37, m: int = 29, d: int = 50, seed: int =
     X = torch.randn(n, d, generator=g, dtype=torch.float64)
     Z = torch.randn(m, d, generator=g, dtype=torch.float64)
     if case.startswith("near"):
-        return X, X[:m] + 4e-4 * torch.randn(m, d, generator=g, dtype=torch.float64) / d ** 0.5
+        return X, X[:m] + 4e-4 * torch.randn(m, d, generator=g, dtype=torch.float64) / d**0.5
     off = float(case)
     return X + off, Z + off
 
@@ -194,8 +209,9 @@ def low_rank_target(X):
     return X[:, 0] * X[:, 1] * (X[:, 5] > 0)
 
 
-def low_rank_data(n: int, d: int = 20, seed: int = 0, *, source: str = "numpy", dtype=None,
-                  device=None):
+def low_rank_data(
+    n: int, d: int = 20, seed: int = 0, *, source: str = "numpy", dtype=None, device=None
+):
     """X ~ N(0, 0.5^2 I) (n, d) and y = low_rank_target(X) (n,) (docs/math.md).
 
     source="numpy": arrays from np.random.default_rng(seed), float64 unless dtype is given.

@@ -5,6 +5,7 @@ User errors end in one line on stderr, ``rfmfast: error: ...``: exit status 2 fo
 line (argparse, UsageError), 1 for input that cannot be used (a missing or malformed file, data
 that does not fit, an empty test set). Anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,11 +18,11 @@ from .backends import BackendUnavailable
 
 # subcommand modules, in the order `rfmfast --help` lists them
 _COMMANDS = (
-    "rfmfast.demo",              # rfmfast demo: the ops on built-in data, with timings
+    "rfmfast.demo",  # rfmfast demo: the ops on built-in data, with timings
     "rfmfast.recipes.grokking",  # rfmfast grokking: RFM on modular arithmetic
     "rfmfast.recipes.complete",  # rfmfast complete: lin-RFM matrix completion of ratings
-    "rfmfast.info",              # rfmfast info: backends and machine
-    "rfmfast.bench",             # rfmfast bench: the benchmarks, side by side with the peers
+    "rfmfast.info",  # rfmfast info: backends and machine
+    "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )
 
 # what a user can cause and fix: reported in one line, exit status 1
@@ -65,7 +66,9 @@ def device_arg(text: str) -> str:
     if dev is None or dev.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA device here; use --device cpu")
+        raise argparse.ArgumentTypeError(
+            f"{text}: torch sees no CUDA device here; use --device cpu"
+        )
     return text
 
 

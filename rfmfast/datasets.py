@@ -1,10 +1,11 @@
 """Loaders for data sets the recipes use. Nothing is downloaded or shipped: point them at your copy.
 
-    load_movielens(path) -> Ratings    MovieLens ``ratings.csv`` (ml-latest, 20M, 25M, 32M:
-                                       ``userId,movieId,rating,timestamp`` with that header),
-                                       ``u.data`` (100K: ``user<TAB>item<TAB>rating<TAB>time``)
-                                       or ``ratings.dat`` (1M/10M: ``user::item::rating::time``)
+load_movielens(path) -> Ratings    MovieLens ``ratings.csv`` (ml-latest, 20M, 25M, 32M:
+                                   ``userId,movieId,rating,timestamp`` with that header),
+                                   ``u.data`` (100K: ``user<TAB>item<TAB>rating<TAB>time``)
+                                   or ``ratings.dat`` (1M/10M: ``user::item::rating::time``)
 """
+
 from __future__ import annotations
 
 import io
@@ -25,6 +26,7 @@ class Ratings(NamedTuple):
     timestamps : int64 (nnz,)
     user_ids, item_ids : int64 sorted original ids (row ``i`` is user ``user_ids[i]``)
     """
+
     rows: np.ndarray
     cols: np.ndarray
     values: np.ndarray
@@ -40,7 +42,7 @@ class Ratings(NamedTuple):
 _CHUNK = 1 << 16  # bytes of text parsed at a time
 _FIELDS = [("user", np.int64), ("item", np.int64), ("rating", np.float64), ("timestamp", np.int64)]
 _INT = re.compile(r"[+-]?[0-9]+")
-_INT64 = (-2 ** 63, 2 ** 63 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def load_movielens(path) -> Ratings:
@@ -57,8 +59,9 @@ def load_movielens(path) -> Ratings:
     Raises FileNotFoundError, or ValueError naming the first malformed line."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no ratings file at {path!r} (MovieLens ratings.csv, u.data or "
-                                "ratings.dat)")
+        raise FileNotFoundError(
+            f"no ratings file at {path!r} (MovieLens ratings.csv, u.data or ratings.dat)"
+        )
     with open(path, "rb") as f:
         size = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b"")) + 1
         f.seek(0)
@@ -77,7 +80,7 @@ def load_movielens(path) -> Ratings:
             if sep is not None:  # (None: only blank lines so far)
                 part = _parse(raw, sep, path, line)
                 for name, _ in _FIELDS:
-                    cols[name][k:k + len(part)] = part[name]
+                    cols[name][k : k + len(part)] = part[name]
                 k += len(part)
             line += raw.count(b"\n")
     if k == 0:
@@ -97,7 +100,7 @@ def _format(raw: bytes) -> tuple[str | None, bytes]:
     sep = "::" if "::" in line else "," if "," in line else ""
     if all(f.strip().isidentifier() for f in _split(line, sep)):  # userId,movieId,rating,timestamp
         at = raw.index(first)
-        raw = raw[:at] + raw[at + len(first):]
+        raw = raw[:at] + raw[at + len(first) :]
     return sep, raw
 
 
@@ -111,11 +114,19 @@ def _parse(raw: bytes, sep: str, path: str, line: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data": blank lines
-            part = np.loadtxt(io.BytesIO(src), dtype=_FIELDS, delimiter="," if sep == "," else None,
-                              comments=None, ndmin=1, encoding="latin-1")
+            part = np.loadtxt(
+                io.BytesIO(src),
+                dtype=_FIELDS,
+                delimiter="," if sep == "," else None,
+                comments=None,
+                ndmin=1,
+                encoding="latin-1",
+            )
     except ValueError as e:
         end = line + raw.count(b"\n")
-        raise _bad_line(raw, sep, path, line) or ValueError(f"{path!r} lines {line}-{end}: {e}") from None
+        raise _bad_line(raw, sep, path, line) or ValueError(
+            f"{path!r} lines {line}-{end}: {e}"
+        ) from None
     if not np.isfinite(part["rating"]).all():
         raise _bad_line(raw, sep, path, line)
     return part
@@ -128,8 +139,10 @@ def _bad_line(raw: bytes, sep: str, path: str, line: int) -> ValueError | None:
             continue  # a line loadtxt skips
         where, fields = f"{path!r} line {line + j}", _split(ln, sep)
         if len(fields) != 4:
-            return ValueError(f"{where}: expected 4 fields (user, item, rating, timestamp), got "
-                              f"{len(fields)}: {ln[:80]!r}")
+            return ValueError(
+                f"{where}: expected 4 fields (user, item, rating, timestamp), got "
+                f"{len(fields)}: {ln[:80]!r}"
+            )
         for name, s in zip(("user id", "item id", "timestamp"), (fields[0], fields[1], fields[3])):
             s = s.strip()
             if _INT.fullmatch(s):
@@ -140,8 +153,10 @@ def _bad_line(raw: bytes, sep: str, path: str, line: int) -> ValueError | None:
                 float(s)
             except ValueError:
                 return ValueError(f"{where}: non-numeric {name} {s!r} in {ln[:80]!r}")
-            return ValueError(f"{where}: user, item and timestamp must be integers, got {name} "
-                              f"{s!r} in {ln[:80]!r}")
+            return ValueError(
+                f"{where}: user, item and timestamp must be integers, got {name} "
+                f"{s!r} in {ln[:80]!r}"
+            )
         try:
             r = float(fields[2])
         except ValueError:
@@ -182,5 +197,5 @@ def split_ratings(n: int, test_fraction: float, seed: int = 0) -> np.ndarray:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     test = np.zeros(n, dtype=bool)
-    test[rng.permutation(n)[:int(round(test_fraction * n))]] = True
+    test[rng.permutation(n)[: int(round(test_fraction * n))]] = True
     return test

@@ -14,6 +14,7 @@ Gradients of f_c(x) = sum_i alpha_ic K(x, x_i):
     gaussian    grad f_c(x) = -(1/L^2) M sum_i alpha_ic K_i (x - x_i)
     l1_laplace  grad f_c(x) = -(1/L)   S sum_i alpha_ic K_i sign(S (x - x_i))
 """
+
 from __future__ import annotations
 
 import math
@@ -76,11 +77,14 @@ class Kernel:
 
 #: one record per kernel; iterating gives the names. Adding a kernel: a record here, its
 #: epilogue in csrc/cpu/tiles.h and in rfmfast/ops/_triton/common.py (kernel_epilogue).
-KERNELS: dict[str, Kernel] = {k.name: k for k in (
-    Kernel("laplace", 0, "l2", squared=False, factor="eig", weight_over_distance=True),
-    Kernel("gaussian", 1, "l2", squared=True, factor="eig", weight_over_distance=False),
-    Kernel("l1_laplace", 2, "l1", squared=False, factor="sqrt", weight_over_distance=False),
-)}
+KERNELS: dict[str, Kernel] = {
+    k.name: k
+    for k in (
+        Kernel("laplace", 0, "l2", squared=False, factor="eig", weight_over_distance=True),
+        Kernel("gaussian", 1, "l2", squared=True, factor="eig", weight_over_distance=False),
+        Kernel("l1_laplace", 2, "l1", squared=False, factor="sqrt", weight_over_distance=False),
+    )
+}
 
 
 def kernel_record(kernel: str | Kernel) -> Kernel:
@@ -138,13 +142,16 @@ def check_bandwidth_scale(kernel: str, bandwidth: float, dtype: torch.dtype) -> 
     if not k.scale(bandwidth) < fi.max / 16:
         name = str(dtype).replace("torch.", "")
         low = (0.5 * 16 / fi.max) ** 0.5 if k.squared else 16 / fi.max
-        raise ValueError(f"bandwidth {bandwidth!r} is too small for {name}: the {kernel} "
-                         f"kernel's scale overflows (use a bandwidth above {low:.2g}, "
-                         "or float64)")
+        raise ValueError(
+            f"bandwidth {bandwidth!r} is too small for {name}: the {kernel} "
+            f"kernel's scale overflows (use a bandwidth above {low:.2g}, "
+            "or float64)"
+        )
 
 
 def mahalanobis_factor(M: torch.Tensor | None, kernel: str, dtype=None) -> torch.Tensor | None:
-    """A factor S with S^T S = M, as an (r, d) matrix; a (d,) vector for a diagonal M; None for M = I.
+    """A factor S with S^T S = M, as an (r, d) matrix; a (d,) vector for a diagonal M; None for
+    M = I.
 
     For ``l1_laplace`` S is the symmetric square root M^{1/2} (d, d): the l1 norm is not
     rotation invariant, so the convention matters (it is xRFM's ``sqrtM``). In both forms

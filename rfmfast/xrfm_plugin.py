@@ -17,13 +17,15 @@ Not supported (an error says so): adaptive bandwidth, xRFM's categorical feature
 exponents other than 1 (xRFM's exp(-||x - z||^q / L^q) for q != 1: rfmfast's ops have no such
 kernel; q = 2 is rfmfast's "gaussian" with bandwidth L / sqrt(2)).
 """
+
 from __future__ import annotations
 
 try:
     from xrfm.rfm_src.kernels import Kernel as _XrfmKernel
 except ImportError as e:  # pragma: no cover - exercised only where xrfm is missing
-    raise ImportError("rfmfast.xrfm_plugin needs xrfm: pip install xrfm==0.4.5 "
-                      f"(import failed: {e})") from e
+    raise ImportError(
+        f"rfmfast.xrfm_plugin needs xrfm: pip install xrfm==0.4.5 (import failed: {e})"
+    ) from e
 
 import torch
 
@@ -43,8 +45,13 @@ def symmetrized(mat):
     distance, only sees the symmetric part). A larger difference, a vector, None, or
     non-finite entries pass through unchanged, for the ops' own checks to refuse.
     """
-    if not (torch.is_tensor(mat) and mat.is_floating_point() and mat.ndim == 2
-            and mat.shape[0] == mat.shape[1] and mat.numel() > 0):
+    if not (
+        torch.is_tensor(mat)
+        and mat.is_floating_point()
+        and mat.ndim == 2
+        and mat.shape[0] == mat.shape[1]
+        and mat.numel() > 0
+    ):
         return mat
     tol = torch.finfo(mat.dtype).eps ** (1 / 3) * float(mat.abs().max())
     if float((mat - mat.T).abs().max()) <= tol:  # False for NaN / inf entries
@@ -56,14 +63,21 @@ class RfmfastKernel(_XrfmKernel):
     """xRFM kernel object backed by rfmfast. kernel: "laplace" | "gaussian" | "l1_laplace"
     (xRFM's "l1"/"product_laplace" with exponent 1); bandwidth L; backend: rfmfast op backend."""
 
-    def __init__(self, kernel: str = "laplace", bandwidth: float = 10.0, backend: str = "auto",
-                 exponent: float = 1.0):
+    def __init__(
+        self,
+        kernel: str = "laplace",
+        bandwidth: float = 10.0,
+        backend: str = "auto",
+        exponent: float = 1.0,
+    ):
         super().__init__()
         check_kernel(kernel, bandwidth)
         if float(exponent) != 1.0:
-            raise ValueError(f"RfmfastKernel supports exponent 1 only, got {exponent}: "
-                             "rfmfast's ops have no exp(-(||x - z|| / L)^q) kernel for q != 1 "
-                             "(q = 2 is kernel='gaussian' with bandwidth L / sqrt(2))")
+            raise ValueError(
+                f"RfmfastKernel supports exponent 1 only, got {exponent}: "
+                "rfmfast's ops have no exp(-(||x - z|| / L)^q) kernel for q != 1 "
+                "(q = 2 is kernel='gaussian' with bandwidth L / sqrt(2))"
+            )
         self.kernel = kernel
         self.bandwidth = float(bandwidth)
         self.base_bandwidth = float(bandwidth)
@@ -73,17 +87,21 @@ class RfmfastKernel(_XrfmKernel):
         self.use_sqrtM = False
 
     def _opts(self, mat):
-        return dict(kernel=self.kernel, bandwidth=self.bandwidth, M=symmetrized(mat),
-                    backend=self.backend)
+        return dict(
+            kernel=self.kernel, bandwidth=self.bandwidth, M=symmetrized(mat), backend=self.backend
+        )
 
     def _check(self):
         if self.handle_categorical:
-            raise NotImplementedError("RfmfastKernel does not implement xRFM's categorical "
-                                      "feature handling; one-hot encode the features instead")
+            raise NotImplementedError(
+                "RfmfastKernel does not implement xRFM's categorical "
+                "feature handling; one-hot encode the features instead"
+            )
 
     def _reset_adaptive_bandwidth(self):
-        raise NotImplementedError("RfmfastKernel has a constant bandwidth; use "
-                                  "bandwidth_mode='constant'")
+        raise NotImplementedError(
+            "RfmfastKernel has a constant bandwidth; use bandwidth_mode='constant'"
+        )
 
     def get_kernel_matrix(self, x: torch.Tensor, z: torch.Tensor, mat=None) -> torch.Tensor:
         """x: (n_x, d), z: (n_z, d), mat: M (d, d) / (d,) / None -> K (n_x, n_z)."""

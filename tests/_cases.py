@@ -1,5 +1,6 @@
 """The tests' cases: rfmfast.cases (shapes, M kinds, points) cached, the backends to run, and
 float64 references computed once."""
+
 from __future__ import annotations
 
 import functools
@@ -9,10 +10,23 @@ import torch
 
 from rfmfast import cases as vocabulary
 from rfmfast.backends import available_backends
-from rfmfast.cases import (ALL_M_KINDS, GRAD_SHAPES, KERNELS, M_KINDS, SHAPES,  # noqa: F401
-                           SHIFTED_CASES, SMALL_CASES, SMALL_GRAD_CASES, SMALL_SYMMETRIC,
-                           bandwidth, low_rank_data, low_rank_target, queries, shifted_points,
-                           with_coincident)
+from rfmfast.cases import (  # noqa: F401  (re-exported: the tests import them from here)
+    ALL_M_KINDS,
+    GRAD_SHAPES,
+    KERNELS,
+    M_KINDS,
+    SHAPES,
+    SHIFTED_CASES,
+    SMALL_CASES,
+    SMALL_GRAD_CASES,
+    SMALL_SYMMETRIC,
+    bandwidth,
+    low_rank_data,
+    low_rank_target,
+    queries,
+    shifted_points,
+    with_coincident,
+)
 from rfmfast.ops.agop import reference as agop_ref
 from rfmfast.ops.kernel_matrix import reference as km_ref
 
@@ -57,6 +71,7 @@ def on(backend: str, *ts):
 
 # --- cached inputs ------------------------------------------------------------------------------
 # The cached tensors are shared between tests: never modify them in place.
+
 
 @functools.cache
 def data(n: int, m: int, d: int, seed: int = 0):
@@ -103,6 +118,7 @@ def rel_err(a, b) -> float:
 
 # --- float64 references, computed once -------------------------------------------------------
 
+
 def matrix_points(n, m, d, coincident=0):
     """X (n, d), Z (m, d) of data(), the first `coincident` rows of Z copies of X's."""
     X, Z = data(n, m, d)
@@ -114,9 +130,14 @@ def ref_kernel_matrix(n, m, d, kernel, mkind, symmetric=False, coincident=0):
     """The float64 K(X, Z) (n, m) of matrix_points(), or K(X, X) (n, n) if symmetric."""
     X, Z = matrix_points(n, m, d, coincident)
     Z = X if symmetric else Z
-    return km_ref.kernel_matrix(X, Z, kernel=kernel, bandwidth=bandwidth(kernel, d),
-                                M=feature_matrix(mkind, d),
-                                triangle="symmetric" if symmetric else "full")
+    return km_ref.kernel_matrix(
+        X,
+        Z,
+        kernel=kernel,
+        bandwidth=bandwidth(kernel, d),
+        M=feature_matrix(mkind, d),
+        triangle="symmetric" if symmetric else "full",
+    )
 
 
 def grad_points(q, n, d, c, kind):
@@ -128,8 +149,9 @@ def grad_points(q, n, d, c, kind):
 @functools.cache
 def ref_grads(q, n, d, c, kernel, mkind, kind):
     Q, X, a = grad_points(q, n, d, c, kind)
-    return agop_ref.kernel_grads(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d),
-                                 M=feature_matrix(mkind, d))
+    return agop_ref.kernel_grads(
+        Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=feature_matrix(mkind, d)
+    )
 
 
 @functools.cache
@@ -152,12 +174,15 @@ def rss_growth_mb(setup: str, warm: str, run: str) -> float:
     import sys
     import tempfile
 
-    code = (f"import resource, torch, rfmfast\n{setup}\n{warm}\n"
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            f"{run}\n"
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=tempfile.gettempdir())
+    code = (
+        f"import resource, torch, rfmfast\n{setup}\n{warm}\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"{run}\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
     assert r.returncode == 0, r.stderr
     return float(r.stdout.strip().splitlines()[-1])
 

@@ -5,6 +5,7 @@ A test asserts ``rel_err(out, truth) < TOL[backend, dtype]`` (times a factor nam
 in reduced precision and for data far from the origin, at most a factor times plain PyTorch's
 (or the reference backend's) own error on the same rounded inputs.
 """
+
 import torch
 
 #: kernel matrices and products against the float64 reference, per (backend, dtype)

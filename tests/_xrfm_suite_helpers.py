@@ -15,6 +15,7 @@ Names rfmfast computes: the Euclidean Laplace kernel ("laplace", "l2", "l2_high_
 p = 1), exponent 1 only. Any other name or setting raises NotImplementedError (or the plug-in's
 own ValueError for an exponent), so a test that needs it fails and says why.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,14 +27,17 @@ L1_NAMES = {"l1", "l1_legacy", "product_laplace", "kermac_product_laplace", "l1_
 LPQ_NAMES = {"lpq", "lpq_legacy", "kermac_lpq_laplace", "lpq_kermac"}
 
 
-def rfmfast_kernel_for(name: str, bandwidth: float, exponent: float,
-                       norm_p: float | None = None) -> RfmfastKernel:
+def rfmfast_kernel_for(
+    name: str, bandwidth: float, exponent: float, norm_p: float | None = None
+) -> RfmfastKernel:
     """The RfmfastKernel computing xRFM's kernel ``name``; NotImplementedError if none does."""
     if name in LPQ_NAMES:
         p = 2.0 if norm_p is None else float(norm_p)
         if p not in (1.0, 2.0):
-            raise NotImplementedError(f"rfmfast has no L^p Laplace kernel for p = {p} "
-                                      "(only p = 2, 'laplace', and p = 1, 'l1_laplace')")
+            raise NotImplementedError(
+                f"rfmfast has no L^p Laplace kernel for p = {p} "
+                "(only p = 2, 'laplace', and p = 1, 'l1_laplace')"
+            )
         name = "l2" if p == 2.0 else "l1"
     if name in L2_NAMES:
         return RfmfastKernel("laplace", bandwidth, exponent=exponent)
@@ -46,8 +50,9 @@ def route_kernels(monkeypatch) -> None:
     """Make xRFM's RFM build an RfmfastKernel for every kernel name (for this test only)."""
     from xrfm.rfm_src.recursive_feature_machine import RFM
 
-    def kernel_from_str(self, kernel_str, bandwidth, exponent, norm_p=2.0, device=None,
-                        **kernel_kwargs):
+    def kernel_from_str(
+        self, kernel_str, bandwidth, exponent, norm_p=2.0, device=None, **kernel_kwargs
+    ):
         return rfmfast_kernel_for(kernel_str, bandwidth, exponent, norm_p)
 
     monkeypatch.setattr(RFM, "kernel_from_str", kernel_from_str)

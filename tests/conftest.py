@@ -1,4 +1,5 @@
 """Shared test settings: markers, Triton's interpreter on machines without a GPU, NaN outputs."""
+
 import importlib
 import os
 
@@ -21,9 +22,14 @@ MARKERS = {
 
 # The modules of the Triton backends that allocate outputs (and workspaces) with torch.empty:
 # each one that imports torch gets the NaN-filling one.
-TRITON_MODULES = ("rfmfast.ops._triton.common", "rfmfast.ops._triton.matrix",
-                  "rfmfast.ops._triton.product", "rfmfast.ops.kernel_matrix.triton",
-                  "rfmfast.ops.kernel_matmul.triton", "rfmfast.ops.agop.triton")
+TRITON_MODULES = (
+    "rfmfast.ops._triton.common",
+    "rfmfast.ops._triton.matrix",
+    "rfmfast.ops._triton.product",
+    "rfmfast.ops.kernel_matrix.triton",
+    "rfmfast.ops.kernel_matmul.triton",
+    "rfmfast.ops.agop.triton",
+)
 
 
 def pytest_configure(config):

@@ -1,17 +1,38 @@
 """kernel_grads and agop against the float64 reference and torch.autograd on every backend here:
 ragged shapes, every kernel and M, queries new, training points or a mix (self-pairs), diag,
 centering, float64 accumulation, chunks, non-contiguous inputs, bounded memory."""
+
 import numpy as np
 import pytest
 import torch
+from _cases import (
+    DT_IDS,
+    DTYPES,
+    GRAD_SHAPES,
+    KERNELS,
+    M_KINDS,
+    SMALL_GRAD_CASES,
+    alpha,
+    available,
+    bandwidth,
+    data,
+    device,
+    f64,
+    feature_matrix,
+    grad_points,
+    needs,
+    on,
+    param,
+    ref_agop,
+    ref_grads,
+    rel_err,
+    rss_growth_mb,
+    to,
+)
+from _tolerances import CENTERED_ONE_QUERY, FLOAT64_AGREE, FLOAT64_ROUNDING, TOL, tol
 
 import rfmfast
 from rfmfast.ops.kernel_matrix import reference as km_ref
-
-from _cases import (DT_IDS, DTYPES, GRAD_SHAPES, KERNELS, M_KINDS, SMALL_GRAD_CASES, alpha,
-                    available, bandwidth, data, device, f64, feature_matrix, grad_points, needs,
-                    on, param, ref_agop, ref_grads, rel_err, rss_growth_mb, to)
-from _tolerances import CENTERED_ONE_QUERY, FLOAT64_AGREE, FLOAT64_ROUNDING, TOL, tol
 
 pytestmark = pytest.mark.usefixtures("nan_outputs")
 cpu_only = needs("cpu")
@@ -26,19 +47,54 @@ def _inputs(backend, q, n, d, c, mkind, kind, dtype):
 
 # (backend, q, n, d, c, kernel, M kind, dtype, queries): the compiled backend on GRAD_SHAPES with
 # new or training-point queries (at most n of those); Triton on the small cases, queries a mix
-GRAD_CASES = (
-    [param("cpu", min(s.q, s.n) if kind == "train" else s.q, s.n, s.d, c, kernel, mkind, dtype,
-           kind, id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}-c{c}-{QUERY_IDS[kind]}")
-     for s in GRAD_SHAPES for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES
-     for c in (1, 10) for kind in ("new", "train")]
-    + [param("triton", q, n, d, c, kernel, mkind, dtype, "mixed",
-             id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{DT_IDS[dtype]}")
-       for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES for dtype in DTYPES])
+GRAD_CASES = [
+    param(
+        "cpu",
+        min(s.q, s.n) if kind == "train" else s.q,
+        s.n,
+        s.d,
+        c,
+        kernel,
+        mkind,
+        dtype,
+        kind,
+        id=f"{s.name}-{kernel}-{mkind}-{DT_IDS[dtype]}-c{c}-{QUERY_IDS[kind]}",
+    )
+    for s in GRAD_SHAPES
+    for kernel in KERNELS
+    for mkind in M_KINDS
+    for dtype in DTYPES
+    for c in (1, 10)
+    for kind in ("new", "train")
+] + [
+    param(
+        "triton",
+        q,
+        n,
+        d,
+        c,
+        kernel,
+        mkind,
+        dtype,
+        "mixed",
+        id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{DT_IDS[dtype]}",
+    )
+    for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES
+    for dtype in DTYPES
+]
 
-AGOP_OPTIONS = [(diag, centering, acc) for acc in (None, "float64") for centering in (False, True)
-                for diag in (False, True)]
-TRITON_AGOP_OPTIONS = [(False, False, None), (True, False, None), (False, True, "float64"),
-                       (True, True, None)]
+AGOP_OPTIONS = [
+    (diag, centering, acc)
+    for acc in (None, "float64")
+    for centering in (False, True)
+    for diag in (False, True)
+]
+TRITON_AGOP_OPTIONS = [
+    (False, False, None),
+    (True, False, None),
+    (False, True, "float64"),
+    (True, True, None),
+]
 
 
 def _opt_id(diag, centering, acc):
@@ -46,37 +102,80 @@ def _opt_id(diag, centering, acc):
 
 
 # (backend, q, n, d, c, kernel, M kind, dtype, diag, centering, accumulate, queries)
-AGOP_CASES = (
-    [param("cpu", 129, 1003, 64, 10, kernel, mkind, dtype, diag, centering, acc, "train",
-           id=f"{kernel}-{mkind}-{DT_IDS[dtype]}-{_opt_id(diag, centering, acc)}")
-     for kernel in KERNELS for mkind in M_KINDS for dtype in DTYPES
-     for diag, centering, acc in AGOP_OPTIONS]
-    + [param("triton", q, n, d, c, kernel, mkind, torch.float32, diag, centering, acc, "mixed",
-             id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{_opt_id(diag, centering, acc)}")
-       for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES
-       for diag, centering, acc in TRITON_AGOP_OPTIONS])
+AGOP_CASES = [
+    param(
+        "cpu",
+        129,
+        1003,
+        64,
+        10,
+        kernel,
+        mkind,
+        dtype,
+        diag,
+        centering,
+        acc,
+        "train",
+        id=f"{kernel}-{mkind}-{DT_IDS[dtype]}-{_opt_id(diag, centering, acc)}",
+    )
+    for kernel in KERNELS
+    for mkind in M_KINDS
+    for dtype in DTYPES
+    for diag, centering, acc in AGOP_OPTIONS
+] + [
+    param(
+        "triton",
+        q,
+        n,
+        d,
+        c,
+        kernel,
+        mkind,
+        torch.float32,
+        diag,
+        centering,
+        acc,
+        "mixed",
+        id=f"{kernel}-{mkind}-{q}x{n}x{d}x{c}-{_opt_id(diag, centering, acc)}",
+    )
+    for kernel, mkind, (q, n, d, c) in SMALL_GRAD_CASES
+    for diag, centering, acc in TRITON_AGOP_OPTIONS
+]
 
 
 @pytest.mark.parametrize("backend, q, n, d, c, kernel, mkind, dtype, kind", GRAD_CASES)
 def test_grads_match_reference(backend, q, n, d, c, kernel, mkind, dtype, kind):
     Q, X, a, M = _inputs(backend, q, n, d, c, mkind, kind, dtype)
-    G = rfmfast.kernel_grads(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                             backend=backend)
+    G = rfmfast.kernel_grads(
+        Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, backend=backend
+    )
     assert G.shape == (q, c, d) and G.dtype == dtype and G.device.type == device(backend)
     ref = ref_grads(q, n, d, c, kernel, mkind, kind)
     assert rel_err(G, ref) < tol(backend, dtype, "kernel_grads")
 
 
-@pytest.mark.parametrize("backend, q, n, d, c, kernel, mkind, dtype, diag, centering, accumulate,"
-                         " kind", AGOP_CASES)
-def test_agop_matches_reference(backend, q, n, d, c, kernel, mkind, dtype, diag, centering,
-                                accumulate, kind):
+@pytest.mark.parametrize(
+    "backend, q, n, d, c, kernel, mkind, dtype, diag, centering, accumulate, kind", AGOP_CASES
+)
+def test_agop_matches_reference(
+    backend, q, n, d, c, kernel, mkind, dtype, diag, centering, accumulate, kind
+):
     Q, X, a, M = _inputs(backend, q, n, d, c, mkind, kind, dtype)
-    A = rfmfast.agop(Q, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, diag=diag,
-                     centering=centering, accumulate=accumulate, backend=backend)
+    A = rfmfast.agop(
+        Q,
+        X,
+        a,
+        kernel=kernel,
+        bandwidth=bandwidth(kernel, d),
+        M=M,
+        diag=diag,
+        centering=centering,
+        accumulate=accumulate,
+        backend=backend,
+    )
     ref = ref_agop(q, n, d, c, kernel, mkind, kind, diag, centering)
     assert A.shape == ref.shape and A.dtype == dtype
-    if q == 1 and centering:                # one query: the centered AGOP is exactly zero
+    if q == 1 and centering:  # one query: the centered AGOP is exactly zero
         bound = CENTERED_ONE_QUERY * (1 + float(ref.abs().max()))
         assert float(A.abs().max()) <= bound
         return
@@ -93,28 +192,31 @@ def test_reference_grads_match_autograd(kernel, mkind):
     M = feature_matrix(mkind, d)
     Qv = Z.clone().requires_grad_(True)
     F = km_ref.kernel_matrix(Qv, X, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M) @ a
-    auto = torch.stack([torch.autograd.grad(F[:, j].sum(), Qv, retain_graph=True)[0]
-                        for j in range(c)], 1)
-    G = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                             backend="reference")
+    auto = torch.stack(
+        [torch.autograd.grad(F[:, j].sum(), Qv, retain_graph=True)[0] for j in range(c)], 1
+    )
+    G = rfmfast.kernel_grads(
+        Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, backend="reference"
+    )
     assert rel_err(G, auto) < TOL["reference", torch.float64]
     if available("cpu"):
-        Gc = rfmfast.kernel_grads(Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M,
-                                  backend="cpu")
+        Gc = rfmfast.kernel_grads(
+            Z, X, a, kernel=kernel, bandwidth=bandwidth(kernel, d), M=M, backend="cpu"
+        )
         assert rel_err(Gc, auto) < TOL["cpu", torch.float64]
 
 
 @cpu_only
 def test_laplace_self_pair_contributes_nothing():
-    """Queries that are training points: the zero-distance center is dropped (docs/math.md, the distance rule), so the
-    gradient equals the one computed without that center."""
+    """Queries that are training points: the zero-distance center is dropped (docs/math.md, the
+    distance rule), so the gradient equals the one computed without that center."""
     X, _ = data(129, 1, 4)
     a = alpha(129, 2)
     G = rfmfast.kernel_grads(X[:5], X, a, backend="cpu")
     for i in range(5):
         keep = torch.arange(129) != i
-        Gi = rfmfast.kernel_grads(X[i:i + 1], X[keep], a[keep], backend="reference")
-        assert rel_err(G[i:i + 1], Gi) < FLOAT64_AGREE
+        Gi = rfmfast.kernel_grads(X[i : i + 1], X[keep], a[keep], backend="reference")
+        assert rel_err(G[i : i + 1], Gi) < FLOAT64_AGREE
 
 
 @cpu_only
@@ -135,17 +237,19 @@ def test_triton_agop_in_chunks(monkeypatch):
     from rfmfast.ops.agop import reference as agop_ref
     from rfmfast.ops.agop import triton as agop_tri
 
-    monkeypatch.setattr(agop_tri, "_CHUNK_ENTRIES", 1)     # chunk = 128 queries
+    monkeypatch.setattr(agop_tri, "_CHUNK_ENTRIES", 1)  # chunk = 128 queries
     q, n, d, c = 300, 40, 33, 3
     Q, X, a = grad_points(q, n, d, c, "mixed")
-    Q = Q + 3.0                                             # a large mean gradient to remove
+    Q = Q + 3.0  # a large mean gradient to remove
     L = bandwidth("laplace", d)
     Qd, Xd, ad = on("triton", Q.float(), X.float(), a.float())
     for diag in (False, True):
-        A = agop_tri.agop(Qd, Xd, ad, kernel="laplace", bandwidth=L, M=None, diag=diag,
-                          centering=True)
-        ref = agop_ref.agop(f64(Q), f64(X), f64(a), kernel="laplace", bandwidth=L, M=None,
-                            diag=diag, centering=True)
+        A = agop_tri.agop(
+            Qd, Xd, ad, kernel="laplace", bandwidth=L, M=None, diag=diag, centering=True
+        )
+        ref = agop_ref.agop(
+            f64(Q), f64(X), f64(a), kernel="laplace", bandwidth=L, M=None, diag=diag, centering=True
+        )
         assert rel_err(A, ref) < tol("triton", torch.float32, "agop"), diag
 
 
@@ -178,7 +282,9 @@ def test_vector_alpha_and_numpy():
 @cpu_only
 def test_agop_memory_bounded():
     """q = n = 8000, d = 64, c = 4: q x n x d floats would be 16 GB and q x n 256 MB."""
-    grown_mb = rss_growth_mb("X = torch.randn(8000, 64); a = torch.randn(8000, 4)",
-                             "rfmfast.agop(X[:10], X[:10], a[:10], backend='cpu')",
-                             "rfmfast.agop(X, X, a, M=torch.eye(64), backend='cpu')")
+    grown_mb = rss_growth_mb(
+        "X = torch.randn(8000, 64); a = torch.randn(8000, 4)",
+        "rfmfast.agop(X[:10], X[:10], a[:10], backend='cpu')",
+        "rfmfast.agop(X, X, a, M=torch.eye(64), backend='cpu')",
+    )
     assert grown_mb < 120, f"peak memory grew by {grown_mb:.0f} MB"

@@ -1,4 +1,5 @@
 """Backend choice, `python -m rfmfast.info`, import without optional parts, torch.compile."""
+
 import importlib.util
 import os
 import subprocess
@@ -18,20 +19,32 @@ CPU = torch.device("cpu")
 def run(code, **env):
     e = {**os.environ, **env}
     # run outside the source tree, so the installed package is the one imported
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e,
-                          cwd=tempfile.gettempdir())
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=e,
+        cwd=tempfile.gettempdir(),
+    )
 
 
 def test_info_prints_backends_and_versions():
-    out = subprocess.run([sys.executable, "-m", "rfmfast.info"], capture_output=True, text=True,
-                         check=True, cwd=tempfile.gettempdir()).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "rfmfast.info"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    ).stdout
     assert f"rfmfast {rfmfast.__version__}" in out and "torch" in out
     for name in ("reference", "cpu", "triton"):
         assert f"  {name}" in out
 
 
-@pytest.mark.skipif(os.environ.get("RFMFAST_REQUIRE_CPU_BACKEND") != "1",
-                    reason="runs only where RFMFAST_REQUIRE_CPU_BACKEND=1 (CI)")
+@pytest.mark.skipif(
+    os.environ.get("RFMFAST_REQUIRE_CPU_BACKEND") != "1",
+    reason="runs only where RFMFAST_REQUIRE_CPU_BACKEND=1 (CI)",
+)
 def test_required_cpu_backend_is_built():
     """Where the C++ backend must exist (.ci/run sets the variable), its absence is a failure,
     not a row of skipped tests."""
@@ -62,11 +75,13 @@ def test_import_without_triton_or_extension():
 def test_triton_without_gpu_raises_clearly():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    r = run("import torch, rfmfast\n"
-            "from rfmfast.backends import BackendUnavailable\n"
-            "try:\n    rfmfast.kernel_matrix(torch.randn(3, 2), backend='triton')\n"
-            "except BackendUnavailable as e:\n    print('raised:', e)\n",
-            TRITON_INTERPRET="0")
+    r = run(
+        "import torch, rfmfast\n"
+        "from rfmfast.backends import BackendUnavailable\n"
+        "try:\n    rfmfast.kernel_matrix(torch.randn(3, 2), backend='triton')\n"
+        "except BackendUnavailable as e:\n    print('raised:', e)\n",
+        TRITON_INTERPRET="0",
+    )
     assert "raised: backend 'triton' is not available" in r.stdout, r.stdout + r.stderr
 
 
@@ -78,7 +93,7 @@ def test_auto_and_env_override(monkeypatch):
     monkeypatch.setenv("RFMFAST_BACKEND", "nonsense")
     with pytest.raises(ValueError, match="RFMFAST_BACKEND"):
         choose("auto", CPU, "kernel_matmul")
-    monkeypatch.setenv("RFMFAST_BACKEND", "cuda")     # no such backend: a clear error
+    monkeypatch.setenv("RFMFAST_BACKEND", "cuda")  # no such backend: a clear error
     with pytest.raises(ValueError, match="not one of auto, reference, cpu, triton"):
         rfmfast.kernel_matrix(torch.randn(3, 2))
 
@@ -94,7 +109,7 @@ def test_backends_declare_devices_ops_and_kernel_matrix_modes_as_data():
         assert any("takes CUDA tensors, got cpu" in w for w in why)
     for b in BACKENDS.values():
         assert {"full", "symmetric"} <= set(b.triangles) <= {"full", "symmetric", "lower"}
-        for op in b.ops:                       # every declared op has its module
+        for op in b.ops:  # every declared op has its module
             assert importlib.util.find_spec(f"rfmfast.ops.{op}.{b.name}") is not None, (op, b)
 
 
@@ -108,7 +123,7 @@ def test_writes_in_place_follows_the_backend_records():
 
 def test_a_backend_without_the_op_hands_it_to_auto_only_when_asked(monkeypatch):
     monkeypatch.delenv("RFMFAST_BACKEND", raising=False)
-    monkeypatch.setenv("TRITON_INTERPRET", "1")          # triton then takes CPU tensors
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # triton then takes CPU tensors
     from rfmfast import backends
 
     if not backends.available_backends()["triton"][0]:
@@ -137,8 +152,9 @@ def test_custom_ops_pass_opcheck():
     torch.library.opcheck(ops.kernel_matrix_cpu, (X, Z, "laplace", 10.0, M, False))
     torch.library.opcheck(ops.kernel_matmul_cpu, (X, Z, torch.randn(9, 6), "gaussian", 3.0, None))
     torch.library.opcheck(ops.kernel_grads_cpu, (X, Z, torch.randn(9, 2), "laplace", 10.0, M))
-    torch.library.opcheck(ops.agop_cpu, (X, Z, torch.randn(9, 2), "laplace", 10.0, None, False,
-                                         True, "float64"))
+    torch.library.opcheck(
+        ops.agop_cpu, (X, Z, torch.randn(9, 2), "laplace", 10.0, None, False, True, "float64")
+    )
 
 
 @cpu_only

@@ -1,4 +1,5 @@
-"""Bad input is refused with a clear error before any work; small random inputs give correct results.
+"""Bad input is refused with a clear error before any work; small random inputs give correct
+results.
 
 Three parts:
 1. every public op (kernel_matrix, kernel_matmul, kernel_grads, agop, kernel_solve) x every
@@ -9,19 +10,25 @@ Three parts:
 3. the estimators refuse NaN, mismatched lengths, 1-D and empty X.
 All cases are tiny (n, m <= 40, d <= 12).
 """
+
 import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from _cases import rel_err
+from _tolerances import (
+    DISTANCE_RULE_FACTOR,
+    FLOAT64_AGREE,
+    PROPERTY_FLOAT32_FLOOR,
+    PSD_DIAG_FLOOR,
+    PSD_FLOOR,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rfmfast
 from rfmfast.backends import available_backends
-
-from _cases import rel_err
-from _tolerances import (DISTANCE_RULE_FACTOR, FLOAT64_AGREE, PROPERTY_FLOAT32_FLOOR,
-                         PSD_DIAG_FLOOR, PSD_FLOOR)
 
 BACKENDS = ["reference"] + (["cpu"] if available_backends()["cpu"][0] else [])
 OPS = ["kernel_matrix", "kernel_matmul", "kernel_grads", "agop", "kernel_solve"]
@@ -34,15 +41,21 @@ N, MM, D, T = 7, 6, 3, 2  # rows of the first argument, rows of the second, feat
 # 1. bad input
 # ---------------------------------------------------------------------------------------------
 
+
 def _base(dtype=torch.float64):
     g = torch.Generator().manual_seed(1)
-    A = torch.randn(N, D, generator=g, dtype=dtype)          # X (kernel_matrix, matmul, solve) / Q
-    B = torch.randn(MM, D, generator=g, dtype=dtype)         # Z / X (centers)
-    C = torch.randn(MM, T, generator=g, dtype=dtype)         # V / alpha (rows of B)
+    A = torch.randn(N, D, generator=g, dtype=dtype)  # X (kernel_matrix, matmul, solve) / Q
+    B = torch.randn(MM, D, generator=g, dtype=dtype)  # Z / X (centers)
+    C = torch.randn(MM, T, generator=g, dtype=dtype)  # V / alpha (rows of B)
     R = torch.randn(D, D, generator=g, dtype=dtype)
-    Mat = R @ R.T + torch.eye(D, dtype=dtype)                # symmetric PD
-    return {"A": A, "B": B, "C": C, "y": torch.randn(N, T, generator=g, dtype=dtype),
-            "kw": {"kernel": "laplace", "bandwidth": 10.0, "M": Mat}}
+    Mat = R @ R.T + torch.eye(D, dtype=dtype)  # symmetric PD
+    return {
+        "A": A,
+        "B": B,
+        "C": C,
+        "y": torch.randn(N, T, generator=g, dtype=dtype),
+        "kw": {"kernel": "laplace", "bandwidth": 10.0, "M": Mat},
+    }
 
 
 def _call(op, a, backend):
@@ -64,12 +77,14 @@ def _call(op, a, backend):
 
 def _set(key, fn):
     """Defect that replaces argument `key` (A, B, C, y or a keyword) by fn(old value)."""
+
     def apply(a):
         if key in ("A", "B", "C", "y"):
             a[key] = fn(a[key])
         else:
             a["kw"][key] = fn(a["kw"].get(key))
         return a
+
     return apply
 
 
@@ -93,7 +108,7 @@ def _non_sym(Mt):
 
 def _non_psd(Mt):
     Mt = Mt.clone()
-    Mt[0, 0] = -1.0   # still symmetric, a negative diagonal entry: not PSD
+    Mt[0, 0] = -1.0  # still symmetric, a negative diagonal entry: not PSD
     return Mt
 
 
@@ -120,7 +135,7 @@ def _tiny_bandwidth_f32(a):
 
 # name -> (defect, ops it applies to ("all", or a tuple of ops))
 ALL = tuple(OPS)
-THREE = ("kernel_matmul", "kernel_grads", "agop")          # ops that take a value argument C
+THREE = ("kernel_matmul", "kernel_grads", "agop")  # ops that take a value argument C
 TWO_POINT = ("kernel_matrix", "kernel_matmul", "kernel_grads", "agop")  # ops that take B
 DEFECTS = {
     # wrong number of dimensions
@@ -216,11 +231,20 @@ def test_bad_input_raises(op, defect, backend):
     assert msg.strip(), f"{op}/{defect}: empty error message ({type(info.value).__name__})"
     if defect in NAMES:
         import re
+
         assert re.search(NAMES[defect], msg), f"{op}/{defect}: message does not name it: {msg!r}"
 
 
 # A few of the same defects on numpy input (numpy in gives numpy out, so it must be checked too).
-NUMPY_DEFECTS = ["A_nan", "B_inf", "C_nan", "A_int64", "M_non_symmetric", "B_wrong_d", "A_empty_rows"]
+NUMPY_DEFECTS = [
+    "A_nan",
+    "B_inf",
+    "C_nan",
+    "A_int64",
+    "M_non_symmetric",
+    "B_wrong_d",
+    "A_empty_rows",
+]
 
 
 NUMPY_CASES = [
@@ -258,6 +282,7 @@ def test_good_input_still_runs(op, kernel, backend):
 # 2. correct results, against the float64 reference on the same rounded inputs
 # ---------------------------------------------------------------------------------------------
 
+
 def _inputs(seed, n, m, d, t, offset, scale, dtype, use_m):
     g = torch.Generator().manual_seed(seed)
     A = offset + scale * torch.randn(n, d, generator=g, dtype=torch.float64)
@@ -273,7 +298,7 @@ def _inputs(seed, n, m, d, t, offset, scale, dtype, use_m):
         Mt = None
     low = [x.to(dtype) for x in (A, B, C)] + [None if Mt is None else Mt.to(dtype)]
     if low[3] is not None and low[3].ndim == 2:
-        low[3] = (low[3] + low[3].T) / 2   # exactly symmetric after rounding
+        low[3] = (low[3] + low[3].T) / 2  # exactly symmetric after rounding
     high = [None if x is None else x.to(torch.float64) for x in low]
     return low, high
 
@@ -323,14 +348,20 @@ def test_matches_float64_reference(op, kernel, dtype, seed, n, m, d, t, offset, 
         base = rel_err(ref32, truth)
         # 2x the reference, plus a few float32 roundings: on 1-5 point cases with cancelling
         # sums the reference can be exact by luck (see the distance issue's closing note)
-        assert err <= DISTANCE_RULE_FACTOR * base + PROPERTY_FLOAT32_FLOOR, \
+        assert err <= DISTANCE_RULE_FACTOR * base + PROPERTY_FLOAT32_FLOOR, (
             f"float32 {PROP_BACKEND} error {err:.3e} > 2 x reference {base:.3e}"
+        )
 
 
 @pytest.mark.parametrize("kernel", ["laplace", "gaussian", "l1_laplace"])
 @settings(max_examples=15, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), d=st.integers(1, 12),
-       offset=st.sampled_from([0.0, 1e2, 1e3, 1e4]), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 30),
+    d=st.integers(1, 12),
+    offset=st.sampled_from([0.0, 1e2, 1e3, 1e4]),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
 def test_symmetric_kernel_matrix_properties(kernel, seed, n, d, offset, scale):
     g = torch.Generator().manual_seed(seed)
     X = (offset + scale * torch.randn(n, d, generator=g, dtype=torch.float64)).float()
@@ -338,14 +369,17 @@ def test_symmetric_kernel_matrix_properties(kernel, seed, n, d, offset, scale):
     assert torch.equal(K, K.T)
     assert torch.all(torch.diagonal(K) == 1)
     assert bool(((K >= 0) & (K <= 1)).all())
-    truth = rfmfast.kernel_matrix(X.double(), kernel=kernel, bandwidth=10.0 * scale, backend="reference")
-    base = rel_err(rfmfast.kernel_matrix(X, kernel=kernel, bandwidth=10.0 * scale, backend="reference"), truth)
+    truth = rfmfast.kernel_matrix(
+        X.double(), kernel=kernel, bandwidth=10.0 * scale, backend="reference"
+    )
+    base = rel_err(
+        rfmfast.kernel_matrix(X, kernel=kernel, bandwidth=10.0 * scale, backend="reference"), truth
+    )
     assert rel_err(K, truth) <= DISTANCE_RULE_FACTOR * base + PROPERTY_FLOAT32_FLOOR
 
 
 @settings(max_examples=10, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), d=st.integers(1, 12),
-       diag=st.booleans())
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 30), d=st.integers(1, 12), diag=st.booleans())
 def test_agop_symmetric_psd(seed, n, d, diag):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=g, dtype=torch.float64)
@@ -361,6 +395,7 @@ def test_agop_symmetric_psd(seed, n, d, diag):
 # ---------------------------------------------------------------------------------------------
 # 3. estimators
 # ---------------------------------------------------------------------------------------------
+
 
 def _est_data():
     rng = np.random.default_rng(0)

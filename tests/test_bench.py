@@ -1,6 +1,7 @@
 """`rfmfast bench`: the harness at tiny sizes through the command line (a subprocess in a
 temporary folder, the package under test), its one CSV schema, charts and report, and its
 refusal of bad options before any work. No timing is asserted."""
+
 import csv
 import os
 import subprocess
@@ -20,11 +21,19 @@ CPU_NAMES = [n for n in NAMES if n != "precision"]
 
 
 def run_bench(args, cwd, timeout=1500):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (PKG_PARENT, os.environ.get("PYTHONPATH")) if p))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (PKG_PARENT, os.environ.get("PYTHONPATH")) if p),
+    )
     env.pop("TRITON_INTERPRET", None)
-    return subprocess.run([sys.executable, "-m", "rfmfast.cli", "bench", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rfmfast.cli", "bench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +58,7 @@ def test_tiny_run_succeeds_and_prints_every_table(tiny_run):
     for name in CPU_NAMES:
         assert f"\n{name}: " in p.stdout, name
     assert "C++ ISA path" in p.stdout and "torch threads" in p.stdout
-    assert "[bench" in p.stderr                       # progress lines
+    assert "[bench" in p.stderr  # progress lines
 
 
 def test_csv_has_the_one_schema_and_every_benchmark(tiny_run):
@@ -61,18 +70,31 @@ def test_csv_has_the_one_schema_and_every_benchmark(tiny_run):
     for r in rows:
         assert r["role"] in schema.ROLES and r["status"] in schema.STATUSES, r
         assert r["size"] == "tiny" and r["device"] == "cpu"
-        for col in ("date", "commit", "rfmfast", "machine", "cpu", "isa", "threads", "torch",
-                    "versions", "case", "impl"):
+        for col in (
+            "date",
+            "commit",
+            "rfmfast",
+            "machine",
+            "cpu",
+            "isa",
+            "threads",
+            "torch",
+            "versions",
+            "case",
+            "impl",
+        ):
             assert r[col], (col, r)
         assert r["rfmfast"] == rfmfast.__version__
         if r["status"] == "skipped":
-            assert r["notes"], r                       # a reason
+            assert r["notes"], r  # a reason
         if r["role"] == "rfmfast":
             assert r["status"] == "ok", r
     # every rfmfast op row: a time, a positive rate, small error against float64
     for r in rows:
-        if r["bench"] in ("kernel_matrix", "kernel_matmul", "kernel_grads", "agop") \
-                and r["role"] == "rfmfast":
+        if (
+            r["bench"] in ("kernel_matrix", "kernel_matmul", "kernel_grads", "agop")
+            and r["role"] == "rfmfast"
+        ):
             assert float(r["seconds"]) > 0 and float(r["rate"]) > 0, r
             assert "/s" in r["rate_unit"], r
             assert float(r["rel_err"]) < 1e-3, r
@@ -129,7 +151,7 @@ def test_second_run_appends_and_only_selects(tiny_run):
     p = run_bench(["--size", "tiny", "--out", "out", "--only", "kernel_grads", "--no-plot"], cwd)
     assert p.returncode == 0, p.stderr[-3000:]
     header, after = read_csv(cwd / "out" / schema.CSV_NAME)
-    new = after[len(before):]
+    new = after[len(before) :]
     assert header == schema.FIELDS and new
     assert {r["bench"] for r in new} == {"kernel_grads"}
     assert len({r["run"] for r in new}) == 1 and new[0]["run"] != before[0]["run"]
@@ -154,17 +176,20 @@ def test_another_schema_in_out_is_refused(tmp_path, capsys):
     assert "not in rfmfast's benchmark CSV schema" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--only", "nope"], "is not a benchmark"),
-    (["--only", ","], "names no benchmark"),
-    (["--device", "tpu"], "is not a device"),
-    (["--dry-run"], "goes with --device cuda"),
-    (["--threads", "0"], "is not an integer >= 1"),
-    (["--repeats", "x"], "is not an integer >= 1"),
-    (["--timeout", "-1"], "is not a number > 0"),
-    (["--quick", "--size", "full"], "disagree"),
-    (["--size", "huge"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--only", "nope"], "is not a benchmark"),
+        (["--only", ","], "names no benchmark"),
+        (["--device", "tpu"], "is not a device"),
+        (["--dry-run"], "goes with --device cuda"),
+        (["--threads", "0"], "is not an integer >= 1"),
+        (["--repeats", "x"], "is not an integer >= 1"),
+        (["--timeout", "-1"], "is not a number > 0"),
+        (["--quick", "--size", "full"], "disagree"),
+        (["--size", "huge"], "invalid choice"),
+    ],
+)
 def test_bad_options_are_one_line_usage_errors(args, message, capsys):
     code = main(["bench", *args])
     err = capsys.readouterr().err

@@ -1,16 +1,17 @@
 """cholesky_inplace, the dense factorization under the Cholesky solve: rfmfast's C++ GEMM and
 recursive Cholesky against float64 torch / LAPACK on ragged sizes, every instruction-set variant,
 every backend that implements it (the Triton backend does not)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from _cases import available, backends, needs, rel_err
+from _tolerances import CHOLESKY_FACTOR_FACTOR
+from _tolerances import CHOLESKY_TOL as TOL
 
 from rfmfast.ops.cholesky import cholesky_inplace
-
-from _cases import available, backends, needs, rel_err
-from _tolerances import CHOLESKY_FACTOR_FACTOR, CHOLESKY_TOL as TOL
 
 CPU = available("cpu")
 needs_cpu = needs("cpu")
@@ -40,8 +41,9 @@ def spd(n, dtype, seed, d=7, reg=1e-1):
 
 @needs_cpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (13, 37, 5), (100, 33, 300), (257, 513, 260),
-                                     (129, 129, 1003)])
+@pytest.mark.parametrize(
+    "m, n, k", [(1, 1, 1), (13, 37, 5), (100, 33, 300), (257, 513, 260), (129, 129, 1003)]
+)
 def test_gemm_nt_matches_float64(isa, dtype, m, n, k):
     from rfmfast.ops._cpu.glue import fn
 
@@ -51,7 +53,7 @@ def test_gemm_nt_matches_float64(isa, dtype, m, n, k):
     out = C.clone()
     fn("gemm_nt", dtype)(out.numpy(), A.numpy(), B.numpy(), False, torch.get_num_threads())
     assert rel_err(out, ref) < TOL[dtype]
-    if m == n:       # lower: the lower triangle is updated exactly as the full product
+    if m == n:  # lower: the lower triangle is updated exactly as the full product
         low = C.clone()
         fn("gemm_nt", dtype)(low.numpy(), A.numpy(), B.numpy(), True, torch.get_num_threads())
         assert torch.equal(low.tril(), out.tril())
@@ -62,7 +64,7 @@ def test_gemm_nt_matches_float64(isa, dtype, m, n, k):
 @pytest.mark.parametrize("n", [1, 7, 47, 49, 129, 1003])
 def test_cholesky_matches_lapack(isa, dtype, n):
     K64, K = spd(n, dtype, seed=n)
-    K += torch.full_like(K, float("nan")).triu(1)       # the upper triangle is never read
+    K += torch.full_like(K, float("nan")).triu(1)  # the upper triangle is never read
     assert cholesky_inplace(K, backend="cpu") == 0
     L = K.tril()
     assert rel_err(L, torch.linalg.cholesky(K64)) < CHOLESKY_FACTOR_FACTOR * TOL[dtype]
@@ -77,7 +79,7 @@ def test_backends_agree_and_report_the_failing_pivot(backend, dtype):
     assert cholesky_inplace(ok, backend=backend) == 0
     assert rel_err(ok.tril(), torch.linalg.cholesky(K64)) < CHOLESKY_FACTOR_FACTOR * TOL[dtype]
     bad = K.clone()
-    bad[200, 200] = -1.0                                  # leading minors 1..200 stay positive
+    bad[200, 200] = -1.0  # leading minors 1..200 stay positive
     assert cholesky_inplace(bad, backend=backend) == 201
 
 
@@ -113,10 +115,17 @@ def test_bindings_refuse_zero_threads_and_outputs_they_would_copy():
     with pytest.raises(ValueError, match="nthreads"):
         _C.cholesky_f32(np.eye(3, dtype=np.float32), 0)
     with pytest.raises(ValueError, match="nthreads"):
-        _C.gemm_nt_f32(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32),
-                       np.eye(3, dtype=np.float32), False, 0)
+        _C.gemm_nt_f32(
+            np.eye(3, dtype=np.float32),
+            np.eye(3, dtype=np.float32),
+            np.eye(3, dtype=np.float32),
+            False,
+            0,
+        )
     X = torch.randn(5, 3)
-    for out, msg in [(np.empty((5, 5)), "dtype"), (np.empty((5, 10), np.float32)[:, ::2],
-                                                   "contiguous")]:
+    for out, msg in [
+        (np.empty((5, 5)), "dtype"),
+        (np.empty((5, 10), np.float32)[:, ::2], "contiguous"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             kernel_matrix_into(X, X, "laplace", 1.0, None, "full", out)

@@ -1,5 +1,6 @@
 """The command line: user errors end in one line `rfmfast: error: ...` (exit 2 for the command
 line, 1 for unusable input), --out is checked before any work and never overwritten silently."""
+
 import os
 import subprocess
 import sys
@@ -43,13 +44,16 @@ def test_empty_test_set_is_an_error(ratings, capsys):
     assert "RMSE" not in out
 
 
-@pytest.mark.parametrize("args, match", [
-    (["--test-fraction", "1.5"], "argument --test-fraction: '1.5' is not a number in (0, 1)"),
-    (["--max-iter", "0"], "argument --max-iter: '0' is not an integer >= 1"),
-    (["--device", "gpu"], "'gpu' is not a device"),
-    (["--holdout", "0.7"], "'holdout' parameter"),
-    (["--bias", "user"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--test-fraction", "1.5"], "argument --test-fraction: '1.5' is not a number in (0, 1)"),
+        (["--max-iter", "0"], "argument --max-iter: '0' is not an integer >= 1"),
+        (["--device", "gpu"], "'gpu' is not a device"),
+        (["--holdout", "0.7"], "'holdout' parameter"),
+        (["--bias", "user"], "invalid choice"),
+    ],
+)
 def test_bad_options(ratings, capsys, args, match):
     out = one_line_error(capsys, main(["complete", str(ratings), *args]), 2, match)
     assert out == ""  # nothing ran
@@ -62,11 +66,19 @@ def test_cuda_without_cuda(ratings, capsys):
 
 
 def test_out_checked_before_the_fit(ratings, tmp_path, capsys):
-    one_line_error(capsys, main(["complete", str(ratings), "--out", str(tmp_path / "no" / "p.csv")]),
-                   2, "does not exist")
-    one_line_error(capsys, main(["complete", str(ratings), "--out", str(tmp_path)]), 2, "is a directory")
+    one_line_error(
+        capsys,
+        main(["complete", str(ratings), "--out", str(tmp_path / "no" / "p.csv")]),
+        2,
+        "does not exist",
+    )
+    one_line_error(
+        capsys, main(["complete", str(ratings), "--out", str(tmp_path)]), 2, "is a directory"
+    )
     if os.path.isdir("/proc"):  # not writable, even for root
-        one_line_error(capsys, main(["complete", str(ratings), "--out", "/proc/p.csv"]), 2, "cannot write")
+        one_line_error(
+            capsys, main(["complete", str(ratings), "--out", "/proc/p.csv"]), 2, "cannot write"
+        )
     assert capsys.readouterr().out == ""
 
 
@@ -83,8 +95,12 @@ def test_out_is_never_overwritten_without_force(ratings, tmp_path, capsys):
 def test_grokking_out_checked_before_the_fit(tmp_path, capsys):
     out = tmp_path / "g.png"
     out.write_bytes(b"x")
-    one_line_error(capsys, main(["grokking", "--p", "5", "--iters", "1", "--out", str(out)]), 2,
-                   "exists; pass --force")
+    one_line_error(
+        capsys,
+        main(["grokking", "--p", "5", "--iters", "1", "--out", str(out)]),
+        2,
+        "exists; pass --force",
+    )
     one_line_error(capsys, main(["grokking", "--p", "1", "--out", ""]), 1, "p must be >= 2")
 
 
@@ -97,8 +113,12 @@ def test_subprocess_exit_status_and_no_traceback(ratings, tmp_path):
     """As a program: the UsageError a recipe raises is reported as such (exit 2, one line)."""
     out = tmp_path / "taken.csv"
     out.write_text("x\n")
-    p = subprocess.run([sys.executable, "-m", "rfmfast.cli", "complete", str(ratings), "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "rfmfast.cli", "complete", str(ratings), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("rfmfast: error: --out") and p.stderr.count("\n") == 1, p.stderr
     assert "exists; pass --force" in p.stderr and "Traceback" not in p.stderr

@@ -1,5 +1,6 @@
 """The C++ kernels reached through their params structs: the kernel-code table, and every op of
 rfmfast._C on a small ragged case against float64 numpy, on every instruction-set variant."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -73,8 +74,26 @@ def test_every_op_matches_float64(isa, dt, kind):
         A = K / np.sqrt((diff**2).sum(-1)) if kind == 0 else K
         Vg = fn("pack_grad_values", dt)((Z - mu).astype(dt), alpha)
         H = np.full((n, c, d), np.nan, dt)
-        fn("kernel_grads", dt)(Xt, xn, (X - mu).astype(dt), Zp, zn, X, Z, S, 1, alpha, kind, L, s,
-                               EPS, RESOLVE, Vg, H, NT)
+        fn("kernel_grads", dt)(
+            Xt,
+            xn,
+            (X - mu).astype(dt),
+            Zp,
+            zn,
+            X,
+            Z,
+            S,
+            1,
+            alpha,
+            kind,
+            L,
+            s,
+            EPS,
+            RESOLVE,
+            Vg,
+            H,
+            NT,
+        )
         # the gradient in centered original coordinates, before M: s sum_j A_ij a_jc (q_i - x_j)
         ref = s * np.einsum("ij,jc,ijk->ick", A, alpha, (X[:, None] - Z[None]).astype(np.float64))
     assert rel(H, ref) < 10 * TOL[dt]

@@ -1,10 +1,16 @@
 """The MovieLens loader on few-line samples written here, and its errors."""
+
 import numpy as np
 import pytest
 
 from rfmfast.datasets import load_movielens, split_ratings
 
-U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t377\t5\t881251000\n"
+U_DATA = (
+    "196\t242\t3\t881250949\n"
+    "186\t302\t3\t891717742\n"
+    "22\t377\t1\t878887116\n"
+    "196\t377\t5\t881251000\n"
+)
 RATINGS_DAT = "1::1193::5::978300760\n1::661::3::978302109\n6040::1193::4.5::956703932\n\n"
 
 
@@ -31,13 +37,16 @@ def test_ratings_dat(tmp_path):
     np.testing.assert_allclose(r.values, [5, 3, 4.5])
 
 
-@pytest.mark.parametrize("text, match", [
-    ("1\t2\t3\n", "line 1: expected 4 fields"),
-    ("1\t2\t3\t4\n1\tx\t3\t4\n", "line 2: non-numeric"),
-    ("1.5\t2\t3\t4\n", "line 1: user, item and timestamp must be integers"),
-    ("1\t2\tnan\t4\n", "line 1: rating is not a finite number"),
-    ("\n\n", "holds no ratings"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("1\t2\t3\n", "line 1: expected 4 fields"),
+        ("1\t2\t3\t4\n1\tx\t3\t4\n", "line 2: non-numeric"),
+        ("1.5\t2\t3\t4\n", "line 1: user, item and timestamp must be integers"),
+        ("1\t2\tnan\t4\n", "line 1: rating is not a finite number"),
+        ("\n\n", "holds no ratings"),
+    ],
+)
 def test_bad_files(tmp_path, text, match):
     p = tmp_path / "u.data"
     p.write_text(text)

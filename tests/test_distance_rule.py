@@ -1,6 +1,7 @@
 """The distance rule (rfmfast.kernels): exact distances for data far from the origin and for
 near-duplicate points, on every backend and every CPU code path; AGOPs exactly symmetric; the
 coincident pair out of the gradient; refusals of overflowing data and bandwidths."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,13 +10,30 @@ import textwrap
 
 import pytest
 import torch
+from _cases import (
+    KERNELS,
+    SHIFTED_CASES,
+    backends,
+    bandwidth,
+    data,
+    f64,
+    feature_matrix,
+    low_rank_data,
+    on,
+    rel_err,
+    shifted_points,
+)
+from _tolerances import (
+    DISTANCE_RULE_FACTOR,
+    DISTANCE_RULE_FLOOR,
+    FLOAT64_AGREE,
+    FLOAT64_ROUNDING,
+    SELF_PAIR_TOL,
+    SHIFTED_FIT_MSE_FACTOR,
+    TOL,
+)
 
 import rfmfast
-
-from _cases import (KERNELS, SHIFTED_CASES, backends, bandwidth, data, f64, feature_matrix,
-                    low_rank_data, on, rel_err, shifted_points)
-from _tolerances import (DISTANCE_RULE_FACTOR, DISTANCE_RULE_FLOOR, FLOAT64_AGREE,
-                         FLOAT64_ROUNDING, SELF_PAIR_TOL, SHIFTED_FIT_MSE_FACTOR, TOL)
 
 try:
     from rfmfast import _C
@@ -36,9 +54,8 @@ def points(case: str, dtype, n=37, m=29, d=50, seed=0):
 def run(op, X, Z, backend, kernel, M=None):
     g = torch.Generator().manual_seed(11)
     V = torch.randn(Z.shape[0], 3, generator=g, dtype=torch.float64).to(X.dtype)
-    X, Z, V, M = on(backend, X, Z, V, M)           # on a GPU machine: CUDA tensors for triton
-    kw = dict(kernel=kernel, bandwidth=5.0 if kernel == "gaussian" else 10.0, M=M,
-              backend=backend)
+    X, Z, V, M = on(backend, X, Z, V, M)  # on a GPU machine: CUDA tensors for triton
+    kw = dict(kernel=kernel, bandwidth=5.0 if kernel == "gaussian" else 10.0, M=M, backend=backend)
     if op == "kernel_matrix":
         out = rfmfast.kernel_matrix(X, Z, **kw)
     elif op == "kernel_matmul":
@@ -143,8 +160,9 @@ def test_coincident_pairs_far_from_the_mean(kernel, backend, isa):
     K = rfmfast.kernel_matrix(Xq, Xd, kernel=kernel, bandwidth=L, backend=backend)
     assert bool((K.diagonal() == 1).all())
     G = rfmfast.kernel_grads(Xq, Xd, ad, kernel=kernel, bandwidth=L, backend=backend)
-    ref = rfmfast.kernel_grads(f64(X), f64(X), f64(alpha), kernel=kernel, bandwidth=L,
-                               backend="reference")
+    ref = rfmfast.kernel_grads(
+        f64(X), f64(X), f64(alpha), kernel=kernel, bandwidth=L, backend="reference"
+    )
     assert rel_err(G, ref) < TOL[backend, torch.float32]
 
 
@@ -193,8 +211,9 @@ def test_agop_value_matrix_memory_bounded(tmp_path):
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
     """)
     # cwd elsewhere: the package under test, not a source tree on sys.path[0]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     grew_mb = float(out.stdout.strip().splitlines()[-1])
     assert grew_mb < 360, grew_mb
@@ -233,8 +252,7 @@ def test_rfm_fit_on_shifted_features_matches_unshifted():
     Xtr, Xte, ytr, yte = X[:1000], X[1000:], y[:1000], y[1000:]
     mse = []
     for off in (0.0, 1000.0):
-        m = rfmfast.RFMRegressor(iters=3, solver="cholesky").fit((Xtr + off).numpy(),
-                                                                 ytr.numpy())
+        m = rfmfast.RFMRegressor(iters=3, solver="cholesky").fit((Xtr + off).numpy(), ytr.numpy())
         p = m.predict((Xte + off).numpy())
         mse.append(float(((torch.as_tensor(p) - yte) ** 2).mean()))
     assert mse[1] <= SHIFTED_FIT_MSE_FACTOR * mse[0], mse

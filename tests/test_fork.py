@@ -1,4 +1,5 @@
 """A child forked after parallel work runs torch's and rfmfast's ops instead of hanging."""
+
 import multiprocessing
 import os
 import signal
@@ -11,12 +12,14 @@ import torch
 import rfmfast
 from rfmfast.backends import available_backends
 
-pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform"),
-              # Python >= 3.12 warns on every fork of a process with threads: that is the point.
-              pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks")]
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform"),
+    # Python >= 3.12 warns on every fork of a process with threads: that is the point.
+    pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks"),
+]
 
 DEADLINE_S = 60.0  # a healthy child takes well under a second; a hung one never finishes
-N = 3000           # points: enough for every op below to run a parallel region
+N = 3000  # points: enough for every op below to run a parallel region
 CPP = available_backends()["cpu"][0]
 OPTS = dict(kernel="laplace", bandwidth=3.0, backend="cpu" if CPP else "auto")
 
@@ -86,7 +89,8 @@ def test_os_fork_child_runs_ops(parent_ran_parallel_ops, op):
 @pytest.mark.parametrize("op", [pytest.param("rfmfast", marks=needs_cpp), "torch"])
 def test_multiprocessing_fork_worker_runs_ops(parent_ran_parallel_ops, op):
     proc = multiprocessing.get_context("fork").Process(
-        target=_mp_child, args=(op, *parent_ran_parallel_ops))
+        target=_mp_child, args=(op, *parent_ran_parallel_ops)
+    )
     proc.start()
     proc.join(DEADLINE_S)
     if proc.is_alive():

@@ -6,16 +6,18 @@ tests check the code above them (solvers, RFM and lin-RFM loops) for device hand
 silently moved to the CPU, outputs come back where the inputs were, and the numbers agree with
 the CPU run to the precision used.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from _cases import low_rank_data, rel_err
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
@@ -30,7 +32,7 @@ def test_kernel_solve_on_cuda_matches_cpu(solver, kernel):
     a_cpu = kernel_solve(Xc, torch.from_numpy(y), **opts)
     a_gpu = kernel_solve(Xc.cuda(), torch.from_numpy(y).cuda(), **opts)
     assert a_gpu.device.type == "cuda"
-    tol = 1e-10 if solver == "cholesky" else 1e-5     # cg stops at its tolerance on each side
+    tol = 1e-10 if solver == "cholesky" else 1e-5  # cg stops at its tolerance on each side
     assert rel_err(a_gpu.cpu(), a_cpu) < tol
 
 
@@ -39,8 +41,15 @@ def test_rfm_regressor_on_cuda_matches_cpu():
 
     X, y = low_rank_data(1500, 12, seed=2)
     Xt, yt = low_rank_data(500, 12, seed=3)
-    kw = dict(kernel="laplace", bandwidth=10.0, reg=1e-3, iters=3, dtype="float64",
-              solver="cholesky", random_state=0)
+    kw = dict(
+        kernel="laplace",
+        bandwidth=10.0,
+        reg=1e-3,
+        iters=3,
+        dtype="float64",
+        solver="cholesky",
+        random_state=0,
+    )
     cpu = RFMRegressor(device="cpu", **kw).fit(X, y)
     gpu = RFMRegressor(device="cuda", **kw).fit(X, y)
     assert rel_err(torch.from_numpy(gpu.M_), torch.from_numpy(cpu.M_)) < 1e-8

@@ -1,4 +1,5 @@
 """Ctrl-C stops long C++ calls; the first op of a process is cheap and imports no compiler."""
+
 from __future__ import annotations
 
 import signal
@@ -26,8 +27,9 @@ def test_first_op_imports_no_compiler(tmp_path):
         print(sum(m.startswith("torch._dynamo") for m in sys.modules))
     """)
     # cwd elsewhere: the package under test, not a source tree on sys.path[0]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "0"
 
@@ -48,8 +50,9 @@ def test_ctrl_c_stops_a_long_cpu_call(tmp_path):
         except KeyboardInterrupt:
             print("interrupted", time.perf_counter() - t, flush=True)
     """)
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                         cwd=tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     try:
         assert p.stdout.readline().strip() == "start"
         time.sleep(1.0)

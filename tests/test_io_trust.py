@@ -1,5 +1,6 @@
 """Model files: corruption, foreign files and crafted contents are refused with one clear error,
 and loading never runs code from the file."""
+
 import os
 import pickle
 
@@ -77,6 +78,7 @@ def test_malicious_pickle_does_not_execute(tmp_path, monkeypatch, wrapped):
     if wrapped:
         import hashlib
         import io
+
         buf = io.BytesIO()
         torch.save({"format": "rfmfast.rfm/1", "payload": _Boom()}, buf)
         body = buf.getvalue()
@@ -89,34 +91,41 @@ def test_malicious_pickle_does_not_execute(tmp_path, monkeypatch, wrapped):
 
 
 def _rewrite(path, edit):
-    """Re-save the payload of ``path`` after ``edit(blob)``: a well-formed file with bad contents."""
+    """Re-save the payload of ``path`` after ``edit(blob)``: a well-formed file with bad
+    contents."""
     blob = _io.load(path, "rfmfast.rfm/1")
     edit(blob)
     _io.save(path, blob)
 
 
-@pytest.mark.parametrize("edit, what", [
-    (lambda b: b.pop("state"), "state"),
-    (lambda b: b["state"].pop("alpha"), "alpha"),
-    (lambda b: b["state"].update(alpha=b["state"]["alpha"][:-1]), "alpha"),
-    (lambda b: b["state"].update(alpha=b["state"]["alpha"].float()), "alpha"),
-    (lambda b: b["state"].update(X=b["state"]["X"][:, :-1]), "M"),
-    (lambda b: b["state"].update(M=torch.ones(3, 3, dtype=torch.float64)), "M"),
-    (lambda b: b["state"].update(M=torch.ones(4, dtype=torch.float64)), "M"),
-    (lambda b: b["state"].update(X=b["state"]["X"].tolist()), "X"),
-    (lambda b: b["state"].update(X=torch.full((40, 4), float("nan"), dtype=torch.float64)), "X"),
-    (lambda b: b["state"].update(best_iter=-1), "best_iter"),
-    (lambda b: b["state"].update(best_iter=True), "best_iter"),
-    (lambda b: b["state"].update(n_outputs=3), "n_outputs"),
-    (lambda b: b["state"].update(history="x"), "history"),
-    (lambda b: b["state"].update(feature_names=["a"]), "feature_names"),
-    (lambda b: b["params"].update(dtype="float32"), "dtype"),
-    (lambda b: b["params"].update(colour="red"), "colour"),
-    (lambda b: b["params"].pop("kernel"), "kernel"),
-    (lambda b: b["params"].update(iters=-2), "iters"),
-    (lambda b: b.update(format="something/9"), "format"),
-    (lambda b: b.update(params=[1, 2]), "params"),
-])
+@pytest.mark.parametrize(
+    "edit, what",
+    [
+        (lambda b: b.pop("state"), "state"),
+        (lambda b: b["state"].pop("alpha"), "alpha"),
+        (lambda b: b["state"].update(alpha=b["state"]["alpha"][:-1]), "alpha"),
+        (lambda b: b["state"].update(alpha=b["state"]["alpha"].float()), "alpha"),
+        (lambda b: b["state"].update(X=b["state"]["X"][:, :-1]), "M"),
+        (lambda b: b["state"].update(M=torch.ones(3, 3, dtype=torch.float64)), "M"),
+        (lambda b: b["state"].update(M=torch.ones(4, dtype=torch.float64)), "M"),
+        (lambda b: b["state"].update(X=b["state"]["X"].tolist()), "X"),
+        (
+            lambda b: b["state"].update(X=torch.full((40, 4), float("nan"), dtype=torch.float64)),
+            "X",
+        ),
+        (lambda b: b["state"].update(best_iter=-1), "best_iter"),
+        (lambda b: b["state"].update(best_iter=True), "best_iter"),
+        (lambda b: b["state"].update(n_outputs=3), "n_outputs"),
+        (lambda b: b["state"].update(history="x"), "history"),
+        (lambda b: b["state"].update(feature_names=["a"]), "feature_names"),
+        (lambda b: b["params"].update(dtype="float32"), "dtype"),
+        (lambda b: b["params"].update(colour="red"), "colour"),
+        (lambda b: b["params"].pop("kernel"), "kernel"),
+        (lambda b: b["params"].update(iters=-2), "iters"),
+        (lambda b: b.update(format="something/9"), "format"),
+        (lambda b: b.update(params=[1, 2]), "params"),
+    ],
+)
 def test_inconsistent_contents_are_refused(saved, edit, what):
     _, _, path = saved
     _rewrite(path, edit)
@@ -141,7 +150,7 @@ def test_round_trip_still_exact_and_save_is_atomic(saved, tmp_path):
     m, X, path = saved
     m2 = RFMRegressor.load(path)
     np.testing.assert_array_equal(m.predict(X), m2.predict(X))
-    assert path.read_bytes()[:len(_io.MAGIC)] == _io.MAGIC
+    assert path.read_bytes()[: len(_io.MAGIC)] == _io.MAGIC
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no temporary left over
 
 

@@ -2,6 +2,7 @@
 preconditioned CG reaches the dense solution, scikit-learn's conventions, memory and bad input
 refused before any work, non-convergence and float64 redos reported, and the accuracy of
 Nystroem with m = 1000 on n = 20,000 of the low-rank target."""
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +39,7 @@ def dense_nystroem(X, y, C, reg, kernel="laplace", bandwidth=10.0):
 
 
 # --- exact and Nystroem agree where they must -------------------------------------------------
+
 
 def test_all_points_as_centers_equal_the_exact_solve():
     """centers=n (every point, drawn in random order) and centers=X both give exact KRR."""
@@ -93,8 +95,9 @@ def test_multi_output_and_feature_matrix():
 
 # --- the exact solve past the memory budget, warm starts, non-convergence --------------------
 
+
 def test_exact_past_the_memory_budget_runs_pcg():
-    X, y = low_rank(1100, d=7)         # n > the preconditioner's rank (1000)
+    X, y = low_rank(1100, d=7)  # n > the preconditioner's rank (1000)
     direct = KernelRidge(dtype="float64", solver="cholesky").fit(X, y)
     model = KernelRidge(dtype="float64", memory_budget=1100 * 1100 * 8 - 1, tol=1e-9).fit(X, y)
     info = model.solve_info_
@@ -140,7 +143,7 @@ def test_float32_factorization_failure_is_redone_in_float64(monkeypatch):
     X, y = low_rank(500, d=7)
     ref = KernelRidge(centers=100, reg=1e-2).fit(X, y)
     assert ref.solve_info_.reason == ""
-    monkeypatch.setitem(ny.SHIFT, torch.float32, -1.0)      # K + s I indefinite in float32
+    monkeypatch.setitem(ny.SHIFT, torch.float32, -1.0)  # K + s I indefinite in float32
     with pytest.warns(ny.PrecisionWarning, match="redone in float64"):
         model = KernelRidge(centers=100, reg=1e-2).fit(X, y)
     info = model.solve_info_
@@ -148,7 +151,7 @@ def test_float32_factorization_failure_is_redone_in_float64(monkeypatch):
     assert info.converged and info.peak_memory_bytes >= 2 * 100 * 100 * 8
     assert model.alpha_.dtype == np.float32
     assert rel(model.predict(X), ref.predict(X)) < 1e-2
-    monkeypatch.setitem(ny.SHIFT, torch.float64, -1.0)      # and in float64: no answer
+    monkeypatch.setitem(ny.SHIFT, torch.float64, -1.0)  # and in float64: no answer
     with pytest.raises(np.linalg.LinAlgError, match="failed in float64 .* float32 Cholesky"):
         KernelRidge(centers=100, reg=1e-2).fit(X, y)
 
@@ -166,6 +169,7 @@ def test_verbose_progress(capsys):
 
 
 # --- scikit-learn conventions ---------------------------------------------------------------
+
 
 def test_sklearn_conventions():
     X, y = low_rank(300, d=6)
@@ -192,36 +196,49 @@ def test_sklearn_conventions():
 
 # --- bad input: a clear error before any work -----------------------------------------------
 
+
 @pytest.fixture
 def no_work(monkeypatch):
     """Any kernel evaluation or solve fails the test: the error must come first."""
+
     def work(*a, **k):
         raise AssertionError("work started before the error")
+
     import rfmfast.models.kernel_ridge as kr
+
     monkeypatch.setattr(kr, "kernel_solve", work)
     monkeypatch.setattr(ny, "kernel_matrix", work)
     monkeypatch.setattr(ny, "kernel_matmul", work)
 
 
-@pytest.mark.parametrize("params, err, match", [
-    (dict(centers=301), ValueError, "centers=301 is more than the 300 training points"),
-    (dict(centers=0), InvalidParameterError, "'centers' parameter of KernelRidge"),
-    (dict(centers=-5), InvalidParameterError, "'centers' parameter of KernelRidge"),
-    (dict(centers=2.5), InvalidParameterError, "'centers' parameter of KernelRidge"),
-    (dict(centers=np.zeros((10, 3))), ValueError, "centers has 3 features but X has 6"),
-    (dict(centers=np.full((10, 6), np.nan)), ValueError, "centers contains NaN"),
-    (dict(centers=200, memory_budget=1e5), MemoryError,
-     r"m = 200 centers needs .* two 200 x 200 matrices .* over the memory budget"),
-    (dict(solver="cholesky", memory_budget=1e5), MemoryError,
-     r"the 300 x 300 kernel matrix, .* over the memory budget"),
-    (dict(centers=50, solver="cholesky"), ValueError, "solver='cholesky' is the exact solve"),
-    (dict(reg=-1.0), InvalidParameterError, "'reg' parameter"),
-    (dict(M=np.eye(3)), ValueError, "M has shape"),
-    (dict(M=-np.eye(6)), ValueError, "positive semi-definite"),
-    (dict(kernel="rbf"), InvalidParameterError, "'kernel' parameter"),
-    (dict(max_iter=0), InvalidParameterError, "'max_iter' parameter"),
-    (dict(tol=0.0), InvalidParameterError, "'tol' parameter"),
-])
+@pytest.mark.parametrize(
+    "params, err, match",
+    [
+        (dict(centers=301), ValueError, "centers=301 is more than the 300 training points"),
+        (dict(centers=0), InvalidParameterError, "'centers' parameter of KernelRidge"),
+        (dict(centers=-5), InvalidParameterError, "'centers' parameter of KernelRidge"),
+        (dict(centers=2.5), InvalidParameterError, "'centers' parameter of KernelRidge"),
+        (dict(centers=np.zeros((10, 3))), ValueError, "centers has 3 features but X has 6"),
+        (dict(centers=np.full((10, 6), np.nan)), ValueError, "centers contains NaN"),
+        (
+            dict(centers=200, memory_budget=1e5),
+            MemoryError,
+            r"m = 200 centers needs .* two 200 x 200 matrices .* over the memory budget",
+        ),
+        (
+            dict(solver="cholesky", memory_budget=1e5),
+            MemoryError,
+            r"the 300 x 300 kernel matrix, .* over the memory budget",
+        ),
+        (dict(centers=50, solver="cholesky"), ValueError, "solver='cholesky' is the exact solve"),
+        (dict(reg=-1.0), InvalidParameterError, "'reg' parameter"),
+        (dict(M=np.eye(3)), ValueError, "M has shape"),
+        (dict(M=-np.eye(6)), ValueError, "positive semi-definite"),
+        (dict(kernel="rbf"), InvalidParameterError, "'kernel' parameter"),
+        (dict(max_iter=0), InvalidParameterError, "'max_iter' parameter"),
+        (dict(tol=0.0), InvalidParameterError, "'tol' parameter"),
+    ],
+)
 def test_bad_input_before_any_work(no_work, params, err, match):
     X, y = low_rank(300, d=6)
     with pytest.raises(err, match=match):
@@ -251,6 +268,7 @@ def test_memory_error_names_the_size_of_a_float64_redo(monkeypatch):
 
 
 # --- accuracy on the low-rank target ----------------------------------------------------------
+
 
 def test_nystroem_accuracy_on_the_low_rank_target_n4000():
     """m = 500 of n = 4000: the test error close to exact KRR's, and better than exact KRR on

@@ -1,5 +1,6 @@
 """lin-RFM: completion (exact recovery, honest model selection, input forms, bad input), the
 GEMM-only matrix power, sparse regression and the `rfmfast complete` command."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -83,8 +84,12 @@ def test_input_forms_agree():
     perm = np.random.default_rng(0).permutation(len(rows))  # order of entries does not matter
     others = [
         LinRFMCompleter(**kw).fit(Z).completed_,
-        LinRFMCompleter(**kw).fit((rows[perm], cols[perm], Y[rows, cols][perm]), shape=Y.shape).completed_,
-        LinRFMCompleter(**kw).fit(sp.csr_matrix((Y[rows, cols], (rows, cols)), shape=Y.shape)).completed_,
+        LinRFMCompleter(**kw)
+        .fit((rows[perm], cols[perm], Y[rows, cols][perm]), shape=Y.shape)
+        .completed_,
+        LinRFMCompleter(**kw)
+        .fit(sp.csr_matrix((Y[rows, cols], (rows, cols)), shape=Y.shape))
+        .completed_,
     ]
     for X in others:
         np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12)
@@ -96,7 +101,9 @@ def test_input_forms_agree():
 def test_predict_with_and_without_completed():
     Y, mask = low_rank(40, 30, 2, 0.5, seed=3)
     a = LinRFMCompleter(max_iter=8, bias="rowcol").fit(Y, mask)
-    b = LinRFMCompleter(max_iter=8, bias="rowcol", max_completed_elems=0, block_elems=64).fit(Y, mask)
+    b = LinRFMCompleter(max_iter=8, bias="rowcol", max_completed_elems=0, block_elems=64).fit(
+        Y, mask
+    )
     assert b.completed_ is None
     r, c = np.nonzero(np.ones_like(mask))
     np.testing.assert_allclose(a.predict(r, c), a.completed_[r, c], rtol=0, atol=1e-12)
@@ -154,29 +161,66 @@ def test_empty_rows_and_columns_are_predicted_by_bias():
     assert np.isfinite(est.completed_).all()
 
 
-@pytest.mark.parametrize("args, kwargs, exc, match", [
-    (((np.array([0, 5]), np.array([0, 1]), np.array([1.0, 2.0])),), {"shape": (3, 3)}, ValueError, "out of range"),
-    (((np.array([0, -1]), np.array([0, 1]), np.array([1.0, 2.0])),), {}, ValueError, ">= 0"),
-    (((np.array([0, 0]), np.array([1, 1]), np.array([1.0, 2.0])),), {}, ValueError, r"\(0, 1\) is given more than once"),
-    (((np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.nan])),), {}, ValueError, "must be finite"),
-    (((np.array([0.0, 1.0]), np.array([0, 1]), np.array([1.0, 2.0])),), {}, TypeError, "integers"),
-    (((np.array([0]), np.array([0, 1]), np.array([1.0, 2.0])),), {}, ValueError, "one length"),
-    (((np.array([], dtype=int), np.array([], dtype=int), np.array([])),), {}, ValueError, "no observed"),
-    ((np.ones((3, 3)), np.ones((3, 2), dtype=bool)), {}, ValueError, "mask has shape"),
-    ((np.ones((3, 3)), np.ones((3, 3))), {}, TypeError, "mask must be boolean"),
-    ((np.ones(3),), {}, ValueError, "2-D"),
-    ((np.array([[1.0, np.inf], [np.nan, 2.0]]),), {}, ValueError, "must be finite"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (
+            ((np.array([0, 5]), np.array([0, 1]), np.array([1.0, 2.0])),),
+            {"shape": (3, 3)},
+            ValueError,
+            "out of range",
+        ),
+        (((np.array([0, -1]), np.array([0, 1]), np.array([1.0, 2.0])),), {}, ValueError, ">= 0"),
+        (
+            ((np.array([0, 0]), np.array([1, 1]), np.array([1.0, 2.0])),),
+            {},
+            ValueError,
+            r"\(0, 1\) is given more than once",
+        ),
+        (
+            ((np.array([0, 1]), np.array([0, 1]), np.array([1.0, np.nan])),),
+            {},
+            ValueError,
+            "must be finite",
+        ),
+        (
+            ((np.array([0.0, 1.0]), np.array([0, 1]), np.array([1.0, 2.0])),),
+            {},
+            TypeError,
+            "integers",
+        ),
+        (((np.array([0]), np.array([0, 1]), np.array([1.0, 2.0])),), {}, ValueError, "one length"),
+        (
+            ((np.array([], dtype=int), np.array([], dtype=int), np.array([])),),
+            {},
+            ValueError,
+            "no observed",
+        ),
+        ((np.ones((3, 3)), np.ones((3, 2), dtype=bool)), {}, ValueError, "mask has shape"),
+        ((np.ones((3, 3)), np.ones((3, 3))), {}, TypeError, "mask must be boolean"),
+        ((np.ones(3),), {}, ValueError, "2-D"),
+        ((np.array([[1.0, np.inf], [np.nan, 2.0]]),), {}, ValueError, "must be finite"),
+    ],
+)
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         LinRFMCompleter(max_iter=2).fit(*args, **kwargs)
 
 
-@pytest.mark.parametrize("param, value, match", [
-    ("alpha", 0.0, "alpha"), ("reg", -1.0, "reg"), ("momentum", 1.0, "momentum"),
-    ("holdout", 0.6, "holdout"), ("bias", "user", "bias"), ("power_method", "svd", "power_method"),
-    ("max_iter", 0, "max_iter"), ("backend", "triton", "only the PyTorch"), ("backend", "gpu", "unknown"),
-])
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("alpha", 0.0, "alpha"),
+        ("reg", -1.0, "reg"),
+        ("momentum", 1.0, "momentum"),
+        ("holdout", 0.6, "holdout"),
+        ("bias", "user", "bias"),
+        ("power_method", "svd", "power_method"),
+        ("max_iter", 0, "max_iter"),
+        ("backend", "triton", "only the PyTorch"),
+        ("backend", "gpu", "unknown"),
+    ],
+)
 def test_bad_params(param, value, match):
     Y, mask = low_rank(10, 8, 1, 0.6)
     with pytest.raises(Exception, match=match):
@@ -274,7 +318,7 @@ def test_exponent_matches_irls():
         ours = LinRFMRegressor(alpha=alpha, max_iter=steps, reg=0.0, tol=0.0).fit(A, y).coef_
         b, eps = np.linalg.pinv(A) @ y, 1.0
         for _ in range(steps - 1):  # IRLS: weights w = (b^2 + eps max b^2)^(p/2 - 1)
-            w = (b ** 2 + eps * (b ** 2).max()) ** (p / 2 - 1)
+            w = (b**2 + eps * (b**2).max()) ** (p / 2 - 1)
             Winv = 1 / w
             b = Winv * (A.T @ np.linalg.solve((A * Winv) @ A.T, y))
             eps *= 0.5
@@ -305,8 +349,12 @@ def test_cli_complete(tmp_path, capsys):
     path = tmp_path / "u.data"
     path.write_text("".join(f"{u + 1}\t{i + 1}\t{int(R[u, i])}\t0\n" for u, i in obs))
     out = tmp_path / "pred.csv"
-    assert main(["complete", str(path), "--test-fraction", "0.1", "--out", str(out),
-                 "--max-iter", "20"]) == 0
+    assert (
+        main(
+            ["complete", str(path), "--test-fraction", "0.1", "--out", str(out), "--max-iter", "20"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "sweep    1" in text and "test RMSE" in text
     lines = out.read_text().splitlines()

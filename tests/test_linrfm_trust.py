@@ -1,5 +1,6 @@
 """lin-RFM on edge inputs (zero, constant, tiny and huge values, ambiguous forms, sizes that cannot
 fit) and its parameters (validated like scikit-learn's, bools never numbers)."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -25,7 +26,7 @@ def low_rank(n=30, d=20, r=2, frac=0.5, seed=0):
     return Y, rng.random((n, d)) < frac
 
 
-# ---- values ---------------------------------------------------------------------------------------
+# ---- values --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bias", ["none", "global", "rowcol"])
 @pytest.mark.parametrize("holdout", [0.05, 0.0])
 def test_all_zero_ratings_complete_to_zero(bias, holdout):
@@ -54,8 +55,11 @@ def test_tiny_and_huge_ratings_scale_the_answer(scale, holdout):
     np.testing.assert_allclose(got.completed_ / scale, ref.completed_, rtol=1e-9, atol=1e-9)
     assert got.n_iter_ == ref.n_iter_
     if holdout:
-        np.testing.assert_allclose([r["holdout_rmse"] / scale for r in got.history_],
-                                   [r["holdout_rmse"] for r in ref.history_], rtol=1e-9)
+        np.testing.assert_allclose(
+            [r["holdout_rmse"] / scale for r in got.history_],
+            [r["holdout_rmse"] for r in ref.history_],
+            rtol=1e-9,
+        )
 
 
 def test_float32_range_is_checked():
@@ -81,7 +85,7 @@ def test_row_solve_keeps_a_tiny_ridge():
     assert float(a) == pytest.approx(1e20, rel=1e-12)
 
 
-# ---- input forms ----------------------------------------------------------------------------------
+# ---- input forms ---------------------------------------------------------------------------------
 def test_nested_list_is_a_dense_matrix():
     Y = [[1.0, 2.0], [3.0, 4.0], [5.0, float("nan")]]
     est = LinRFMCompleter(max_iter=3).fit(Y)
@@ -114,13 +118,14 @@ def test_shape_must_agree_with_dense_and_sparse_y():
 
 
 def test_indices_beyond_int64_are_out_of_range():
-    rows = np.array([2 ** 64 - 1], dtype=np.uint64)
+    rows = np.array([2**64 - 1], dtype=np.uint64)
     with pytest.raises(ValueError, match="beyond any matrix shape"):
         LinRFMCompleter().fit((rows, np.array([0]), np.array([1.0])))
 
 
-@pytest.mark.parametrize("rows, shape", [(np.array([0, 2]), (3, 10 ** 12)),
-                                         (np.array([0, 2 ** 62]), None)])
+@pytest.mark.parametrize(
+    "rows, shape", [(np.array([0, 2]), (3, 10**12)), (np.array([0, 2**62]), None)]
+)
 def test_sizes_that_cannot_fit_are_refused_before_work(rows, shape):
     with pytest.raises(MemoryError, match=r"needs about .* GiB"):
         LinRFMCompleter().fit((rows, np.array([0, 1]), np.array([1.0, 2.0])), shape=shape)
@@ -130,7 +135,9 @@ def test_predict_edge_queries():
     Y, mask = low_rank()
     est = LinRFMCompleter(max_iter=3).fit(Y, mask)
     assert est.predict([], []).shape == (0,)
-    np.testing.assert_array_equal(est.predict(np.array([1], dtype=np.uint8), [2]), est.completed_[1, 2])
+    np.testing.assert_array_equal(
+        est.predict(np.array([1], dtype=np.uint8), [2]), est.completed_[1, 2]
+    )
     with pytest.raises(TypeError, match="integers"):
         est.predict([0.5], [1])
 
@@ -150,7 +157,7 @@ def test_unknown_device_name():
         LinRFMCompleter(device="gpu").fit(Y, mask)
 
 
-# ---- the regressor ---------------------------------------------------------------------------------
+# ---- the regressor -------------------------------------------------------------------------------
 def sparse_problem(m=30, d=80, k=3, seed=0):
     rng = np.random.default_rng(seed)
     A = rng.standard_normal((m, d))
@@ -184,15 +191,38 @@ def test_regressor_inputs():
         LinRFMRegressor().fit(A + 1j, y)
 
 
-# ---- parameters ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("param, value", [
-    ("tol", -1e-3), ("patience", -1), ("patience", 0), ("patience", 2.0), ("block_elems", 0),
-    ("max_completed_elems", -1), ("max_iter", True), ("max_iter", 2.5), ("reg", "1.0"),
-    ("alpha", True), ("alpha", float("nan")), ("reg", float("inf")), ("momentum", np.bool_(True)),
-    ("plateau", 0), ("reg_step", 1.0), ("min_gain", 1.0), ("bias_reg", -1.0), ("verbose", 1),
-    ("random_state", -1), ("random_state", 1.5), ("dtype", "float16"), ("dtype", torch.float16),
-    ("callback", 3), ("device", 0), ("holdout", True), ("reg_min", 0.0),
-])
+# ---- parameters ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("tol", -1e-3),
+        ("patience", -1),
+        ("patience", 0),
+        ("patience", 2.0),
+        ("block_elems", 0),
+        ("max_completed_elems", -1),
+        ("max_iter", True),
+        ("max_iter", 2.5),
+        ("reg", "1.0"),
+        ("alpha", True),
+        ("alpha", float("nan")),
+        ("reg", float("inf")),
+        ("momentum", np.bool_(True)),
+        ("plateau", 0),
+        ("reg_step", 1.0),
+        ("min_gain", 1.0),
+        ("bias_reg", -1.0),
+        ("verbose", 1),
+        ("random_state", -1),
+        ("random_state", 1.5),
+        ("dtype", "float16"),
+        ("dtype", torch.float16),
+        ("callback", 3),
+        ("device", 0),
+        ("holdout", True),
+        ("reg_min", 0.0),
+    ],
+)
 def test_completer_params(param, value):
     Y, mask = low_rank(8, 6)
     with pytest.raises(ValueError, match=f"'{param}' parameter of LinRFMCompleter"):
@@ -205,10 +235,21 @@ def test_completer_param_relations():
         LinRFMCompleter(reg=1e-3, reg_min=1e-2).fit(Y, mask)
 
 
-@pytest.mark.parametrize("param, value", [
-    ("max_iter", 0), ("max_iter", True), ("tol", -1.0), ("reg", -1.0), ("eps", "1"),
-    ("eps_decay", 1.0), ("eps_min", -1.0), ("alpha", 0), ("dtype", "int64"), ("device", 3.0),
-])
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("max_iter", 0),
+        ("max_iter", True),
+        ("tol", -1.0),
+        ("reg", -1.0),
+        ("eps", "1"),
+        ("eps_decay", 1.0),
+        ("eps_min", -1.0),
+        ("alpha", 0),
+        ("dtype", "int64"),
+        ("device", 3.0),
+    ],
+)
 def test_regressor_params(param, value):
     with pytest.raises(ValueError, match=f"'{param}' parameter of LinRFMRegressor"):
         LinRFMRegressor(**{param: value}).fit(np.eye(3), np.ones(3))

@@ -3,12 +3,13 @@
 Each test takes well under a minute with the C++ cpu backend; set RFMFAST_REPRO_SMALL=1 to run
 reduced sizes that check the plumbing only (the thresholds are then not asserted).
 """
+
 import os
 
 import numpy as np
 import pytest
-
 from _cases import low_rank_data
+
 from rfmfast import RFMRegressor
 from rfmfast.recipes import grokking
 
@@ -21,7 +22,7 @@ def test_low_rank_target():
     X, y = low_rank_data(n, seed=0)
     Xt, yt = low_rank_data(n, seed=1)
     m = RFMRegressor(kernel="laplace", bandwidth=10.0, reg=1e-3, iters=5, keep_best=False)
-    m.fit(X, y, Xt, yt)                        # the test set is only monitored (keep_best=False)
+    m.fit(X, y, Xt, yt)  # the test set is only monitored (keep_best=False)
     mse = [r["val_mse"] for r in m.history_]
     assert len(mse) == 6 and m.best_iter_ == 5
     final = float(np.mean((m.predict(Xt) - yt) ** 2))
@@ -43,6 +44,6 @@ def test_grokking_modular_arithmetic(op):
     # train accuracy from real predictions too, not only from the solve's identity
     assert (model.predict(Xtr) == ytr).mean() == 1.0
     if not SMALL:
-        assert acc[5] <= 0.05, acc             # no generalization yet at iteration 5
-        assert max(acc) >= 0.99, acc           # ... and essentially perfect by iteration 30
+        assert acc[5] <= 0.05, acc  # no generalization yet at iteration 5
+        assert max(acc) >= 0.99, acc  # ... and essentially perfect by iteration 30
         assert (model.predict(Xte) == yte).mean() >= 0.99

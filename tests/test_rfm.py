@@ -1,5 +1,6 @@
 """RFMRegressor / RFMClassifier: the iteration against the ops, sklearn conventions, inputs,
 save/load, and clear errors. Small sizes: the whole file runs in seconds."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,8 +34,14 @@ def test_one_iteration_equals_the_ops(convention):
     if convention == "xrfm":
         kw = dict(kernel="laplace", bandwidth=10.0, reg=1e-3, agop_power=1.0, normalize="max")
     else:
-        kw = dict(kernel="gaussian", bandwidth=2.5, reg=1e-3, agop_power=0.5, normalize=None,
-                  centering=True)
+        kw = dict(
+            kernel="gaussian",
+            bandwidth=2.5,
+            reg=1e-3,
+            agop_power=0.5,
+            normalize=None,
+            centering=True,
+        )
     m = RFMRegressor(iters=1, keep_best=False, dtype="float64", solver="cholesky", **kw).fit(X, y)
     opts = dict(kernel=kw["kernel"], bandwidth=kw["bandwidth"])
     a0 = rfmfast.kernel_solve(X, y[:, None], reg=1e-3, solver="cholesky", **opts)
@@ -57,7 +64,7 @@ def test_learns_low_rank_target_and_keeps_best_iterate():
     m = RFMRegressor(iters=3).fit(X, y, Xv, yv)
     val = [r["val_mse"] for r in m.history_]
     assert m.best_iter_ == int(np.argmin(val))
-    assert val[m.best_iter_] < 0.8 * val[0]               # features learned
+    assert val[m.best_iter_] < 0.8 * val[0]  # features learned
     pred = m.predict(Xv)
     assert pred.shape == (300,) and np.mean((pred - yv) ** 2) == pytest.approx(min(val), rel=1e-4)
     assert m.M_.shape == (8, 8) and m.alpha_.shape == (500, 1)
@@ -65,8 +72,9 @@ def test_learns_low_rank_target_and_keeps_best_iterate():
 
 def test_diag_and_agop_sample_are_seeded():
     X, y = lowrank(200)
-    fit = lambda seed: RFMRegressor(iters=1, diag=True, agop_samples=50, random_state=seed,
-                                    keep_best=False).fit(X, y)
+    fit = lambda seed: RFMRegressor(
+        iters=1, diag=True, agop_samples=50, random_state=seed, keep_best=False
+    ).fit(X, y)
     a, b, c = fit(0), fit(0), fit(1)
     assert a.M_.shape == (8,)
     np.testing.assert_array_equal(a.M_, b.M_)
@@ -135,7 +143,7 @@ def test_cg_solver_matches_cholesky():
 
 @pytest.mark.parametrize("cls", [RFMRegressor, RFMClassifier])
 def test_save_load_round_trip_is_exact(cls, tmp_path):
-    X, y = (lowrank(120) if cls is RFMRegressor else blobs())
+    X, y = lowrank(120) if cls is RFMRegressor else blobs()
     m = cls(iters=2, diag=cls is RFMClassifier).fit(X, y, X[:30], y[:30])
     path = tmp_path / "model.pt"
     m.save(path)
@@ -222,12 +230,29 @@ def test_grokking_recipe_cli(tmp_path, capsys):
     from rfmfast.cli import main
 
     out = tmp_path / "grok.png"
-    assert main(["grokking", "--op", "x*y", "--p", "11", "--iters", "2",
-                 "--train-fraction", "0.8", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "grokking",
+                "--op",
+                "x*y",
+                "--p",
+                "11",
+                "--iters",
+                "2",
+                "--train-fraction",
+                "0.8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "x*y mod 11" in text and "test acc" in text
-    assert len([ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]) == 3   # iters 0..2
+    assert len([ln for ln in text.splitlines() if ln.strip()[:1].isdigit()]) == 3  # iters 0..2
     assert out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="unknown op"):
         from rfmfast.recipes.grokking import modular_data
+
         modular_data("x/y", 7)

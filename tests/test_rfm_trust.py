@@ -1,6 +1,7 @@
 """RFMRegressor / RFMClassifier: no silent failure (diverged solves, zero AGOPs, overflow), the
 feature-name contract, scikit-learn scoring of binary classifiers, progress, every kind of valid
 input accepted and every parameter checked. Small sizes."""
+
 import re
 import warnings
 
@@ -40,9 +41,8 @@ def test_diverged_cg_warns_and_is_recorded_in_the_history():
     X, y = conflicting()
     with pytest.warns(ConvergenceWarning, match="cg did not converge"):
         m = RFMRegressor(solver="cg", reg=0.0, iters=1).fit(X, y)
-    assert all(r["converged"] is False and "did not converge" in r["warning"]
-               for r in m.history_)
-    assert np.abs(m.predict(X)).max() < 100 * np.abs(y).max()     # it was 4.7e8
+    assert all(r["converged"] is False and "did not converge" in r["warning"] for r in m.history_)
+    assert np.abs(m.predict(X)).max() < 100 * np.abs(y).max()  # it was 4.7e8
 
 
 def test_auto_cg_that_diverges_without_room_for_cholesky_raises(monkeypatch):
@@ -63,8 +63,11 @@ def test_feature_names_are_kept_and_checked():
     m = RFMRegressor(iters=1).fit(df, y)
     assert list(m.feature_names_in_) == cols and m.n_features_in_ == 4
     np.testing.assert_array_equal(m.predict(df), m.predict(df[cols]))
-    with pytest.raises(ValueError, match=r"(?s)same order as they were in fit.*Out of place: "
-                                         r"\['b', 'a'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)same order as they were in fit.*Out of place: "
+        r"\['b', 'a'\]",
+    ):
         m.predict(df[["b", "a", "c", "d"]])
     with pytest.raises(ValueError, match="unseen at fit time:\n- e\n.*missing:\n- d\n"):
         m.predict(df.rename(columns={"d": "e"}))
@@ -83,11 +86,14 @@ def test_feature_names_are_kept_and_checked():
 # ---- 7: the AGOP collapses to zero ---------------------------------------------------------
 def test_zero_agop_warns_stops_and_keeps_a_nonzero_M():
     X, y = lowrank()
-    with pytest.warns(ConvergenceWarning, match=r"AGOP of iteration 0 is zero.*bandwidth 0\.001 "
-                                                r"is far below.*try a larger bandwidth"):
+    with pytest.warns(
+        ConvergenceWarning,
+        match=r"AGOP of iteration 0 is zero.*bandwidth 0\.001 "
+        r"is far below.*try a larger bandwidth",
+    ):
         m = RFMRegressor(bandwidth=1e-3, iters=3).fit(X, y)
     assert len(m.history_) == 1 and "AGOP" in m.history_[0]["warning"]
-    assert np.abs(m.M_).max() > 0                           # the identity of iteration 0
+    assert np.abs(m.M_).max() > 0  # the identity of iteration 0
 
 
 # ---- 9: binary classifiers and scikit-learn's scoring ------------------------------------
@@ -100,8 +106,8 @@ def test_binary_decision_function_and_probabilities_follow_sklearn():
     P = clf.predict_proba(X)
     assert P.shape == (120, 2) and np.allclose(P.sum(1), 1) and (P > 0).all()
     order = np.argsort(s)
-    assert (np.diff(P[order, 1]) >= 0).all()               # ordered like the scores
-    assert len(np.unique(P[:, 1])) == len(np.unique(s))    # no ties the scores do not have
+    assert (np.diff(P[order, 1]) >= 0).all()  # ordered like the scores
+    assert len(np.unique(P[:, 1])) == len(np.unique(s))  # no ties the scores do not have
     auc = cross_val_score(RFMClassifier(iters=1), X, y, cv=3, scoring="roc_auc")
     assert np.isfinite(auc).all() and auc.mean() > 0.8
     cal = CalibratedClassifierCV(RFMClassifier(iters=1), cv=3).fit(X, y)
@@ -128,7 +134,7 @@ def test_verbose_shows_the_solvers_progress(capsys, monkeypatch):
     steps = [ln for ln in out.splitlines() if ln.startswith("  cg iteration")]
     assert len(steps) == sum(r["cg_iterations"] for r in m.history_) > 0
     assert all("s/iteration" in ln and ("left" in ln or "tol reached" in ln) for ln in steps)
-    assert any("iter 0/1" in ln and "s left" in ln for ln in out.splitlines())   # the fit's
+    assert any("iter 0/1" in ln and "s left" in ln for ln in out.splitlines())  # the fit's
     RFMRegressor(iters=1, solver="cholesky", verbose=True).fit(X, y)
     assert "cholesky: solved in" in capsys.readouterr().out
 
@@ -142,7 +148,7 @@ def test_pandas_label_dtypes(kind, tmp_path):
     clf = RFMClassifier(iters=1).fit(X, ys)
     assert list(clf.classes_) == ["no", "yes"] and clf.classes_.dtype.kind == "U"
     np.testing.assert_array_equal(clf.predict(X), want)
-    clf.save(tmp_path / "m.pt")                          # plain string classes_ round-trip
+    clf.save(tmp_path / "m.pt")  # plain string classes_ round-trip
     np.testing.assert_array_equal(RFMClassifier.load(tmp_path / "m.pt").predict(X), want)
     with pytest.raises(ValueError, match="missing labels"):
         RFMClassifier(iters=1).fit(X, ys.where(np.arange(len(ys)) != 3))
@@ -151,11 +157,17 @@ def test_pandas_label_dtypes(kind, tmp_path):
 def test_nullable_and_mixed_frames():
     X, y = lowrank()
     want = RFMRegressor(iters=1).fit(X, y).predict(X)
-    df = pd.DataFrame({"a": pd.array(X[:, 0], dtype="Float64"),
-                       "b": pd.array(np.round(X[:, 1] * 10), dtype="Int64"),
-                       "c": X[:, 2] > 0, "d": np.arange(80)})
-    ref = pd.DataFrame({"a": X[:, 0], "b": np.round(X[:, 1] * 10), "c": (X[:, 2] > 0) * 1.0,
-                        "d": np.arange(80.0)})
+    df = pd.DataFrame(
+        {
+            "a": pd.array(X[:, 0], dtype="Float64"),
+            "b": pd.array(np.round(X[:, 1] * 10), dtype="Int64"),
+            "c": X[:, 2] > 0,
+            "d": np.arange(80),
+        }
+    )
+    ref = pd.DataFrame(
+        {"a": X[:, 0], "b": np.round(X[:, 1] * 10), "c": (X[:, 2] > 0) * 1.0, "d": np.arange(80.0)}
+    )
     m = RFMRegressor(iters=1).fit(df, pd.Series(y, dtype="Float64"))
     np.testing.assert_allclose(m.predict(df), RFMRegressor(iters=1).fit(ref, y).predict(ref))
     bad = df.copy()
@@ -198,19 +210,43 @@ def test_overflow_messages_name_the_cause():
     m = RFMRegressor(iters=1).fit(X, y)
     with pytest.raises(ValueError, match="X values exceed float32's range"):
         m.predict(X * 1e39)
-    RFMRegressor(iters=1, dtype="float64").fit(X, y * 1e30)        # float64 has the range
+    RFMRegressor(iters=1, dtype="float64").fit(X, y * 1e30)  # float64 has the range
 
 
 # ---- 17: every parameter checked, in one place ------------------------------------------
 BAD_PARAMS = [
-    ("bandwidth", "10"), ("bandwidth", True), ("bandwidth", 0.0), ("bandwidth", float("inf")),
-    ("reg", -1.0), ("reg", True), ("reg", "0"), ("iters", -1), ("iters", 2.0), ("iters", True),
-    ("diag", "no"), ("diag", 1), ("centering", "yes"), ("keep_best", None),
-    ("agop_power", 0.0), ("agop_power", False), ("normalize", "sum"), ("agop_samples", 0),
-    ("agop_samples", True), ("solver", "lu"), ("validation_fraction", 1.5),
-    ("validation_fraction", True), ("early_stopping", 0.5), ("early_stopping", "1.1"),
-    ("kernel", "rbf"), ("backend", "gpu"), ("dtype", "float16"), ("device", 3),
-    ("random_state", -1), ("random_state", 1.5), ("verbose", -1), ("verbose", "loud"),
+    ("bandwidth", "10"),
+    ("bandwidth", True),
+    ("bandwidth", 0.0),
+    ("bandwidth", float("inf")),
+    ("reg", -1.0),
+    ("reg", True),
+    ("reg", "0"),
+    ("iters", -1),
+    ("iters", 2.0),
+    ("iters", True),
+    ("diag", "no"),
+    ("diag", 1),
+    ("centering", "yes"),
+    ("keep_best", None),
+    ("agop_power", 0.0),
+    ("agop_power", False),
+    ("normalize", "sum"),
+    ("agop_samples", 0),
+    ("agop_samples", True),
+    ("solver", "lu"),
+    ("validation_fraction", 1.5),
+    ("validation_fraction", True),
+    ("early_stopping", 0.5),
+    ("early_stopping", "1.1"),
+    ("kernel", "rbf"),
+    ("backend", "gpu"),
+    ("dtype", "float16"),
+    ("device", 3),
+    ("random_state", -1),
+    ("random_state", 1.5),
+    ("verbose", -1),
+    ("verbose", "loud"),
 ]
 
 
@@ -229,15 +265,21 @@ def test_every_parameter_has_a_constraint_and_numpy_numbers_pass():
     for cls in (RFMRegressor, RFMClassifier):
         assert set(cls._parameter_constraints) == set(cls().get_params())
     X, y = lowrank()
-    RFMRegressor(bandwidth=np.float32(5), iters=np.int64(1), reg=np.float64(1e-3),
-                 agop_samples=np.int32(50), diag=np.bool_(True)).fit(X, y)
+    RFMRegressor(
+        bandwidth=np.float32(5),
+        iters=np.int64(1),
+        reg=np.float64(1e-3),
+        agop_samples=np.int32(50),
+        diag=np.bool_(True),
+    ).fit(X, y)
 
 
 # ---- the whole scikit-learn estimator contract ------------------------------------------
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 
-@parametrize_with_checks([RFMRegressor(iters=1, dtype="float64"),
-                          RFMClassifier(iters=1, dtype="float64")])
+@parametrize_with_checks(
+    [RFMRegressor(iters=1, dtype="float64"), RFMClassifier(iters=1, dtype="float64")]
+)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

@@ -1,5 +1,6 @@
 """kernel_solve / cg_solve / cholesky_solve never return a diverged answer silently, check their
 options before any work, name the input at fault and show progress when verbose."""
+
 import re
 import warnings
 
@@ -36,7 +37,7 @@ def test_diverging_cg_stops_warns_and_returns_its_best_iterate(dtype):
         alpha, info = rfmfast.kernel_solve(X, y, reg=0.0, solver="cg", return_info=True)
     assert not info.converged and info.status in ("diverged", "breakdown")
     assert "did not converge" in info.message
-    assert info.iterations < 50                          # stopped once the residual grew
+    assert info.iterations < 50  # stopped once the residual grew
     # no 1e30 answer: the best iterate, no worse than alpha = 0, and its residual is reported
     assert float(alpha.abs().max()) < 1e4
     assert true_residual(X, y, alpha) <= 1.0
@@ -62,8 +63,9 @@ def test_auto_redoes_a_failed_cg_by_cholesky_where_it_fits(monkeypatch):
 def test_max_iter_reached_is_a_warning_and_a_record():
     X, y = conflicting()
     with pytest.warns(ConvergenceWarning, match="max_iter was reached"):
-        _, info = rfmfast.kernel_solve(X, y, reg=1e-3, solver="cg", rank=0, max_iter=2,
-                                       tol=1e-12, return_info=True)
+        _, info = rfmfast.kernel_solve(
+            X, y, reg=1e-3, solver="cg", rank=0, max_iter=2, tol=1e-12, return_info=True
+        )
     assert info.status == "max_iter" and info.iterations == 2 and not info.converged
 
 
@@ -75,8 +77,9 @@ def test_float32_targets_near_overflow_are_solved():
     y = torch.randn(200, 2, generator=g)
     small = rfmfast.kernel_solve(X.double(), y.double(), reg=1e-2, solver="cholesky")
     with np.errstate(all="ignore"):
-        alpha, info = rfmfast.kernel_solve(X, y * 1e30, reg=1e-2, solver="cg", rank=50,
-                                           return_info=True)
+        alpha, info = rfmfast.kernel_solve(
+            X, y * 1e30, reg=1e-2, solver="cg", rank=50, return_info=True
+        )
     assert info.converged and bool(torch.isfinite(alpha).all())
     err = float((alpha.double() / 1e30 - small).norm() / small.norm())
     assert err < 1e-2
@@ -84,12 +87,12 @@ def test_float32_targets_near_overflow_are_solved():
 
 def test_overflowing_solutions_say_so():
     g = torch.Generator().manual_seed(2)
-    X = torch.randn(50, 3, generator=g) * 0.01               # near duplicates: tiny eigenvalues
+    X = torch.randn(50, 3, generator=g) * 0.01  # near duplicates: tiny eigenvalues
     y = torch.randn(50, generator=g) * 1e37
     with pytest.raises(ValueError, match="overflowed float32.*float64 or rescale y"):
         rfmfast.kernel_solve(X, y, reg=0.0, solver="cholesky")
     with warnings.catch_warnings(), pytest.raises(ValueError, match="overflowed float32"):
-        warnings.simplefilter("ignore", ConvergenceWarning)   # it may stop short of tol first
+        warnings.simplefilter("ignore", ConvergenceWarning)  # it may stop short of tol first
         rfmfast.kernel_solve(X, y, reg=0.0, solver="cg")
 
 
@@ -104,13 +107,34 @@ def test_nan_in_x0_is_reported_as_x0():
 
 
 BAD_OPTIONS = [
-    ("max_iter", 0), ("max_iter", -5), ("max_iter", 2.0), ("max_iter", True),
-    ("tol", -1e-3), ("tol", 0.0), ("tol", "1e-3"), ("rank", -1), ("rank", True),
-    ("memory_budget", -5), ("memory_budget", "1GB"), ("reg", -1.0), ("reg", True),
-    ("reg", "0.1"), ("reg", float("nan")), ("reg", float("inf")), ("bandwidth", "10"),
-    ("bandwidth", True), ("bandwidth", 0.0), ("seed", -1), ("seed", 1.5), ("solver", "lu"),
-    ("verbose", "yes"), ("progress_every", -1.0), ("return_info", 1), ("backend", "gpu"),
-    ("kernel", "rbf"), ("dtype", torch.float16),
+    ("max_iter", 0),
+    ("max_iter", -5),
+    ("max_iter", 2.0),
+    ("max_iter", True),
+    ("tol", -1e-3),
+    ("tol", 0.0),
+    ("tol", "1e-3"),
+    ("rank", -1),
+    ("rank", True),
+    ("memory_budget", -5),
+    ("memory_budget", "1GB"),
+    ("reg", -1.0),
+    ("reg", True),
+    ("reg", "0.1"),
+    ("reg", float("nan")),
+    ("reg", float("inf")),
+    ("bandwidth", "10"),
+    ("bandwidth", True),
+    ("bandwidth", 0.0),
+    ("seed", -1),
+    ("seed", 1.5),
+    ("solver", "lu"),
+    ("verbose", "yes"),
+    ("progress_every", -1.0),
+    ("return_info", 1),
+    ("backend", "gpu"),
+    ("kernel", "rbf"),
+    ("dtype", torch.float16),
 ]
 
 
@@ -119,25 +143,40 @@ def test_kernel_solve_refuses_bad_options_before_any_work(name, value, monkeypat
     def no_work(*a, **k):
         raise AssertionError("work started before the options were checked")
 
-    for mod, fn in ((cg, "kernel_matmul"), (cg, "kernel_matrix"), (solvers, "cholesky_solve"),
-                    (solvers, "cg_solve")):
+    for mod, fn in (
+        (cg, "kernel_matmul"),
+        (cg, "kernel_matrix"),
+        (solvers, "cholesky_solve"),
+        (solvers, "cg_solve"),
+    ):
         monkeypatch.setattr(mod, fn, no_work)
     X, y = conflicting(n=20, dup=0)
     with pytest.raises(ValueError, match=re.escape(f"'{name}' parameter of kernel_solve")):
         rfmfast.kernel_solve(X, y, **{name: value})
 
 
-@pytest.mark.parametrize("name,value", [("max_iter", 0), ("tol", -1.0), ("rank", -2),
-                                        ("reg", True), ("bandwidth", "10"), ("seed", -1),
-                                        ("progress_every", "1")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("max_iter", 0),
+        ("tol", -1.0),
+        ("rank", -2),
+        ("reg", True),
+        ("bandwidth", "10"),
+        ("seed", -1),
+        ("progress_every", "1"),
+    ],
+)
 def test_cg_solve_refuses_bad_options(name, value):
     X, y = conflicting(n=20, dup=0)
     with pytest.raises(ValueError, match=re.escape(f"'{name}' parameter of cg_solve")):
         cg_solve(X, y[:, None], **{name: value})
 
 
-@pytest.mark.parametrize("name,value", [("reg", -1.0), ("reg", "1"), ("bandwidth", False),
-                                        ("kernel", "rbf"), ("verbose", "no")])
+@pytest.mark.parametrize(
+    "name,value",
+    [("reg", -1.0), ("reg", "1"), ("bandwidth", False), ("kernel", "rbf"), ("verbose", "no")],
+)
 def test_cholesky_solve_refuses_bad_options(name, value):
     X, y = conflicting(n=20, dup=0)
     with pytest.raises(ValueError, match=re.escape(f"'{name}' parameter of cholesky_solve")):
@@ -146,9 +185,17 @@ def test_cholesky_solve_refuses_bad_options(name, value):
 
 def test_good_options_of_numpy_types_pass():
     X, y = conflicting(n=30, dup=0)
-    a = rfmfast.kernel_solve(X, y, reg=np.float32(1e-2), bandwidth=np.int64(5),
-                             solver="cg", max_iter=np.int64(300), rank=np.int32(10),
-                             memory_budget=1e9, tol=1e-10)
+    a = rfmfast.kernel_solve(
+        X,
+        y,
+        reg=np.float32(1e-2),
+        bandwidth=np.int64(5),
+        solver="cg",
+        max_iter=np.int64(300),
+        rank=np.int32(10),
+        memory_budget=1e9,
+        tol=1e-10,
+    )
     b = rfmfast.kernel_solve(X, y, reg=1e-2, bandwidth=5.0, solver="cholesky")
     assert float((a - b).norm() / b.norm()) < 1e-7
 
@@ -157,16 +204,17 @@ def test_cg_progress_lines(capsys):
     """verbose: start line, one line per iteration at rate 0 (iteration, residual, seconds
     per iteration, time left), an end line; at a long rate only start and end."""
     X, y = conflicting(n=200, dup=0)
-    _, info = cg_solve(X, y[:, None], reg=1e-3, rank=0, tol=1e-10, verbose=True,
-                       progress_every=0)
+    _, info = cg_solve(X, y[:, None], reg=1e-3, rank=0, tol=1e-10, verbose=True, progress_every=0)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("  cg: n = 200") and "converged after" in lines[-1]
     steps = [ln for ln in lines if ln.startswith("  cg iteration")]
     assert len(steps) == info.iterations > 3
-    assert all(re.search(r"residual \S+ \(tol 1e-10\), \S+ s/iteration, (.*left|tol reached)",
-                         ln) for ln in steps)
+    assert all(
+        re.search(r"residual \S+ \(tol 1e-10\), \S+ s/iteration, (.*left|tol reached)", ln)
+        for ln in steps
+    )
     assert all("left" in ln for ln in steps[:-1]) and "tol reached" in steps[-1]
-    assert any("~" in ln for ln in steps)                 # an estimate from the residual's rate
+    assert any("~" in ln for ln in steps)  # an estimate from the residual's rate
     cg_solve(X, y[:, None], reg=1e-3, rank=0, tol=1e-10, verbose=True, progress_every=3600)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "cg iteration" not in " ".join(lines)

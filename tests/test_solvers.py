@@ -1,4 +1,5 @@
 """kernel_solve: Cholesky and preconditioned CG against a dense float64 solve; jitter; auto."""
+
 import warnings
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_float32_and_numpy_and_vector_y():
 
 def test_jitter_on_singular_matrix_warns_and_is_recorded():
     X, y = data(n=60, c=2)
-    X = torch.cat([X, X[:5]])                 # duplicated rows: K singular, reg = 0
+    X = torch.cat([X, X[:5]])  # duplicated rows: K singular, reg = 0
     y = torch.cat([y, y[:5]])
     with pytest.warns(JitterWarning, match="jitter"):
         alpha, info = rfmfast.kernel_solve(X, y, reg=0.0, solver="cholesky", return_info=True)
@@ -73,8 +74,17 @@ def test_cholesky_gives_up_with_an_error(monkeypatch):
 def test_cg_converges_to_dense_solution(kernel):
     X, y = data(n=300, c=2)
     ref = dense_solve(X, y, 1e-2, kernel=kernel, bandwidth=3.0)
-    alpha, info = rfmfast.kernel_solve(X, y, kernel=kernel, bandwidth=3.0, reg=1e-2, solver="cg",
-                                       rank=60, tol=1e-10, return_info=True)
+    alpha, info = rfmfast.kernel_solve(
+        X,
+        y,
+        kernel=kernel,
+        bandwidth=3.0,
+        reg=1e-2,
+        solver="cg",
+        rank=60,
+        tol=1e-10,
+        return_info=True,
+    )
     assert info.solver == "cg" and info.converged and info.residual <= 1e-10
     assert 0 < info.iterations < 200 and info.rank == 60
     assert float((alpha - ref).norm() / ref.norm()) < 1e-7
@@ -105,8 +115,15 @@ def test_cg_reports_non_convergence_honestly():
 def test_nystroem_preconditioner_is_exact_at_full_rank():
     X, y = data(n=50, c=2)
     reg = 1e-2
-    P = NystroemPreconditioner(X, kernel="laplace", bandwidth=10.0, M=None, reg=reg, rank=50,
-                               generator=torch.Generator().manual_seed(0))
+    P = NystroemPreconditioner(
+        X,
+        kernel="laplace",
+        bandwidth=10.0,
+        M=None,
+        reg=reg,
+        rank=50,
+        generator=torch.Generator().manual_seed(0),
+    )
     K = rfmfast.kernel_matrix(X) + reg * torch.eye(50, dtype=torch.float64)
     # with m = n, P^{-1} (K + reg I) has all eigenvalues equal (to lam_min + reg)
     ev = torch.linalg.eigvals(P(K)).real
@@ -117,8 +134,9 @@ def test_auto_chooses_by_memory(capsys):
     X, y = data(n=100, c=1)
     _, info = rfmfast.kernel_solve(X, y, solver="auto", verbose=True, return_info=True)
     assert info.solver == "cholesky" and "fits the memory budget" in info.reason
-    _, info = rfmfast.kernel_solve(X, y, solver="auto", memory_budget=1000, verbose=True,
-                                   return_info=True, rank=20)
+    _, info = rfmfast.kernel_solve(
+        X, y, solver="auto", memory_budget=1000, verbose=True, return_info=True, rank=20
+    )
     assert info.solver == "cg" and "over the memory budget" in info.reason
     out = capsys.readouterr().out
     assert "kernel_solve: cholesky" in out and "kernel_solve: cg" in out
@@ -139,7 +157,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="x0"):
         rfmfast.kernel_solve(X, y, solver="cg", x0=torch.zeros(5, 1, dtype=torch.float64))
     with warnings.catch_warnings():
-        warnings.simplefilter("error")           # a good solve warns about nothing
+        warnings.simplefilter("error")  # a good solve warns about nothing
         rfmfast.kernel_solve(X, y, reg=1e-3)
 
 
@@ -148,7 +166,7 @@ def test_auto_policy():
 
     cpu, big = torch.device("cpu"), 1 << 40
     assert choose_solver(20_000, 1e-3, 4, cpu, big)[0] == "cholesky"
-    assert choose_solver(20_000, 1e-3, 4, cpu, 20_000 ** 2 * 4 - 1)[0] == "cg"   # does not fit
+    assert choose_solver(20_000, 1e-3, 4, cpu, 20_000**2 * 4 - 1)[0] == "cg"  # does not fit
     kind, why = choose_solver(5_000, 0.0, 4, cpu, 1000)
     assert kind == "cg" and "reg = 0" in why
 
@@ -166,7 +184,7 @@ def test_cg_stops_at_the_float32_floor():
 def _peak_rss_reset():
     try:
         with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")                        # resets VmHWM, the peak resident set size
+            f.write("5")  # resets VmHWM, the peak resident set size
     except OSError:
         pytest.skip("needs Linux /proc/self/clear_refs to measure the peak memory")
 
@@ -182,7 +200,7 @@ def _peak_rss():
 def test_cholesky_holds_one_n_by_n_buffer():
     n = 3000
     X, y = data(n=n, d=5, c=1)
-    cholesky_solve(X[:100], y[:100])            # warm up allocator and libraries
+    cholesky_solve(X[:100], y[:100])  # warm up allocator and libraries
     import gc
 
     gc.collect()
@@ -191,7 +209,9 @@ def test_cholesky_holds_one_n_by_n_buffer():
     _peak_rss_reset()
     cholesky_solve(X, y, reg=1e-3)
     grown = _peak_rss() - base
-    assert grown < 1.5 * n * n * 8, f"peak grew by {grown / 2**20:.0f} MiB; K is {n * n * 8 / 2**20:.0f} MiB"
+    assert grown < 1.5 * n * n * 8, (
+        f"peak grew by {grown / 2**20:.0f} MiB; K is {n * n * 8 / 2**20:.0f} MiB"
+    )
 
 
 def test_cholesky_workspace_is_reused_and_gives_the_same_solution():

@@ -7,6 +7,7 @@ The ops themselves are checked on every backend in tests/test_<op>.py. Without a
 kernels run in Triton's interpreter on CPU tensors (tests/conftest.py sets TRITON_INTERPRET=1);
 with one they run on it. Outputs are pre-filled with NaN (the nan_outputs fixture).
 """
+
 import os
 import subprocess
 import sys
@@ -17,8 +18,22 @@ import torch
 
 triton = pytest.importorskip("triton", reason="triton is not installed (pip install triton)")
 
-from _cases import (HAS_CUDA, alpha, available, bandwidth, data, f64, feature_matrix,  # noqa: E402
-                    grad_points, on, queries, rel_err, shifted_points)
+# These imports stay after importorskip, so that without triton the module is skipped before
+# the test helpers are imported (and the rfmfast imports stay after the availability skip).
+from _cases import (  # noqa: E402
+    HAS_CUDA,
+    alpha,
+    available,
+    bandwidth,
+    data,
+    f64,
+    feature_matrix,
+    grad_points,
+    on,
+    queries,
+    rel_err,
+    shifted_points,
+)
 from _tolerances import REDUCED_PRECISION_FACTOR, TF32_AGOP_TOL, TOL, tol  # noqa: E402
 
 if not available("triton"):
@@ -43,6 +58,7 @@ def _values(m, t):
 
 # --- reduced precision: error at most about 2x plain PyTorch's in the same precision --------
 
+
 def _plain_kernel_matmul(X, Z, V, kernel, precision, bandwidth):
     """What plain PyTorch computes in that precision: the distances from rounded points, and
     K @ V with both operands rounded (cuBLAS TF32 rounds both; bf16 keeps K in bf16)."""
@@ -65,14 +81,20 @@ def test_reduced_precision(kernel, precision):
     assert rel_err(out, ref) <= REDUCED_PRECISION_FACTOR * plain
     K = km_tri.kernel_matrix(X, Z, kernel=kernel, bandwidth=L, M=None, precision=precision)
     Kr = km_ref.kernel_matrix(f64(X), f64(Z), kernel=kernel, bandwidth=L, M=None)
-    Kplain = km_ref.kernel_matrix(f64(TC.round_to(X, precision)), f64(TC.round_to(Z, precision)),
-                                  kernel=kernel, bandwidth=L, M=None)
+    Kplain = km_ref.kernel_matrix(
+        f64(TC.round_to(X, precision)),
+        f64(TC.round_to(Z, precision)),
+        kernel=kernel,
+        bandwidth=L,
+        M=None,
+    )
     assert rel_err(K, Kr) <= REDUCED_PRECISION_FACTOR * rel_err(Kplain, Kr)
     Q, Xc, a = on("triton", *(t.float() for t in grad_points(17, 70, 33, 3, "mixed")))
     A = agop_tri.agop(Q, Xc, a, kernel=kernel, bandwidth=L, M=None, precision=precision)
     Aref = agop_ref.agop(f64(Q), f64(Xc), f64(a), kernel=kernel, bandwidth=L, M=None)
-    Aplain = agop_ref.agop(*(f64(TC.round_to(t, precision)) for t in (Q, Xc, a)),
-                           kernel=kernel, bandwidth=L, M=None)
+    Aplain = agop_ref.agop(
+        *(f64(TC.round_to(t, precision)) for t in (Q, Xc, a)), kernel=kernel, bandwidth=L, M=None
+    )
     assert rel_err(A, Aref) <= REDUCED_PRECISION_FACTOR * rel_err(Aplain, Aref)
 
 
@@ -84,8 +106,9 @@ def test_reduced_precision_many_coordinates():
     X, Z, V = on("triton", X0.float(), Z0.float(), _values(m, 2).float())
     ref = kmm_ref.kernel_matmul(f64(X), f64(Z), f64(V), kernel="gaussian", bandwidth=L, M=None)
     for precision in ("tf32", "bf16"):
-        out = kmm_tri.kernel_matmul(X, Z, V, kernel="gaussian", bandwidth=L, M=None,
-                                    precision=precision)
+        out = kmm_tri.kernel_matmul(
+            X, Z, V, kernel="gaussian", bandwidth=L, M=None, precision=precision
+        )
         plain = rel_err(_plain_kernel_matmul(X, Z, V, "gaussian", precision, L), ref)
         assert rel_err(out, ref) <= REDUCED_PRECISION_FACTOR * plain, precision
 
@@ -108,8 +131,11 @@ def test_precision_from_environment(monkeypatch):
 
 # --- the AGOP's two algorithms ------------------------------------------------------------------
 
-@pytest.mark.parametrize("kernel,mkind,shape", [("laplace", "full", (17, 70, 33, 3)),
-                                                ("gaussian", "none", (70, 40, 33, 1))])
+
+@pytest.mark.parametrize(
+    "kernel,mkind,shape",
+    [("laplace", "full", (17, 70, 33, 3)), ("gaussian", "none", (70, 40, 33, 1))],
+)
 def test_agop_two_stage(kernel, mkind, shape, monkeypatch):
     """RFMFAST_TRITON_AGOP=two_stage (weight matrix per query chunk, then a matmul), with
     chunks of 16 queries: gradients and AGOP against the reference, in ieee and tf32."""
@@ -122,16 +148,16 @@ def test_agop_two_stage(kernel, mkind, shape, monkeypatch):
     X0, Z0 = shifted_points("0", n, q, d)
     Q0, a0 = queries(X0, Z0, q, "mixed"), alpha(n, c)
     M0 = feature_matrix(mkind, d)
-    Q, X, a, M = on("triton", Q0.float(), X0.float(), a0.float(),
-                        None if M0 is None else M0.float())
+    Q, X, a, M = on(
+        "triton", Q0.float(), X0.float(), a0.float(), None if M0 is None else M0.float()
+    )
     G = agop_tri.kernel_grads(Q, X, a, kernel=kernel, bandwidth=L, M=M)
     Gref = agop_ref.kernel_grads(Q0, X0, a0, kernel=kernel, bandwidth=L, M=M0)
     assert rel_err(G, Gref) < tol("triton", F32, "kernel_grads")
     Aref = agop_ref.agop(Q0, X0, a0, kernel=kernel, bandwidth=L, M=M0, centering=True)
     A = agop_tri.agop(Q, X, a, kernel=kernel, bandwidth=L, M=M, centering=True)
     assert rel_err(A, Aref) < tol("triton", F32, "agop")
-    At = agop_tri.agop(Q, X, a, kernel=kernel, bandwidth=L, M=M, centering=True,
-                       precision="tf32")
+    At = agop_tri.agop(Q, X, a, kernel=kernel, bandwidth=L, M=M, centering=True, precision="tf32")
     assert rel_err(At, Aref) < TF32_AGOP_TOL
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fast")
     with pytest.raises(ValueError, match="RFMFAST_TRITON_AGOP"):
@@ -141,9 +167,9 @@ def test_agop_two_stage(kernel, mkind, shape, monkeypatch):
 def test_agop_method_auto_chooses_by_value_matrix_size(monkeypatch):
     monkeypatch.delenv("RFMFAST_TRITON_AGOP", raising=False)
     assert agop_tri.agop_method() == "auto"
-    assert agop_tri.use_two_stage(200_000, 10, 100)            # V: 0.81 GB in float32
-    assert not agop_tri.use_two_stage(200_000, 10, 100, 8)     # 1.6 GB in float64: fused
-    assert not agop_tri.use_two_stage(1_000_000, 10, 100)      # V: 4 GB: fused
+    assert agop_tri.use_two_stage(200_000, 10, 100)  # V: 0.81 GB in float32
+    assert not agop_tri.use_two_stage(200_000, 10, 100, 8)  # 1.6 GB in float64: fused
+    assert not agop_tri.use_two_stage(1_000_000, 10, 100)  # V: 4 GB: fused
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "fused")
     assert not agop_tri.use_two_stage(10, 1, 1)
     monkeypatch.setenv("RFMFAST_TRITON_AGOP", "two_stage")
@@ -151,6 +177,7 @@ def test_agop_method_auto_chooses_by_value_matrix_size(monkeypatch):
 
 
 # --- where it runs --------------------------------------------------------------------------
+
 
 def test_unavailable_without_gpu_or_interpreter():
     """backend="triton" with no GPU and no TRITON_INTERPRET raises BackendUnavailable."""
@@ -162,11 +189,11 @@ def test_unavailable_without_gpu_or_interpreter():
         except BackendUnavailable as e:
             print("RAISED", e)
     """)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRITON_INTERPRET", "RFMFAST_BACKEND")}
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "RFMFAST_BACKEND")}
     env["CUDA_VISIBLE_DEVICES"] = ""
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     assert "RAISED" in res.stdout and "TRITON_INTERPRET" in res.stdout, res.stdout
 
@@ -179,7 +206,7 @@ def test_int64_offsets_gpu():
     L = bandwidth("laplace", d)
     (X,) = on("triton", data(n, 1, d)[0].float())
     K = rfmfast.kernel_matrix(X, kernel="laplace", bandwidth=L, backend="triton")
-    assert K.numel() > 2 ** 31
+    assert K.numel() > 2**31
     idx = torch.tensor([0, 1, n // 2, n - 2, n - 1], device=X.device)
     ref = km_ref.kernel_matrix(f64(X[idx]), f64(X), kernel="laplace", bandwidth=L, M=None)
     assert rel_err(K[idx], ref) < TOL["triton", F32]
@@ -187,7 +214,7 @@ def test_int64_offsets_gpu():
     torch.cuda.empty_cache()
 
 
-_COMPILE_CHECK = r'''
+_COMPILE_CHECK = r"""
 import os, sys
 import triton
 from triton.backends.compiler import GPUTarget
@@ -245,7 +272,7 @@ for kernel, dt, s_mode, direct, mapped, prec in [(0, "fp32", 2, False, False, 0)
                 AG._DIRECT_CONFIGS[0])
     print("near_grads", kernel, dt, s_mode, "ok", flush=True)
 print("ALL COMPILED")
-'''
+"""
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="with a GPU the other tests compile and run every kernel")
@@ -257,6 +284,7 @@ def test_kernels_compile_for_hopper():
         pytest.skip("this triton build has no bundled NVIDIA toolchain")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = env.get("TRITON_DEFAULT_FP_FUSION", "1")
-    res = subprocess.run([sys.executable, "-c", _COMPILE_CHECK], env=env, capture_output=True,
-                         text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", _COMPILE_CHECK], env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0 and "ALL COMPILED" in res.stdout, res.stdout + res.stderr[-3000:]

@@ -1,4 +1,5 @@
 """Bad input gets a clear error before any work, on every op and backend."""
+
 import numpy as np
 import pytest
 import torch
@@ -25,8 +26,13 @@ def calls(X, Z, V, alpha, **kw):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mismatched_d(backend):
-    for call in calls(X_(5, 3), X_(4, 2), torch.randn(4, 2, dtype=torch.float64),
-                      torch.randn(4, 2, dtype=torch.float64), backend=backend):
+    for call in calls(
+        X_(5, 3),
+        X_(4, 2),
+        torch.randn(4, 2, dtype=torch.float64),
+        torch.randn(4, 2, dtype=torch.float64),
+        backend=backend,
+    ):
         with pytest.raises(ValueError, match="d = 3 features but .* d = 2"):
             call()
 
@@ -66,6 +72,7 @@ def test_wrong_device():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_inf(backend, bad):
     """Each op rejects a non-finite value in any array it reads (and in M)."""
+
     def poisoned(shape):
         t = torch.randn(*shape, dtype=torch.float64)
         t.view(-1)[-1] = bad
@@ -89,8 +96,13 @@ def test_nan_inf(backend, bad):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_empty(backend):
     empty = torch.empty(0, 3, dtype=torch.float64)
-    for call in calls(empty, X_(4), torch.randn(4, 1, dtype=torch.float64),
-                      torch.randn(4, 1, dtype=torch.float64), backend=backend):
+    for call in calls(
+        empty,
+        X_(4),
+        torch.randn(4, 1, dtype=torch.float64),
+        torch.randn(4, 1, dtype=torch.float64),
+        backend=backend,
+    ):
         with pytest.raises(ValueError, match="X is empty|Q is empty"):
             call()
     with pytest.raises(ValueError, match="empty"):

@@ -1,4 +1,5 @@
 """The xRFM plug-in kernel gives xRFM's own Laplace kernel results (xrfm 0.4.5)."""
+
 import pytest
 import torch
 
@@ -40,13 +41,22 @@ def test_kernel_matrix_grads_and_agop_equal_xrfm_laplace():
     ours, theirs = RfmfastKernel("laplace", 10.0), LaplaceKernel(bandwidth=10.0, exponent=1.0)
     assert rel(ours.get_kernel_matrix(Z, X, M), theirs.get_kernel_matrix(Z, X, sqrtM)) < TOL
     assert rel(ours.get_kernel_matrix(X, X, M), theirs.get_kernel_matrix(X, X, sqrtM)) < TOL
-    assert rel(ours.get_function_grads(X, Z, coefs, M),
-               theirs.get_function_grads(X, Z, coefs, sqrtM)) < TOL
+    assert (
+        rel(ours.get_function_grads(X, Z, coefs, M), theirs.get_function_grads(X, Z, coefs, sqrtM))
+        < TOL
+    )
     for centered in (False, True):
-        assert rel(ours.get_agop(X, Z, coefs, M, center_grads=centered),
-                   theirs.get_agop(X, Z, coefs, sqrtM, center_grads=centered)) < TOL
+        assert (
+            rel(
+                ours.get_agop(X, Z, coefs, M, center_grads=centered),
+                theirs.get_agop(X, Z, coefs, sqrtM, center_grads=centered),
+            )
+            < TOL
+        )
     d = torch.linspace(0.2, 1.0, 10, dtype=DT)
-    assert rel(ours.get_agop_diag(X, Z, coefs, d), theirs.get_agop_diag(X, Z, coefs, d.sqrt())) < TOL
+    assert (
+        rel(ours.get_agop_diag(X, Z, coefs, d), theirs.get_agop_diag(X, Z, coefs, d.sqrt())) < TOL
+    )
 
 
 @pytest.mark.parametrize("diag", [False, True])
@@ -55,8 +65,9 @@ def test_xrfm_rfm_with_plugin_equals_its_laplace_kernel(diag):
     Xv, yv = lowrank(100, seed=5)
     out = []
     for kernel in (LaplaceKernel(bandwidth=10.0, exponent=1.0), RfmfastKernel("laplace", 10.0)):
-        m = xrfm.RFM(kernel=kernel, iters=3, diag=diag, device="cpu", verbose=False,
-                     tuning_metric="mse")
+        m = xrfm.RFM(
+            kernel=kernel, iters=3, diag=diag, device="cpu", verbose=False, tuning_metric="mse"
+        )
         m.fit((X, y), (Xv, yv), reg=1e-3, early_stop_rfm=False, verbose=False)
         out.append((m.predict(Xv), m.M, m.best_iter))
     (p0, M0, b0), (p1, M1, b1) = out
@@ -70,8 +81,9 @@ def test_unsupported_features_say_so():
     with pytest.raises(NotImplementedError, match="constant bandwidth"):
         RfmfastKernel()._reset_adaptive_bandwidth()
     X, y = lowrank(60)
-    m = xrfm.RFM(kernel=RfmfastKernel(), bandwidth_mode="adaptive", iters=1, device="cpu",
-                 verbose=False)
+    m = xrfm.RFM(
+        kernel=RfmfastKernel(), bandwidth_mode="adaptive", iters=1, device="cpu", verbose=False
+    )
     with pytest.raises(NotImplementedError, match="constant bandwidth"):
         m.fit((X, y), (X, y), reg=1e-3, verbose=False)
 
@@ -84,8 +96,9 @@ def asymmetric(M, by):
     return M + by * float(M.abs().max()) * R
 
 
-@pytest.mark.parametrize("dtype, by", [(torch.float32, 1e-4), (torch.float32, 3e-3),
-                                       (torch.float64, 1e-7)])
+@pytest.mark.parametrize(
+    "dtype, by", [(torch.float32, 1e-4), (torch.float32, 3e-3), (torch.float64, 1e-7)]
+)
 def test_m_asymmetric_by_rounding_is_averaged(dtype, by):
     """xRFM computes M in the data's precision; triangles that differ by rounding (more than
     rfmfast's ops accept) give the results of (M + M^T) / 2 instead of an error."""
@@ -100,8 +113,9 @@ def test_m_asymmetric_by_rounding_is_averaged(dtype, by):
     assert torch.equal(k.get_kernel_matrix(X, X, A), k.get_kernel_matrix(X, X, S))
     assert torch.equal(k.get_function_grads(X, Z, coefs, A), k.get_function_grads(X, Z, coefs, S))
     for centered in (False, True):
-        assert torch.equal(k.get_agop(X, Z, coefs, A, centered),
-                           k.get_agop(X, Z, coefs, S, centered))
+        assert torch.equal(
+            k.get_agop(X, Z, coefs, A, centered), k.get_agop(X, Z, coefs, S, centered)
+        )
 
 
 def test_m_asymmetric_beyond_rounding_is_refused():
@@ -117,22 +131,42 @@ def test_m_asymmetric_beyond_rounding_is_refused():
 @pytest.mark.parametrize("d", [8, 64])
 def test_xrfm_float32_one_leaf_equals_xrfm_l2_kernels(d):
     """xRFM on float32 data, one leaf, 3 iterations: the plug-in's predictions are as close to
-    xRFM's "l2" and "l2_high_dim" kernels' as those two are to each other (within 2x). At d = 64 the triangles of a float32 M can differ
-    by more than rfmfast's ops accept as rounding: the fit must not stop at iteration 2."""
+    xRFM's "l2" and "l2_high_dim" kernels' as those two are to each other (within 2x). At d = 64
+    the triangles of a float32 M can differ by more than rfmfast's ops accept as rounding: the fit
+    must not stop at iteration 2."""
     X, y = (t.float() for t in lowrank(256, d))
     Xv, yv = (t.float() for t in lowrank(128, d, seed=5))
     preds = {}
     for kernel in (RfmfastKernel("laplace", 10.0), "l2", "l2_high_dim"):
-        params = {"model": {"kernel": kernel, "bandwidth": 10.0, "exponent": 1.0, "diag": False,
-                            "bandwidth_mode": "constant"},
-                  "fit": {"reg": 1e-3, "iters": 3, "early_stop_rfm": False,
-                          "return_best_params": False, "verbose": False}}
-        m = xrfm.xRFM(rfm_params=params, max_leaf_size=10_000, device="cpu", n_threads=1,
-                      tuning_metric="mse", verbose=False)
+        params = {
+            "model": {
+                "kernel": kernel,
+                "bandwidth": 10.0,
+                "exponent": 1.0,
+                "diag": False,
+                "bandwidth_mode": "constant",
+            },
+            "fit": {
+                "reg": 1e-3,
+                "iters": 3,
+                "early_stop_rfm": False,
+                "return_best_params": False,
+                "verbose": False,
+            },
+        }
+        m = xrfm.xRFM(
+            rfm_params=params,
+            max_leaf_size=10_000,
+            device="cpu",
+            n_threads=1,
+            tuning_metric="mse",
+            verbose=False,
+        )
         m.fit(X, y, Xv, yv)
         leaf = m.trees[0]
-        assert leaf["type"] == "leaf" and (leaf["model"].kernel_obj is kernel
-                                           or isinstance(kernel, str))
+        assert leaf["type"] == "leaf" and (
+            leaf["model"].kernel_obj is kernel or isinstance(kernel, str)
+        )
         preds[kernel if isinstance(kernel, str) else "rfmfast"] = torch.as_tensor(m.predict(Xv))
     spread = rel(preds["l2_high_dim"], preds["l2"])  # xRFM's own float32 kernels, 1e-4 to 1e-3
     for name in ("l2", "l2_high_dim"):
@@ -147,8 +181,14 @@ def test_rfm_float32_d64_error_at_most_twice_xrfms():
 
     def predict(kernel, dtype):
         m = xrfm.RFM(kernel=kernel, iters=3, device="cpu", verbose=False, tuning_metric="mse")
-        m.fit((X.to(dtype), y.to(dtype)), (Xv.to(dtype), yv.to(dtype)), reg=1e-3,
-              early_stop_rfm=False, return_best_params=False, verbose=False)
+        m.fit(
+            (X.to(dtype), y.to(dtype)),
+            (Xv.to(dtype), yv.to(dtype)),
+            reg=1e-3,
+            early_stop_rfm=False,
+            return_best_params=False,
+            verbose=False,
+        )
         return m.predict(Xv.to(dtype)).double()
 
     truth = predict(LaplaceKernel(bandwidth=10.0, exponent=1.0), DT)
@@ -165,25 +205,32 @@ def test_xrfm_tree_leaves_take_the_plugin():
     X, y, Xv, yv, Xt = (t.float() for t in (X, y, Xv, yv, Xt))
     preds, leaves = [], []
     for kernel in (LaplaceKernel(bandwidth=10.0, exponent=1.0), RfmfastKernel("laplace", 10.0)):
-        params = {"model": {"kernel": kernel, "bandwidth": 10.0, "diag": False},
-                  "fit": {"reg": 1e-3, "iters": 2, "early_stop_rfm": False,
-                          "return_best_params": True}}
-        m = xrfm.xRFM(rfm_params=params, max_leaf_size=250, device="cpu", random_state=0,
-                      verbose=False, tuning_metric="mse")
+        params = {
+            "model": {"kernel": kernel, "bandwidth": 10.0, "diag": False},
+            "fit": {"reg": 1e-3, "iters": 2, "early_stop_rfm": False, "return_best_params": True},
+        }
+        m = xrfm.xRFM(
+            rfm_params=params,
+            max_leaf_size=250,
+            device="cpu",
+            random_state=0,
+            verbose=False,
+            tuning_metric="mse",
+        )
         m.fit(X, y, Xv, yv)
         preds.append(torch.as_tensor(m.predict(Xt)))
         found = []
 
-        def walk(node):
+        def walk(node, found):
             if node["type"] == "leaf":
                 found.append(node["model"].kernel_obj)
             else:
-                walk(node["left"])
-                walk(node["right"])
+                walk(node["left"], found)
+                walk(node["right"], found)
 
         for tree in m.trees:
-            walk(tree)
+            walk(tree, found)
         leaves.append(found)
     assert len(leaves[1]) >= 2 and all(isinstance(k, RfmfastKernel) for k in leaves[1])
     assert len(leaves[0]) == len(leaves[1])
-    assert rel(preds[1], preds[0]) < 2e-3          # float32 arithmetic on both sides
+    assert rel(preds[1], preds[0]) < 2e-3  # float32 arithmetic on both sides

@@ -16,11 +16,21 @@ Layout: registry.py (the list of benchmarks), runner.py (records and measuring),
 (the one copy of the baselines), ops.py / solve.py / rfm.py / linrfm.py / accuracy.py (the
 benchmarks), schema.py (CSV and machine facts), table.py, plot.py, report.py, cli.py.
 """
+
 from __future__ import annotations
 
 #: benchmark names, in the order they run (the `--only` choices)
-NAMES = ("kernel_matrix", "kernel_matmul", "kernel_grads", "agop", "solve", "rfm", "linrfm",
-         "accuracy", "precision")
+NAMES = (
+    "kernel_matrix",
+    "kernel_matmul",
+    "kernel_grads",
+    "agop",
+    "solve",
+    "rfm",
+    "linrfm",
+    "accuracy",
+    "precision",
+)
 #: size sets: tiny (seconds, for tests), quick (a few minutes on 2 cores), full (the docs' sizes)
 SIZES = ("tiny", "quick", "full")
 

@@ -1,4 +1,5 @@
 """`python -m rfmfast.bench ARGS` is `rfmfast bench ARGS`."""
+
 import sys
 
 from rfmfast.bench import main

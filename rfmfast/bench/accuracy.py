@@ -11,6 +11,7 @@ float64 per precision next to plain PyTorch's on inputs rounded to that precisio
 reference in float32; for kernel_matmul K and V are rounded too, as a PyTorch matmul in that
 precision does).
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,11 @@ def _inputs(dtype, n=300, m=257, d=50, seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=g, dtype=torch.float64)
     Z = torch.randn(m, d, generator=g, dtype=torch.float64)
-    out = {f"offset {off:g}": ((X + off).to(dtype), (Z + off).to(dtype))
-           for off in (0.0, 1e2, 1e3, 1e4)}
-    Zn = X[:m] + 4e-4 * torch.randn(m, d, generator=g, dtype=torch.float64) / d ** 0.5
+    out = {
+        f"offset {off:g}": ((X + off).to(dtype), (Z + off).to(dtype))
+        for off in (0.0, 1e2, 1e3, 1e4)
+    }
+    Zn = X[:m] + 4e-4 * torch.randn(m, d, generator=g, dtype=torch.float64) / d**0.5
     out["near-dup 4e-4"] = (X.to(dtype), Zn.to(dtype))
     return out
 
@@ -61,11 +64,14 @@ def accuracy_cases(size, ctx):
     for dtype in dtypes:
         dt = str(dtype).split(".")[1]
         inputs = _inputs(dtype)
-        names = {"tiny": ("offset 0", "offset 10000"),
-                 "quick": ("offset 0", "offset 10000", "near-dup 4e-4")}.get(size, tuple(inputs))
+        names = {
+            "tiny": ("offset 0", "offset 10000"),
+            "quick": ("offset 0", "offset 10000", "near-dup 4e-4"),
+        }.get(size, tuple(inputs))
         for name in names:
             for kernel in kernels:
                 for op in ops:
+
                     def setup(ctx, name=name, op=op, kernel=kernel, inputs=inputs):
                         X, Z = (t.to(ctx.device) for t in inputs[name])
                         truth = _call(op, X.double(), Z.double(), "reference", kernel)
@@ -80,13 +86,30 @@ def accuracy_cases(size, ctx):
                         return "max_abs_err", float((out.double() - data["truth"]).abs().max())
 
                     err = lambda out, data: rel_err(out, data["truth"])  # noqa: E731
-                    cases.append(Case(f"{op} {kernel} {dt} {name}",
-                                      dict(op=op, kernel=kernel, dtype=dt, inputs=name, n=300,
-                                           m=257, d=50), setup,
-                                      [Impl("reference backend (plain PyTorch)", "baseline",
-                                            run("reference"), metric=maxabs, once=True),
-                                       Impl(f"rfmfast {ours}", "rfmfast", run(ours),
-                                            metric=maxabs, once=True)], error=err))
+                    cases.append(
+                        Case(
+                            f"{op} {kernel} {dt} {name}",
+                            dict(op=op, kernel=kernel, dtype=dt, inputs=name, n=300, m=257, d=50),
+                            setup,
+                            [
+                                Impl(
+                                    "reference backend (plain PyTorch)",
+                                    "baseline",
+                                    run("reference"),
+                                    metric=maxabs,
+                                    once=True,
+                                ),
+                                Impl(
+                                    f"rfmfast {ours}",
+                                    "rfmfast",
+                                    run(ours),
+                                    metric=maxabs,
+                                    once=True,
+                                ),
+                            ],
+                            error=err,
+                        )
+                    )
     return cases
 
 
@@ -122,16 +145,20 @@ def precision_cases(size, ctx):
         def fn(data):
             X, Z, V, Q, a = (data[k] for k in ("X", "Z", "V", "Q", "alpha"))
             if op == "kernel_matrix":
-                return rfmfast.kernel_matrix(rnd(X, p), rnd(Z, p), kernel=kernel, bandwidth=L,
-                                             backend="reference")
+                return rfmfast.kernel_matrix(
+                    rnd(X, p), rnd(Z, p), kernel=kernel, bandwidth=L, backend="reference"
+                )
             if op == "kernel_matmul":
-                K = rfmfast.kernel_matrix(rnd(X, p), rnd(Z, p), kernel=kernel, bandwidth=L,
-                                          backend="reference")
+                K = rfmfast.kernel_matrix(
+                    rnd(X, p), rnd(Z, p), kernel=kernel, bandwidth=L, backend="reference"
+                )
                 if p != "ieee":
                     K = rnd(K.float(), p)
                 return K @ rnd(V, p)
-            return rfmfast.agop(rnd(Q, p), rnd(X, p), rnd(a, p), kernel=kernel, bandwidth=L,
-                                backend="reference")
+            return rfmfast.agop(
+                rnd(Q, p), rnd(X, p), rnd(a, p), kernel=kernel, bandwidth=L, backend="reference"
+            )
+
         return fn
 
     def ours(op, kernel, p):
@@ -139,12 +166,13 @@ def precision_cases(size, ctx):
             X, Z, V, Q, a = (data[k] for k in ("X", "Z", "V", "Q", "alpha"))
             with env("RFMFAST_TRITON_PRECISION", p):
                 if op == "kernel_matrix":
-                    return rfmfast.kernel_matrix(X, Z, kernel=kernel, bandwidth=L,
-                                                 backend="triton")
+                    return rfmfast.kernel_matrix(X, Z, kernel=kernel, bandwidth=L, backend="triton")
                 if op == "kernel_matmul":
-                    return rfmfast.kernel_matmul(X, Z, V, kernel=kernel, bandwidth=L,
-                                                 backend="triton")
+                    return rfmfast.kernel_matmul(
+                        X, Z, V, kernel=kernel, bandwidth=L, backend="triton"
+                    )
                 return rfmfast.agop(Q, X, a, kernel=kernel, bandwidth=L, backend="triton")
+
         return fn
 
     def truth(op, kernel, data):
@@ -152,13 +180,13 @@ def precision_cases(size, ctx):
         if op == "kernel_matrix":
             return rfmfast.kernel_matrix(X, Z, kernel=kernel, bandwidth=L, backend="reference")
         if op == "kernel_matmul":
-            return rfmfast.kernel_matmul(X, Z, V, kernel=kernel, bandwidth=L,
-                                         backend="reference")
+            return rfmfast.kernel_matmul(X, Z, V, kernel=kernel, bandwidth=L, backend="reference")
         return rfmfast.agop(Q, X, a, kernel=kernel, bandwidth=L, backend="reference")
 
     cases = []
     for kernel in PRECISION_KERNELS:
         for op in ("kernel_matrix", "kernel_matmul", "agop"):
+
             def setup_op(ctx, op=op, kernel=kernel):
                 data = setup(ctx)
                 data["truth"] = truth(op, kernel, data)
@@ -166,24 +194,57 @@ def precision_cases(size, ctx):
 
             impls = []
             for p in precisions:
-                impls.append(Impl(f"plain PyTorch in {p}", "baseline", plain(op, kernel, p),
-                                  precision=p, group=p, once=True))
-                impls.append(Impl("rfmfast triton", "rfmfast", ours(op, kernel, p),
-                                  precision=p, group=p, once=True))
-            cases.append(Case(f"{op} {kernel}", dict(op=op, kernel=kernel, n=n, d=d, t=t, q=q,
-                                                     c=c, bandwidth=L), setup_op, impls,
-                              error=lambda out, data: rel_err(out, data["truth"])))
+                impls.append(
+                    Impl(
+                        f"plain PyTorch in {p}",
+                        "baseline",
+                        plain(op, kernel, p),
+                        precision=p,
+                        group=p,
+                        once=True,
+                    )
+                )
+                impls.append(
+                    Impl(
+                        "rfmfast triton",
+                        "rfmfast",
+                        ours(op, kernel, p),
+                        precision=p,
+                        group=p,
+                        once=True,
+                    )
+                )
+            cases.append(
+                Case(
+                    f"{op} {kernel}",
+                    dict(op=op, kernel=kernel, n=n, d=d, t=t, q=q, c=c, bandwidth=L),
+                    setup_op,
+                    impls,
+                    error=lambda out, data: rel_err(out, data["truth"]),
+                )
+            )
     return cases
 
 
 BENCHMARKS = [
-    Benchmark("accuracy", "accuracy far from the origin and on near-duplicates: every op, "
-              "against the float64 reference on the same inputs",
-              "none (errors: relative Frobenius against float64)", accuracy_cases,
-              chart="rel_err", max_repeats=1),
-    Benchmark("precision", "Triton's error per matmul precision, next to plain PyTorch's in "
-              "that precision", "none (errors: relative Frobenius against float64)",
-              precision_cases, devices=("cuda",), chart="rel_err", max_repeats=1,
-              device_note="the matmul precisions are those of the Triton backend (CUDA; "
-                          "--dry-run runs it in Triton's interpreter)"),
+    Benchmark(
+        "accuracy",
+        "accuracy far from the origin and on near-duplicates: every op, "
+        "against the float64 reference on the same inputs",
+        "none (errors: relative Frobenius against float64)",
+        accuracy_cases,
+        chart="rel_err",
+        max_repeats=1,
+    ),
+    Benchmark(
+        "precision",
+        "Triton's error per matmul precision, next to plain PyTorch's in that precision",
+        "none (errors: relative Frobenius against float64)",
+        precision_cases,
+        devices=("cuda",),
+        chart="rel_err",
+        max_repeats=1,
+        device_note="the matmul precisions are those of the Triton backend (CUDA; "
+        "--dry-run runs it in Triton's interpreter)",
+    ),
 ]

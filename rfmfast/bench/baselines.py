@@ -4,6 +4,7 @@ used by every benchmark), and the adapters that call the peer libraries the same
 Laplace kernel exp(-||x - z||_M / L); M = I unless given. Every function takes tensors on any
 device and allocates on the inputs' device.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,8 +30,11 @@ def needs_xrfm():
 
 
 def needs_falkon():
-    return has("falkon", "pip install falkon (a CPU wheel: see the Falkon docs); "
-                         "use FalkonOptions(use_cpu=True, keops_active='no')")
+    return has(
+        "falkon",
+        "pip install falkon (a CPU wheel: see the Falkon docs); "
+        "use FalkonOptions(use_cpu=True, keops_active='no')",
+    )
 
 
 def needs_pykeops():
@@ -52,8 +56,8 @@ def matmul_plain(X, Z, V, L, rows=2048):
     """Plain blocked PyTorch: torch.cdist on row blocks, exp, matmul."""
     out = torch.empty(X.shape[0], V.shape[1], dtype=X.dtype, device=X.device)
     for i in range(0, X.shape[0], rows):
-        K = torch.cdist(X[i:i + rows], Z)
-        out[i:i + rows] = torch.exp(K * (-1.0 / L)) @ V
+        K = torch.cdist(X[i : i + rows], Z)
+        out[i : i + rows] = torch.exp(K * (-1.0 / L)) @ V
     return out
 
 
@@ -69,13 +73,13 @@ def matmul_blocked(X, Z, V, L, rows=512, cols=4096):
     buf = torch.empty(rows, cols, dtype=X.dtype, device=X.device)
     for i in range(0, n, rows):
         ib = min(rows, n - i)
-        Xi, xi, oi = X[i:i + ib], xn[i:i + ib], out[i:i + ib]
+        Xi, xi, oi = X[i : i + ib], xn[i : i + ib], out[i : i + ib]
         for j in range(0, m, cols):
             jb = min(cols, m - j)
             T = buf[:ib, :jb]
-            torch.addmm(xi + zn[:, j:j + jb], Xi, Z[j:j + jb].T, beta=1, alpha=-2, out=T)
+            torch.addmm(xi + zn[:, j : j + jb], Xi, Z[j : j + jb].T, beta=1, alpha=-2, out=T)
             T.clamp_(min=0).sqrt_().mul_(-1.0 / L).exp_()
-            oi.addmm_(T, V[j:j + jb])
+            oi.addmm_(T, V[j : j + jb])
     return out
 
 
@@ -107,6 +111,7 @@ def best_tiles(X, Z, V, L, tiles=CPU_TILES):
 def compiled_matmul(L):
     """torch.compile of one row block of matmul_blocked (GPU baseline): returns
     run(X, Z, V, rows) -> K(X, Z) @ V; equal row blocks keep to one graph."""
+
     def block(Xb, xnb, Z, zn, V):
         G = torch.addmm(zn[None, :], Xb, Z.T, alpha=-2.0) + xnb[:, None]
         return torch.exp(G.clamp(min=0).sqrt() * (-1.0 / L)) @ V
@@ -117,8 +122,9 @@ def compiled_matmul(L):
         xn, zn = (X * X).sum(1), (Z * Z).sum(1)
         out = torch.empty(X.shape[0], V.shape[1], dtype=X.dtype, device=X.device)
         for i in range(0, X.shape[0], rows):
-            out[i:i + rows] = cblock(X[i:i + rows], xn[i:i + rows], Z, zn, V)
+            out[i : i + rows] = cblock(X[i : i + rows], xn[i : i + rows], Z, zn, V)
         return out
+
     return run
 
 
@@ -146,7 +152,7 @@ def floor_matmul(X, Z, V, L, rows=256, cols=4096, timer=None):
             ib = min(rows, n - i)
             for j in range(0, m, cols):
                 jb = min(cols, m - j)
-                torch.mm(X[i:i + ib], Z[j:j + jb].T, out=buf[:ib, :jb])
+                torch.mm(X[i : i + ib], Z[j : j + jb].T, out=buf[:ib, :jb])
 
     g = best(gemm)
     buf.uniform_(0, 100)
@@ -170,13 +176,13 @@ def grads_blocked(Q, X, alpha, L, rows=1024, eps=1e-10):
     xn = (X * X).sum(1)[None, :]
     out = torch.empty(Q.shape[0], c, d, dtype=Q.dtype, device=Q.device)
     for i in range(0, Q.shape[0], rows):
-        Qi = Q[i:i + rows]
+        Qi = Q[i : i + rows]
         D = torch.addmm(xn, Qi, X.T, alpha=-2.0).add_((Qi * Qi).sum(1, keepdim=True))
         D.clamp_(min=0).sqrt_()
         W = torch.where(D > eps, torch.exp(D * (-1.0 / L)) / D.clamp(min=eps), 0.0)
-        s = W @ alpha                                              # (b, c)
+        s = W @ alpha  # (b, c)
         G = s[:, :, None] * Qi[:, None, :] - (W @ Vx).reshape(-1, c, d)
-        out[i:i + rows] = G.mul_(-1.0 / L)
+        out[i : i + rows] = G.mul_(-1.0 / L)
     return out
 
 
@@ -185,8 +191,10 @@ def xrfm_grads(X, Q, alpha, L=10.0, batch=10_000):
     from xrfm.rfm_src.kernels import LaplaceKernel
 
     kern = LaplaceKernel(bandwidth=L, exponent=1.0)
-    parts = [kern.get_function_grads(x=X, z=Q[i:i + batch], coefs=alpha.T)
-             for i in range(0, Q.shape[0], batch)]
+    parts = [
+        kern.get_function_grads(x=X, z=Q[i : i + batch], coefs=alpha.T)
+        for i in range(0, Q.shape[0], batch)
+    ]
     return torch.cat(parts, dim=1).permute(1, 0, 2)
 
 
@@ -204,7 +212,7 @@ def xrfm_agop(X, Q, alpha, sqrtM, L=10.0, batch=10_000):
     kern = LaplaceKernel(bandwidth=L, exponent=1.0)
     total = None
     for i in range(0, Q.shape[0], batch):
-        part = kern.get_agop(x=X, z=Q[i:i + batch], coefs=alpha.T, mat=sqrtM)
+        part = kern.get_agop(x=X, z=Q[i : i + batch], coefs=alpha.T, mat=sqrtM)
         total = part if total is None else total + part
     return total / Q.shape[0]
 
@@ -224,7 +232,7 @@ def xrfm_agop_reimpl(X, Q, alpha, sqrtM, L=10.0, batch=10_000, eps=1e-10):
     xm = X @ sqrtM
     total = torch.zeros(X.shape[1], X.shape[1], dtype=X.dtype, device=X.device)
     for i in range(0, Q.shape[0], batch):
-        zm = Q[i:i + batch] @ sqrtM
+        zm = Q[i : i + batch] @ sqrtM
         dists = torch.cdist(xm, zm)
         dists.clamp_(min=0)
         kmat = dists.clone().mul_(-1.0 / L).exp_()
@@ -232,8 +240,9 @@ def xrfm_agop_reimpl(X, Q, alpha, sqrtM, L=10.0, batch=10_000, eps=1e-10):
         dists.clamp_(min=eps).pow_(-1.0)
         kmat.mul_(dists).mul_(mask).mul_(-1.0 / L)
         coefs = alpha.T
-        grads = (torch.einsum("li,ij,jd->ljd", coefs, kmat, zm)
-                 - torch.einsum("li,ij,id->ljd", coefs, kmat, xm))
+        grads = torch.einsum("li,ij,jd->ljd", coefs, kmat, zm) - torch.einsum(
+            "li,ij,id->ljd", coefs, kmat, xm
+        )
         grads = (grads @ sqrtM).reshape(-1, grads.shape[-1])
         total += grads.T @ grads
     return total / Q.shape[0]
@@ -281,8 +290,9 @@ def falkon_fit(X, y, L, reg, centers, maxiter=20):
 
     opt = falkon.FalkonOptions(use_cpu=X.device.type == "cpu", keops_active="no")
     kern = falkon.kernels.LaplacianKernel(sigma=L, opt=opt)
-    return falkon.Falkon(kernel=kern, penalty=reg / X.shape[0], M=centers, maxiter=maxiter,
-                         seed=0, options=opt).fit(X, y)
+    return falkon.Falkon(
+        kernel=kern, penalty=reg / X.shape[0], M=centers, maxiter=maxiter, seed=0, options=opt
+    ).fit(X, y)
 
 
 def falkon_kernel(L, device):

@@ -21,6 +21,7 @@ matrix power it needs (Newton-Schulz against torch.linalg.eigh).
               rank-20-plus-noise Gram matrix.
 The numbers in the docs were measured with one thread on each side (--threads 1).
 """
+
 from __future__ import annotations
 
 import os
@@ -69,10 +70,10 @@ def numpy_reference_loop(Y, mask, targets, time_cap, reg=5e-2):
         elapsed += time.perf_counter() - t0
         sweep += 1
         rel = np.linalg.norm(X[miss] - truth) / tn  # monitoring and the oracle schedule
-        if rel ** 2 < 1e-1:
+        if rel**2 < 1e-1:
             reg = min(reg, 1e-3)
         for name, (kind, level) in targets.items():
-            value = rel ** 2 if kind == "sq" else rel
+            value = rel**2 if kind == "sq" else rel
             if name not in hit and value <= level:
                 hit[name] = (elapsed, sweep)
     return hit, sweep, elapsed
@@ -93,7 +94,7 @@ def rfmfast_to_targets(Y, mask, targets, time_cap, **kw):
         rel = np.linalg.norm(values(miss_r, miss_c) - truth) / tn
         wall = c0 - state["t0"] - state["cb"]
         for name, (kind, level) in targets.items():
-            value = rel ** 2 if kind == "sq" else rel
+            value = rel**2 if kind == "sq" else rel
             if name not in hit and value <= level:
                 hit[name] = (wall, rec["sweep"])
         state["cb"] += time.perf_counter() - c0
@@ -126,12 +127,23 @@ def _reference_cases(size):
             hit, sweeps, spent = data["base"]
             per = f"{spent / max(sweeps, 1) * 1e3:.1f} ms/sweep"
             if name in hit:
-                return {"seconds": hit[name][0], "metric": "sweeps", "value": hit[name][1],
-                        "rate": hit[name][1] / hit[name][0], "rate_unit": "sweeps/s",
-                        "notes": per}
-            return {"seconds": spent, "status": "timeout", "metric": "sweeps", "value": sweeps,
-                    "notes": f"not reached in {spent:.1f} s ({sweeps} sweeps): seconds is a "
-                             f"lower bound; {per}"}
+                return {
+                    "seconds": hit[name][0],
+                    "metric": "sweeps",
+                    "value": hit[name][1],
+                    "rate": hit[name][1] / hit[name][0],
+                    "rate_unit": "sweeps/s",
+                    "notes": per,
+                }
+            return {
+                "seconds": spent,
+                "status": "timeout",
+                "metric": "sweeps",
+                "value": sweeps,
+                "notes": f"not reached in {spent:.1f} s ({sweeps} sweeps): seconds is a "
+                f"lower bound; {per}",
+            }
+
         return measure
 
     def ours(name):
@@ -141,23 +153,43 @@ def _reference_cases(size):
             hit, est = data["ours"]
             per = float(np.mean([h["seconds"] for h in est.history_]))
             if name not in hit:
-                return {"status": "timeout", "notes": f"not reached ({len(est.history_)} "
-                        f"sweeps)"}
+                return {"status": "timeout", "notes": f"not reached ({len(est.history_)} sweeps)"}
             s, sw = hit[name]
             note = f"{per * 1e3:.1f} ms/sweep; held-out selection"
             b = data.get("base")
             if b and name not in b[0]:
                 note += f"; > {b[2] / s:.1f}x the baseline, which did not reach it"
-            return {"seconds": s, "metric": "sweeps", "value": sw, "rate": sw / s,
-                    "rate_unit": "sweeps/s", "notes": note}
+            return {
+                "seconds": s,
+                "metric": "sweeps",
+                "value": sw,
+                "rate": sw / s,
+                "rate_unit": "sweeps/s",
+                "notes": note,
+            }
+
         return measure
 
-    return [Case(f"{d}x{d} rank {r}, {obs} observed, alpha=1/2: time to {name}",
-                 dict(problem="reference", d=d, rank=r, observed=obs, target=name, cap_s=cap,
-                      dtype="float64"), setup,
-                 [Impl("numpy row loop (oracle schedule)", "baseline", measure=base(name)),
-                  Impl("rfmfast LinRFMCompleter (held-out)", "rfmfast", measure=ours(name))])
-            for name in targets]
+    return [
+        Case(
+            f"{d}x{d} rank {r}, {obs} observed, alpha=1/2: time to {name}",
+            dict(
+                problem="reference",
+                d=d,
+                rank=r,
+                observed=obs,
+                target=name,
+                cap_s=cap,
+                dtype="float64",
+            ),
+            setup,
+            [
+                Impl("numpy row loop (oracle schedule)", "baseline", measure=base(name)),
+                Impl("rfmfast LinRFMCompleter (held-out)", "rfmfast", measure=ours(name)),
+            ],
+        )
+        for name in targets
+    ]
 
 
 # ---- 2. MovieLens 100K ------------------------------------------------------------------
@@ -166,9 +198,12 @@ def find_ml100k(data_dir: str | None) -> Path | None:
     directory or the source tree."""
     import rfmfast
 
-    roots = [data_dir, os.environ.get("RFMFAST_BENCH_DATA"),
-             Path.cwd().parent / "shared" / "data",
-             Path(rfmfast.__file__).resolve().parent.parent.parent / "shared" / "data"]
+    roots = [
+        data_dir,
+        os.environ.get("RFMFAST_BENCH_DATA"),
+        Path.cwd().parent / "shared" / "data",
+        Path(rfmfast.__file__).resolve().parent.parent.parent / "shared" / "data",
+    ]
     for r in roots:
         if r is None:
             continue
@@ -198,10 +233,12 @@ def als(rows, cols, vals, shape, rank, lam, iters=15, seed=0):
     rng = np.random.default_rng(seed)
     U = 0.1 * rng.standard_normal((n, rank))
     V = 0.1 * rng.standard_normal((d, rank))
-    by_row = np.split(np.argsort(rows, kind="stable"),
-                      np.cumsum(np.bincount(rows, minlength=n))[:-1])
-    by_col = np.split(np.argsort(cols, kind="stable"),
-                      np.cumsum(np.bincount(cols, minlength=d))[:-1])
+    by_row = np.split(
+        np.argsort(rows, kind="stable"), np.cumsum(np.bincount(rows, minlength=n))[:-1]
+    )
+    by_col = np.split(
+        np.argsort(cols, kind="stable"), np.cumsum(np.bincount(cols, minlength=d))[:-1]
+    )
     eye = np.eye(rank)
     for _ in range(iters):
         for i, e in enumerate(by_row):
@@ -245,6 +282,7 @@ def load_softimpute():
     for name in ("fancyimpute.solver", "fancyimpute.soft_impute"):
         importlib.import_module(name).check_array = check_array_compat
     from fancyimpute.soft_impute import SoftImpute
+
     return SoftImpute, importlib.metadata.version("fancyimpute")
 
 
@@ -262,15 +300,24 @@ def _movielens_case(size, ctx):
         data = load_movielens(path)
         test = split_ratings(len(data.values), 0.2, seed=0)
         tr = ~test
-        shared.update(r=data.rows[tr], c=data.cols[tr], v=data.values[tr], rt=data.rows[test],
-                      ct=data.cols[test], vt=data.values[test], shape=data.shape,
-                      held=np.random.default_rng(1).random(int(tr.sum())) < 0.05)
+        shared.update(
+            r=data.rows[tr],
+            c=data.cols[tr],
+            v=data.values[tr],
+            rt=data.rows[test],
+            ct=data.cols[test],
+            vt=data.values[test],
+            shape=data.shape,
+            held=np.random.default_rng(1).random(int(tr.sum())) < 0.05,
+        )
         return shared
 
     def needs_data():
         if path is None:
-            return False, ("MovieLens 100K not found: pass --data DIR (holding ml-100k/u.data) "
-                           "or set RFMFAST_BENCH_DATA")
+            return False, (
+                "MovieLens 100K not found: pass --data DIR (holding ml-100k/u.data) "
+                "or set RFMFAST_BENCH_DATA"
+            )
         return True, ""
 
     def m_als(data, ctx):
@@ -283,10 +330,15 @@ def _movielens_case(size, ctx):
             best = min(best, (e, lam)) if best else (e, lam)
         f = als(r, c, v, shape, rank=10, lam=best[1])
         s = time.perf_counter() - t0
-        return {"seconds": s, "metric": "test_rmse", "value": rmse(f(data["rt"], data["ct"]),
-                data["vt"]), "rate": len(v) / s, "rate_unit": "ratings/s",
-                "notes": f"ridge {best[1]} chosen on 5% held-out training ratings; time "
-                         "includes the search (5 ridges)"}
+        return {
+            "seconds": s,
+            "metric": "test_rmse",
+            "value": rmse(f(data["rt"], data["ct"]), data["vt"]),
+            "rate": len(v) / s,
+            "rate_unit": "ratings/s",
+            "notes": f"ridge {best[1]} chosen on 5% held-out training ratings; time "
+            "includes the search (5 ridges)",
+        }
 
     def m_soft(data, ctx):
         SoftImpute, ver = load_softimpute()
@@ -310,11 +362,15 @@ def _movielens_case(size, ctx):
         X = soft(r, c, v, top * best[1])
         s = time.perf_counter() - t0
         rt, ct = data["rt"], data["ct"]
-        return {"seconds": s, "metric": "test_rmse", "value": rmse(
-            mu + rb[rt] + cb[ct] + X[rt, ct], data["vt"]), "rate": len(v) / s,
-                "rate_unit": "ratings/s",
-                "notes": f"fancyimpute {ver}, on the bias residual; shrinkage top_sv*{best[1]:.3g} "
-                         "chosen on held-out ratings (3 tried), time includes the search"}
+        return {
+            "seconds": s,
+            "metric": "test_rmse",
+            "value": rmse(mu + rb[rt] + cb[ct] + X[rt, ct], data["vt"]),
+            "rate": len(v) / s,
+            "rate_unit": "ratings/s",
+            "notes": f"fancyimpute {ver}, on the bias residual; shrinkage top_sv*{best[1]:.3g} "
+            "chosen on held-out ratings (3 tried), time includes the search",
+        }
 
     def m_surprise(data, ctx):
         import pandas as pd  # noqa: F401 - Surprise's dataframe loader
@@ -327,36 +383,76 @@ def _movielens_case(size, ctx):
         algo = SVD(random_state=0).fit(train)
         s = time.perf_counter() - t0
         pred = np.array([algo.predict(u, i).est for u, i in zip(data["rt"], data["ct"])])
-        return {"seconds": s, "metric": "test_rmse", "value": rmse(pred, data["vt"]),
-                "rate": len(v) / s, "rate_unit": "ratings/s", "notes": "SVD with its defaults"}
+        return {
+            "seconds": s,
+            "metric": "test_rmse",
+            "value": rmse(pred, data["vt"]),
+            "rate": len(v) / s,
+            "rate_unit": "ratings/s",
+            "notes": "SVD with its defaults",
+        }
 
     def m_ours(bias):
         def measure(data, ctx):
             from rfmfast import LinRFMCompleter
 
             t0 = time.perf_counter()
-            est = LinRFMCompleter(bias=bias).fit((data["r"], data["c"], data["v"]),
-                                                 shape=data["shape"])
+            est = LinRFMCompleter(bias=bias).fit(
+                (data["r"], data["c"], data["v"]), shape=data["shape"]
+            )
             s = time.perf_counter() - t0
-            return {"seconds": s, "metric": "test_rmse",
-                    "value": rmse(est.predict(data["rt"], data["ct"]), data["vt"]),
-                    "rate": est.n_iter_ / s, "rate_unit": "sweeps/s",
-                    "notes": f"{est.n_iter_} sweeps, best {est.best_iter_}; held-out selection"}
+            return {
+                "seconds": s,
+                "metric": "test_rmse",
+                "value": rmse(est.predict(data["rt"], data["ct"]), data["vt"]),
+                "rate": est.n_iter_ / s,
+                "rate_unit": "sweeps/s",
+                "notes": f"{est.n_iter_} sweeps, best {est.best_iter_}; held-out selection",
+            }
+
         return measure
 
     impls = [Impl("ALS biased MF rank 10", "peer", measure=m_als, needs=needs_data)]
     if size == "full":
-        impls.append(Impl("fancyimpute SoftImpute", "peer", measure=m_soft,
-                          needs=lambda: needs_data() if path is None else B.has(
-                              "fancyimpute", "pip install fancyimpute")))
-    impls.append(Impl("Surprise SVD", "peer", measure=m_surprise,
-                      needs=lambda: needs_data() if path is None else B.has(
-                          "surprise", "pip install scikit-surprise pandas")))
-    for bias in (("none", "global", "rowcol") if size == "full" else ("rowcol",)):
-        impls.append(Impl(f"rfmfast LinRFMCompleter bias={bias}", "rfmfast",
-                          measure=m_ours(bias), needs=needs_data))
-    return Case("ML-100K, seeded random 80/20", dict(problem="movielens", test_fraction=0.2,
-                                                      seed=0), setup, impls)
+        impls.append(
+            Impl(
+                "fancyimpute SoftImpute",
+                "peer",
+                measure=m_soft,
+                needs=lambda: (
+                    needs_data()
+                    if path is None
+                    else B.has("fancyimpute", "pip install fancyimpute")
+                ),
+            )
+        )
+    impls.append(
+        Impl(
+            "Surprise SVD",
+            "peer",
+            measure=m_surprise,
+            needs=lambda: (
+                needs_data()
+                if path is None
+                else B.has("surprise", "pip install scikit-surprise pandas")
+            ),
+        )
+    )
+    for bias in ("none", "global", "rowcol") if size == "full" else ("rowcol",):
+        impls.append(
+            Impl(
+                f"rfmfast LinRFMCompleter bias={bias}",
+                "rfmfast",
+                measure=m_ours(bias),
+                needs=needs_data,
+            )
+        )
+    return Case(
+        "ML-100K, seeded random 80/20",
+        dict(problem="movielens", test_fraction=0.2, seed=0),
+        setup,
+        impls,
+    )
 
 
 # ---- 3. a million observed entries --------------------------------------------------------
@@ -369,7 +465,7 @@ def _million_case(dtype, time_cap=600.0):
         idx = rng.choice(n * d, nobs, replace=False)
         rows, cols = idx // d, idx % d
         vals = np.einsum("ij,ij->i", U[rows], V.T[cols])
-        scale = 1 / np.sqrt(np.mean(vals ** 2))
+        scale = 1 / np.sqrt(np.mean(vals**2))
         vals *= scale
         m = np.setdiff1d(rng.integers(0, n * d, 300_000), idx)[:200_000]
         mr, mc = m // d, m % d
@@ -387,8 +483,10 @@ def _million_case(dtype, time_cap=600.0):
             rel = float(np.linalg.norm(values(data["mr"], data["mc"]) - data["truth"]) / tn)
             wall = c0 - state["t0"] - state["cb"]
             log.append((rec["sweep"], rec["seconds"], rel, wall))
-            ctx.log(f"    sweep {rec['sweep']}: rel err {rel:.3e}, {rec['seconds']:.2f} s, "
-                    f"total {wall:.1f} s")
+            ctx.log(
+                f"    sweep {rec['sweep']}: rel err {rel:.3e}, {rec['seconds']:.2f} s, "
+                f"total {wall:.1f} s"
+            )
             if rel <= 1e-2 and state["hit"] is None:
                 state["hit"] = (wall, rec["sweep"])
             state["cb"] += time.perf_counter() - c0
@@ -396,13 +494,18 @@ def _million_case(dtype, time_cap=600.0):
 
         state["t0"] = time.perf_counter()
         LinRFMCompleter(callback=cb, dtype=dtype, max_iter=1000).fit(
-            (data["rows"], data["cols"], data["vals"]), shape=(n, d))
+            (data["rows"], data["cols"], data["vals"]), shape=(n, d)
+        )
         per = float(np.median([s for _, s, _, _ in log]))
         trace = ", ".join(f"{e:.3g} after {s}" for s, _, e, _ in log[:: max(1, len(log) // 8)])
         hit = state["hit"]
-        out = {"rate": nobs / per / 1e6, "rate_unit": "M observed entries/s per sweep",
-               "metric": "sweeps to rel err<=1e-2", "notes": f"median sweep {per:.2f} s; rel "
-               f"err on 200,000 sampled missing entries: {trace}"}
+        out = {
+            "rate": nobs / per / 1e6,
+            "rate_unit": "M observed entries/s per sweep",
+            "metric": "sweeps to rel err<=1e-2",
+            "notes": f"median sweep {per:.2f} s; rel "
+            f"err on 200,000 sampled missing entries: {trace}",
+        }
         if hit:
             out.update(seconds=hit[0], value=hit[1])
         else:
@@ -410,9 +513,12 @@ def _million_case(dtype, time_cap=600.0):
         return out
 
     name = str(dtype).replace("torch.", "")
-    return Case(f"6000x4000 rank 10, 1e6 observed, {name}",
-                dict(problem="million", n=n, d=d, rank=r, observed=nobs, dtype=name), setup,
-                [Impl("rfmfast LinRFMCompleter", "rfmfast", measure=measure)])
+    return Case(
+        f"6000x4000 rank 10, 1e6 observed, {name}",
+        dict(problem="million", n=n, d=d, rank=r, observed=nobs, dtype=name),
+        setup,
+        [Impl("rfmfast LinRFMCompleter", "rfmfast", measure=measure)],
+    )
 
 
 # ---- 4. the matrix power ----------------------------------------------------------------
@@ -435,7 +541,8 @@ def _power_cases(size):
             def setup(ctx, d=d, p=p):
                 g = torch.Generator().manual_seed(d)
                 X = torch.randn(2 * d, 20, dtype=torch.float64, generator=g) @ torch.randn(
-                    20, d, dtype=torch.float64, generator=g)
+                    20, d, dtype=torch.float64, generator=g
+                )
                 X += 0.01 * torch.randn(2 * d, d, dtype=torch.float64, generator=g)
                 G = X.T @ X / (2 * d)  # a completion-like Gram matrix: rank 20 plus a tail
                 f, _ = _psd_power()
@@ -449,15 +556,29 @@ def _power_cases(size):
                 def fn(data):
                     f, _ = _psd_power()
                     return f(data["G"], p, method=method)
+
                 return fn
 
             err = lambda out, data: rel_err(out, data["ref"])  # noqa: E731
-            cases.append(Case(f"d={d}, alpha={alpha} (G^{p:g})",
-                              dict(problem="power", d=d, alpha=alpha, dtype="float64"), setup,
-                              [Impl("torch.linalg.eigh", "baseline", run("eigh"), needs=needs),
-                               Impl("Newton-Schulz (GEMM only)", "rfmfast", run("newton_schulz"),
-                                    needs=needs, error=err)],
-                              work=d ** 3 / 1e9, rate_unit="d^3/ns (d^3 / s / 1e9)"))
+            cases.append(
+                Case(
+                    f"d={d}, alpha={alpha} (G^{p:g})",
+                    dict(problem="power", d=d, alpha=alpha, dtype="float64"),
+                    setup,
+                    [
+                        Impl("torch.linalg.eigh", "baseline", run("eigh"), needs=needs),
+                        Impl(
+                            "Newton-Schulz (GEMM only)",
+                            "rfmfast",
+                            run("newton_schulz"),
+                            needs=needs,
+                            error=err,
+                        ),
+                    ],
+                    work=d**3 / 1e9,
+                    rate_unit="d^3/ns (d^3 / s / 1e9)",
+                )
+            )
     return cases
 
 
@@ -470,8 +591,15 @@ def cases(size, ctx):
     return out + _power_cases(size)
 
 
-BENCHMARKS = [Benchmark("linrfm", "lin-RFM: matrix completion against the plain algorithm, "
-                        "ALS / SoftImpute / Surprise, a million entries, the matrix power",
-                        "per case (stated in rate_unit): sweeps/s, ratings/s, M observed "
-                        "entries/s per sweep, d^3/ns", cases, devices=("cpu",),
-                        device_note="lin-RFM's benchmarks are CPU benchmarks")]
+BENCHMARKS = [
+    Benchmark(
+        "linrfm",
+        "lin-RFM: matrix completion against the plain algorithm, "
+        "ALS / SoftImpute / Surprise, a million entries, the matrix power",
+        "per case (stated in rate_unit): sweeps/s, ratings/s, M observed "
+        "entries/s per sweep, d^3/ns",
+        cases,
+        devices=("cpu",),
+        device_note="lin-RFM's benchmarks are CPU benchmarks",
+    )
+]

@@ -1,12 +1,18 @@
 """One PNG chart per benchmark (matplotlib, the `bench` extra): seconds per implementation,
 grouped by case, log scale (baselines first); for the accuracy benchmarks the relative error
 per case, one marker series per implementation."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-ROLE_COLOR = {"baseline": "#7f7f7f", "peer": "#bcbd22", "floor": "#c7c7c7",
-              "reference": "#9467bd", "rfmfast": "#1f77b4"}
+ROLE_COLOR = {
+    "baseline": "#7f7f7f",
+    "peer": "#bcbd22",
+    "floor": "#c7c7c7",
+    "reference": "#9467bd",
+    "rfmfast": "#1f77b4",
+}
 
 
 def available() -> tuple[bool, str]:
@@ -43,8 +49,11 @@ def chart(bench, rows: list[dict], path: Path, title_extra: str = "") -> Path | 
         heads.append((y, case))
         y += 1
         for r in (r for r in rows if r["case"] == case):
-            lab = r["impl"] + (f" [{r['precision']}]" if r.get("precision") not in
-                               ("", None, "float32", "float64") else "")
+            lab = r["impl"] + (
+                f" [{r['precision']}]"
+                if r.get("precision") not in ("", None, "float32", "float64")
+                else ""
+            )
             if r.get("status") == "timeout":
                 lab += " (not reached: lower bound)"
             labels.append((y, lab))
@@ -59,16 +68,24 @@ def chart(bench, rows: list[dict], path: Path, title_extra: str = "") -> Path | 
     ax.set_yticks(ys, [lab for _, lab in labels], fontsize=7)
     for (p, _), v, r in zip(labels, values, ordered):
         s = _num(r.get("speedup_vs_baseline"))
-        ax.text(v, p, f" {v:.3g} s" + (f"  {s:.3g}x" if s and r["role"] == "rfmfast" else ""),
-                va="center", fontsize=7)
+        ax.text(
+            v,
+            p,
+            f" {v:.3g} s" + (f"  {s:.3g}x" if s and r["role"] == "rfmfast" else ""),
+            va="center",
+            fontsize=7,
+        )
     lo, hi = min(values), max(values)
     ax.set_xscale("log")
     ax.set_xlim(lo / 3, hi * 12)
     for p, case in heads:
         ax.text(lo / 3, p, f" {case}", va="center", fontsize=8, fontweight="bold")
     ax.set_ylim(y - 0.5, -1)
-    ax.set_xlabel("seconds (best of the timed runs; log scale); colour: "
-                  + ", ".join(f"{k}" for k in ROLE_COLOR), fontsize=8)
+    ax.set_xlabel(
+        "seconds (best of the timed runs; log scale); colour: "
+        + ", ".join(f"{k}" for k in ROLE_COLOR),
+        fontsize=8,
+    )
     ax.set_title(f"{bench.title}{title_extra}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -83,14 +100,21 @@ def _errors(bench, rows, path, plt, title_extra):
     cases = list(dict.fromkeys(r["case"] for r in rows))
     series: dict[str, list] = {}
     for r in rows:
-        lab = r["impl"] + (f" [{r['precision']}]" if r.get("precision") in ("ieee", "tf32", "bf16")
-                           else "")
+        lab = r["impl"] + (
+            f" [{r['precision']}]" if r.get("precision") in ("ieee", "tf32", "bf16") else ""
+        )
         series.setdefault(lab, []).append((cases.index(r["case"]), _num(r["rel_err"]), r["role"]))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(cases) + 2), 4.5))
     markers = "os^vD<>p*h"
     for k, (lab, pts) in enumerate(series.items()):
-        ax.scatter([p[0] for p in pts], [max(p[1], 1e-18) for p in pts], s=18,
-                   marker=markers[k % len(markers)], label=lab, alpha=0.8)
+        ax.scatter(
+            [p[0] for p in pts],
+            [max(p[1], 1e-18) for p in pts],
+            s=18,
+            marker=markers[k % len(markers)],
+            label=lab,
+            alpha=0.8,
+        )
     ax.set_yscale("log")
     ax.set_xticks(range(len(cases)), cases, rotation=90, fontsize=6)
     ax.set_ylabel("relative error vs float64 (log scale)")

@@ -1,6 +1,7 @@
 """The benchmark registry: one record per benchmark (rfmfast.bench.runner.Benchmark), in the
 order `rfmfast bench` runs them. To add one, write its cases in a module of this package and
 list its Benchmark here; its name becomes an `--only` choice."""
+
 from __future__ import annotations
 
 from . import NAMES

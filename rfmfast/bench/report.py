@@ -9,6 +9,7 @@ order), with where and when it ran; earlier runs are counted, and stay in the CS
 tiny size set (test runs) are left out unless --all-sizes, except the error benchmarks
 (accuracy, precision), whose inputs are the same in every size set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,10 +37,14 @@ earlier run stays in the CSVs.
   rfmfast's plain-PyTorch reference, *rfmfast* this package.
 """
 
-ERROR_BENCHES = ("accuracy", "precision")   # measure errors, at the same sizes in every set
-MANY_CASES = 12          # more cases than this: one table per run with a case column
-KIND_TITLE = {"cpu": "CPU", "cuda": "CUDA", "interpreter": "Triton interpreter (CPU)",
-              "compile": "compile only (no GPU)"}
+ERROR_BENCHES = ("accuracy", "precision")  # measure errors, at the same sizes in every set
+MANY_CASES = 12  # more cases than this: one table per run with a case column
+KIND_TITLE = {
+    "cpu": "CPU",
+    "cuda": "CUDA",
+    "interpreter": "Triton interpreter (CPU)",
+    "compile": "compile only (no GPU)",
+}
 
 
 def kind(row) -> str:
@@ -97,21 +102,36 @@ def _table(rows, with_case=False) -> list[str]:
         ("precision", lambda r: r.get("precision", "")),
         ("seconds", lambda r: _cell(r.get("seconds"), ".4g")),
         ("rate", _rate),
-        ("speed-up", lambda r: (_cell(r.get("speedup_vs_baseline"), ".2f") + "x")
-         if r.get("speedup_vs_baseline") else ""),
+        (
+            "speed-up",
+            lambda r: (
+                (_cell(r.get("speedup_vs_baseline"), ".2f") + "x")
+                if r.get("speedup_vs_baseline")
+                else ""
+            ),
+        ),
         ("vs", lambda r: _cell(r.get("baseline")) if r.get("baseline") != r["impl"] else ""),
         ("rel. err", lambda r: _cell(r.get("rel_err"), ".2g")),
         ("err / baseline's", lambda r: _cell(r.get("rel_err_vs_baseline"), ".2f")),
-        ("metric", lambda r: f"{r['metric']} {_cell(r.get('value'), '.5g')}"
-         if r.get("metric") else ""),
+        (
+            "metric",
+            lambda r: f"{r['metric']} {_cell(r.get('value'), '.5g')}" if r.get("metric") else "",
+        ),
         ("peak MB", lambda r: _cell(r.get("peak_mem_mb"), ".0f")),
-        ("notes", lambda r: ("" if r.get("status") in ("ok", "") else f"**{r['status']}**: ")
-         + _cell(r.get("notes"))),
+        (
+            "notes",
+            lambda r: (
+                ("" if r.get("status") in ("ok", "") else f"**{r['status']}**: ")
+                + _cell(r.get("notes"))
+            ),
+        ),
     ]
     cells = [[f(r) for _, f in cols] for r in rows]
     keep = [j for j in range(len(cols)) if any(c[j] for c in cells)]
-    out = ["| " + " | ".join(cols[j][0] for j in keep) + " |",
-           "|" + "|".join("---" for _ in keep) + "|"]
+    out = [
+        "| " + " | ".join(cols[j][0] for j in keep) + " |",
+        "|" + "|".join("---" for _ in keep) + "|",
+    ]
     out += ["| " + " | ".join(c[j] for j in keep) + " |" for c in cells]
     return out
 
@@ -119,9 +139,11 @@ def _table(rows, with_case=False) -> list[str]:
 def _where(rows) -> str:
     r = rows[0]
     same = {k: len({x.get(k, "") for x in rows}) == 1 for k in ("isa", "threads")}
-    bits = [f"{r['date']} UTC" if r.get("date") else "date not recorded",
-            f"commit {r['commit']}" if r.get("commit") else "commit not recorded",
-            r.get("machine") or "machine not recorded"]
+    bits = [
+        f"{r['date']} UTC" if r.get("date") else "date not recorded",
+        f"commit {r['commit']}" if r.get("commit") else "commit not recorded",
+        r.get("machine") or "machine not recorded",
+    ]
     if r.get("cpu"):
         bits.append(r["cpu"])
     if r.get("isa"):
@@ -138,7 +160,7 @@ def _where(rows) -> str:
 
 
 def render(rows, src="bench/results", out="docs/benchmarks.md", all_sizes=False) -> str:
-    if not all_sizes:           # tiny sizes time nothing; their errors are still errors
+    if not all_sizes:  # tiny sizes time nothing; their errors are still errors
         rows = [r for r in rows if r.get("size") != "tiny" or r["bench"] in ERROR_BENCHES]
     lines = [HEADER.format(src=src, out=out)]
     benches = list(dict.fromkeys(r["bench"] for r in rows))
@@ -158,16 +180,17 @@ def render(rows, src="bench/results", out="docs/benchmarks.md", all_sizes=False)
                 for r in krows:
                     if r["case"] == case:
                         runs.setdefault(r["run"], []).append(r)
-                last = max(runs.values(), key=lambda rs: (rs[0].get("date", ""),
-                                                          rs[-1]["_order"]))
+                last = max(runs.values(), key=lambda rs: (rs[0].get("date", ""), rs[-1]["_order"]))
                 latest.append((case, last, len(runs) - 1))
-            if len(latest) > MANY_CASES:      # one table per run, the case as a column
+            if len(latest) > MANY_CASES:  # one table per run, the case as a column
                 for run in dict.fromkeys(last[0]["run"] for _, last, _ in latest):
                     rs = [r for _, last, _ in latest if last[0]["run"] == run for r in last]
                     earlier = sum(e for _, last, e in latest if last[0]["run"] == run)
-                    lines.append(f"Measured: {_where(rs)} ({rs[0]['_file']})"
-                                 + (f"; {earlier} earlier case runs in the CSVs" if earlier
-                                    else "") + ".\n")
+                    lines.append(
+                        f"Measured: {_where(rs)} ({rs[0]['_file']})"
+                        + (f"; {earlier} earlier case runs in the CSVs" if earlier else "")
+                        + ".\n"
+                    )
                     lines += _table(rs, with_case=True)
                     lines.append("")
                 continue
@@ -178,9 +201,15 @@ def render(rows, src="bench/results", out="docs/benchmarks.md", all_sizes=False)
                     block = [r for _, ls, _ in latest if ls[0]["run"] == run for r in ls]
                     lines.append(f"Measured: {_where(block)} ({last[0]['_file']}).\n")
                     last_run = run
-                lines.append(f"**{case}**" + (f" ({earlier} earlier run"
-                                              f"{'s' if earlier > 1 else ''} in the CSVs)"
-                                              if earlier else "") + "\n")
+                lines.append(
+                    f"**{case}**"
+                    + (
+                        f" ({earlier} earlier run{'s' if earlier > 1 else ''} in the CSVs)"
+                        if earlier
+                        else ""
+                    )
+                    + "\n"
+                )
                 lines += _table(last)
                 lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -202,8 +231,9 @@ def write_report(paths, out=None, all_sizes=False) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rfmfast.bench.report",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m rfmfast.bench.report", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("paths", nargs="+", help="CSV files or directories of them")
     ap.add_argument("-o", "--out", default=None, help="Markdown file to write (default: print)")
     ap.add_argument("--all-sizes", action="store_true", help="keep the tiny (test) rows too")

@@ -12,6 +12,7 @@ standardized on the training split (and the regression target); SVC (RBF) and Ke
 including the grid.
 On CUDA also RFMRegressor(device="cuda") with its defaults at n = 100,000 (full size).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,8 +36,14 @@ def fit_xrfm(X, Y, Xv, Yv, metric, device):
 
     dev = torch.device(device)
     t = lambda a: torch.from_numpy(a).to(dev)  # noqa: E731
-    m = RFM(kernel="laplace", bandwidth=SETTINGS["bandwidth"], iters=SETTINGS["iters"],
-            device=str(dev), verbose=False, tuning_metric=metric)
+    m = RFM(
+        kernel="laplace",
+        bandwidth=SETTINGS["bandwidth"],
+        iters=SETTINGS["iters"],
+        device=str(dev),
+        verbose=False,
+        tuning_metric=metric,
+    )
     Ms = m.fit((t(X), t(Y)), (t(Xv), t(Yv)), reg=SETTINGS["reg"], verbose=False, return_Ms=True)
     # return_Ms lists one M per completed iteration; +1 for the final solve
     return m, len(Ms) + 1
@@ -49,8 +56,14 @@ def xrfm_predict(m, X, device):
 
 def fit_ours(cls, X, y, Xv, yv, device):
     """rfmfast with the shared settings; returns (model, solves run)."""
-    m = cls(kernel="laplace", early_stopping=1.1, agop_samples=20_000, dtype="float32",
-            device=str(device), **SETTINGS)
+    m = cls(
+        kernel="laplace",
+        early_stopping=1.1,
+        agop_samples=20_000,
+        dtype="float32",
+        device=str(device),
+        **SETTINGS,
+    )
     m.fit(X, y, Xv, yv)
     return m, len(m.history_)
 
@@ -59,6 +72,7 @@ def _warm_xrfm(device):
     def warm(data):
         X, y = low_rank(500, 10, seed=7)
         fit_xrfm(X, y[:, None], X[:100], y[:100, None], "mse", device)
+
     return warm
 
 
@@ -68,6 +82,7 @@ def _warm_ours(device):
 
         X, y = low_rank(500, 10, seed=7)
         fit_ours(RFMRegressor, X, y, X[:100], y[:100], device)
+
     return warm
 
 
@@ -83,8 +98,9 @@ def _synthetic(n, d, device):
         return {"X": X, "y": y, "Xv": Xv, "yv": yv, "Xt": Xt, "yt": yt}
 
     def xr(data):
-        return fit_xrfm(data["X"], data["y"][:, None], data["Xv"], data["yv"][:, None], "mse",
-                        device)
+        return fit_xrfm(
+            data["X"], data["y"][:, None], data["Xv"], data["yv"][:, None], "mse", device
+        )
 
     def xr_mse(out, data):
         p = xrfm_predict(out[0], data["Xt"], device)[:, 0]
@@ -103,18 +119,39 @@ def _synthetic(n, d, device):
     def solver(data):
         return f"solver {data['solver']}" if data.get("solver") else ""
 
-    impls = [Impl("xrfm 0.4.5 RFM", "baseline", xr, needs=B.needs_xrfm,
-                  warmup=_warm_xrfm(device), metric=xr_mse, work=_solves_work(n),
-                  notes="LU solves (torch.linalg.solve)"),
-             Impl("rfmfast RFMRegressor", "rfmfast", ours, warmup=_warm_ours(device),
-                  metric=ours_mse, work=_solves_work(n), notes=solver)]
-    return Case(f"low_rank_d{d} n={n}", dict(task="low_rank", n=n, d=d, dtype="float32",
-                                              kernel="laplace", **SETTINGS), setup, impls,
-                rate_unit="Mentries/s (solves * n^2 / s / 1e6)")
+    impls = [
+        Impl(
+            "xrfm 0.4.5 RFM",
+            "baseline",
+            xr,
+            needs=B.needs_xrfm,
+            warmup=_warm_xrfm(device),
+            metric=xr_mse,
+            work=_solves_work(n),
+            notes="LU solves (torch.linalg.solve)",
+        ),
+        Impl(
+            "rfmfast RFMRegressor",
+            "rfmfast",
+            ours,
+            warmup=_warm_ours(device),
+            metric=ours_mse,
+            work=_solves_work(n),
+            notes=solver,
+        ),
+    ]
+    return Case(
+        f"low_rank_d{d} n={n}",
+        dict(task="low_rank", n=n, d=d, dtype="float32", kernel="laplace", **SETTINGS),
+        setup,
+        impls,
+        rate_unit="Mentries/s (solves * n^2 / s / 1e6)",
+    )
 
 
 def _gpu_defaults(n, device, d=50):
     """RFMRegressor(device='cuda') with its defaults, no validation data (the GPU target)."""
+
     def setup(ctx):
         g = torch.Generator().manual_seed(5)
         X = (torch.randn(n + n // 10, d, generator=g) * 0.5).numpy()
@@ -131,12 +168,23 @@ def _gpu_defaults(n, device, d=50):
     def mse(out, data):
         return "test_mse", float(((out[0].predict(data["Xt"]) - data["yt"]) ** 2).mean())
 
-    return Case(f"low_rank_d{d} n={n} defaults", dict(task="low_rank", n=n, d=d,
-                                                        defaults=True),
-                setup, [Impl("rfmfast RFMRegressor (defaults)", "rfmfast", fit, once=True,
-                             metric=mse, work=_solves_work(n),
-                             notes="first fit in the process: Triton compilation included")],
-                rate_unit="Mentries/s (solves * n^2 / s / 1e6)")
+    return Case(
+        f"low_rank_d{d} n={n} defaults",
+        dict(task="low_rank", n=n, d=d, defaults=True),
+        setup,
+        [
+            Impl(
+                "rfmfast RFMRegressor (defaults)",
+                "rfmfast",
+                fit,
+                once=True,
+                metric=mse,
+                work=_solves_work(n),
+                notes="first fit in the process: Triton compilation included",
+            )
+        ],
+        rate_unit="Mentries/s (solves * n^2 / s / 1e6)",
+    )
 
 
 DATASETS = ("breast_cancer", "digits", "wine", "diabetes")
@@ -151,10 +199,12 @@ def _dataset(name, device):
         from sklearn.preprocessing import StandardScaler
 
         X, y = getattr(skd, f"load_{name}")(return_X_y=True)
-        Xa, Xt, ya, yt = train_test_split(X, y, test_size=0.2, random_state=0,
-                                          stratify=y if clf else None)
-        X, Xv, y, yv = train_test_split(Xa, ya, test_size=0.25, random_state=0,
-                                        stratify=ya if clf else None)
+        Xa, Xt, ya, yt = train_test_split(
+            X, y, test_size=0.2, random_state=0, stratify=y if clf else None
+        )
+        X, Xv, y, yv = train_test_split(
+            Xa, ya, test_size=0.25, random_state=0, stratify=ya if clf else None
+        )
         sc = StandardScaler().fit(X)
         X, Xv, Xt = (sc.transform(a).astype(np.float32) for a in (X, Xv, Xt))
         data = {"X": X, "Xv": Xv, "Xt": Xt, "y": y, "yv": yv, "yt": yt}
@@ -172,10 +222,22 @@ def _dataset(name, device):
 
     def xr(data):
         if clf:
-            return fit_xrfm(data["X"], onehot(data, data["y"]), data["Xv"],
-                            onehot(data, data["yv"]), "accuracy", device)
-        return fit_xrfm(data["X"], z(data, data["y"])[:, None], data["Xv"],
-                        z(data, data["yv"])[:, None], "mse", device)
+            return fit_xrfm(
+                data["X"],
+                onehot(data, data["y"]),
+                data["Xv"],
+                onehot(data, data["yv"]),
+                "accuracy",
+                device,
+            )
+        return fit_xrfm(
+            data["X"],
+            z(data, data["y"])[:, None],
+            data["Xv"],
+            z(data, data["yv"])[:, None],
+            "mse",
+            device,
+        )
 
     def xr_metric(out, data):
         p = xrfm_predict(out[0], data["Xt"], device)
@@ -189,8 +251,9 @@ def _dataset(name, device):
 
         if clf:
             return fit_ours(RFMClassifier, data["X"], data["y"], data["Xv"], data["yv"], device)
-        return fit_ours(RFMRegressor, data["X"], z(data, data["y"]), data["Xv"],
-                        z(data, data["yv"]), device)
+        return fit_ours(
+            RFMRegressor, data["X"], z(data, data["y"]), data["Xv"], z(data, data["yv"]), device
+        )
 
     def ours_metric(out, data):
         p = out[0].predict(data["Xt"])
@@ -208,10 +271,17 @@ def _dataset(name, device):
             best = max(grid, key=lambda p: SVC(**p).fit(X, data["y"]).score(data["Xv"], data["yv"]))
             return SVC(**best).fit(X, data["y"]), None
         yz, yvz = z(data, data["y"]), z(data, data["yv"])
-        grid = [dict(kernel="laplacian", gamma=g / d, alpha=a)
-                for g in (0.03, 0.1, 0.3, 1, 3) for a in (1e-3, 1e-2, 1e-1, 1)]
-        best = min(grid, key=lambda p: float(np.mean(
-            (KernelRidge(**p).fit(X, yz).predict(data["Xv"]) - yvz) ** 2)))
+        grid = [
+            dict(kernel="laplacian", gamma=g / d, alpha=a)
+            for g in (0.03, 0.1, 0.3, 1, 3)
+            for a in (1e-3, 1e-2, 1e-1, 1)
+        ]
+        best = min(
+            grid,
+            key=lambda p: float(
+                np.mean((KernelRidge(**p).fit(X, yz).predict(data["Xv"]) - yvz) ** 2)
+            ),
+        )
         return KernelRidge(**best).fit(X, yz), None
 
     def tuned_metric(out, data):
@@ -220,17 +290,40 @@ def _dataset(name, device):
             return "test_accuracy", float((p == data["yt"]).mean())
         return "test_mse", float(np.mean((p * data["sd"] + data["mu"] - data["yt"]) ** 2))
 
-    impls = [Impl("xrfm 0.4.5 RFM", "baseline", xr, needs=B.needs_xrfm, metric=xr_metric,
-                  warmup=_warm_xrfm(device)),
-             Impl("rfmfast " + ("RFMClassifier" if clf else "RFMRegressor"), "rfmfast", ours,
-                  metric=ours_metric, warmup=_warm_ours(device))]
+    impls = [
+        Impl(
+            "xrfm 0.4.5 RFM",
+            "baseline",
+            xr,
+            needs=B.needs_xrfm,
+            metric=xr_metric,
+            warmup=_warm_xrfm(device),
+        ),
+        Impl(
+            "rfmfast " + ("RFMClassifier" if clf else "RFMRegressor"),
+            "rfmfast",
+            ours,
+            metric=ours_metric,
+            warmup=_warm_ours(device),
+        ),
+    ]
     if device == "cpu":
-        impls.append(Impl("SVC rbf tuned (20 fits)" if clf else
-                          "KernelRidge laplacian tuned (20 fits)", "peer", tuned,
-                          needs=B.needs_sklearn, metric=tuned_metric,
-                          notes="bandwidth and C / alpha chosen on the validation split"))
-    return Case(f"{name} (scikit-learn)", dict(task=name, dtype="float32", kernel="laplace",
-                                                **SETTINGS), setup, impls)
+        impls.append(
+            Impl(
+                "SVC rbf tuned (20 fits)" if clf else "KernelRidge laplacian tuned (20 fits)",
+                "peer",
+                tuned,
+                needs=B.needs_sklearn,
+                metric=tuned_metric,
+                notes="bandwidth and C / alpha chosen on the validation split",
+            )
+        )
+    return Case(
+        f"{name} (scikit-learn)",
+        dict(task=name, dtype="float32", kernel="laplace", **SETTINGS),
+        setup,
+        impls,
+    )
 
 
 def cases(size, ctx):
@@ -249,6 +342,12 @@ def cases(size, ctx):
     return out
 
 
-BENCHMARKS = [Benchmark("rfm", "RFM fit end to end: rfmfast against xrfm 0.4.5 (and tuned "
-                        "SVC / KernelRidge on scikit-learn's datasets)",
-                        "Mentries/s = (kernel ridge solves run) * n^2 / seconds / 1e6", cases)]
+BENCHMARKS = [
+    Benchmark(
+        "rfm",
+        "RFM fit end to end: rfmfast against xrfm 0.4.5 (and tuned "
+        "SVC / KernelRidge on scikit-learn's datasets)",
+        "Mentries/s = (kernel ridge solves run) * n^2 / seconds / 1e6",
+        cases,
+    )
+]

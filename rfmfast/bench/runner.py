@@ -9,6 +9,7 @@ returns) and its row says 'timeout'; an implementation whose first timed run is 
 repeated. Rates are work / seconds with the case's formula; speed-ups are against the fastest
 baseline of the case (of the same matmul precision where a group is given).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,9 +91,9 @@ class Benchmark:
     rate: str
     cases: Callable[[str, Ctx], list[Case]]
     devices: tuple[str, ...] = ("cpu", "cuda")
-    chart: str = "seconds"                    # or "rel_err": what the PNG plots
-    max_repeats: int | None = None            # fewer timed runs (error benchmarks: 1)
-    device_note: str = ""                     # why it does not run on the other device
+    chart: str = "seconds"  # or "rel_err": what the PNG plots
+    max_repeats: int | None = None  # fewer timed runs (error benchmarks: 1)
+    device_note: str = ""  # why it does not run on the other device
 
 
 @dataclass
@@ -100,7 +101,7 @@ class Ctx:
     """What a run was asked for."""
 
     size: str
-    device: Any                                # torch.device
+    device: Any  # torch.device
     repeats: int
     timeout: float
     slow_s: float
@@ -127,8 +128,9 @@ class Ctx:
 
     def log(self, msg: str) -> None:
         if not self.quiet:
-            print(f"[bench {time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"[bench {time.perf_counter() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True
+            )
 
 
 # ---- timing helpers ---------------------------------------------------------------------
@@ -136,8 +138,12 @@ class Ctx:
 def deadline(seconds: float):
     """Raise BenchTimeout in the main thread once `seconds` have passed (POSIX; elsewhere, and
     off the main thread, no limit)."""
-    usable = (seconds and seconds > 0 and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())
+    usable = (
+        seconds
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield
         return
@@ -233,9 +239,17 @@ def run_case(bench: Benchmark, case: Case, ctx: Ctx, base: dict) -> list[dict]:
     rows: list[dict] = []
     todo: list[tuple[Impl, dict]] = []
     for impl in case.impls:
-        row = dict(base, bench=bench.name, case=case.name, impl=impl.name, role=impl.role,
-                   params=schema.params_json(case.params), precision=impl.precision
-                   or case.params.get("dtype", ""), status="ok", notes="")
+        row = dict(
+            base,
+            bench=bench.name,
+            case=case.name,
+            impl=impl.name,
+            role=impl.role,
+            params=schema.params_json(case.params),
+            precision=impl.precision or case.params.get("dtype", ""),
+            status="ok",
+            notes="",
+        )
         rows.append(row)
         ok, why = impl.needs() if impl.needs else (True, "")
         if not ok:
@@ -255,8 +269,7 @@ def run_case(bench: Benchmark, case: Case, ctx: Ctx, base: dict) -> list[dict]:
 
     def fail(impl, row, e):
         late = isinstance(e, BenchTimeout) or "BenchTimeout" in str(e)  # wrapped by Triton
-        row.update(status="timeout" if late else "failed",
-                   notes=_short(e))
+        row.update(status="timeout" if late else "failed", notes=_short(e))
         ctx.log(f"  {_label(impl)}: {row['status']} ({row['notes']})")
 
     works: dict[int, float] = {}
@@ -280,7 +293,7 @@ def run_case(bench: Benchmark, case: Case, ctx: Ctx, base: dict) -> list[dict]:
                 row["notes"] = _join(row["notes"], f"metric failed: {_short(e)}")
 
     timed_impls = []
-    checked: set[int] = set()              # impls whose output was checked
+    checked: set[int] = set()  # impls whose output was checked
     # phase 1, in the listed order: self-timed implementations run; the others warm up
     for impl, row in todo:
         if impl.measure is not None:
@@ -321,10 +334,9 @@ def run_case(bench: Benchmark, case: Case, ctx: Ctx, base: dict) -> list[dict]:
                 continue
             try:
                 with deadline(ctx.timeout):
-                    s, c, mem, out = timed(functools.partial(impl.fn, data), ctx,
-                                           memory=rep == 0)
+                    s, c, mem, out = timed(functools.partial(impl.fn, data), ctx, memory=rep == 0)
             except (Exception, BenchTimeout) as e:  # noqa: BLE001
-                if key in best:                # keep what was measured
+                if key in best:  # keep what was measured
                     row["notes"] = _join(row["notes"], f"run {rep + 1}: {_short(e)}")
                     done.add(key)
                 else:
@@ -382,8 +394,11 @@ def _progress(row) -> str:
     if row.get("rel_err") not in (None, ""):
         parts.append(f"rel. err {float(row['rel_err']):.1e}")
     if row.get("metric"):
-        parts.append(f"{row['metric']} {row['value']:.5g}" if isinstance(row.get("value"), float)
-                     else f"{row['metric']} {row.get('value')}")
+        parts.append(
+            f"{row['metric']} {row['value']:.5g}"
+            if isinstance(row.get("value"), float)
+            else f"{row['metric']} {row.get('value')}"
+        )
     return ", ".join(parts) or "done"
 
 
@@ -394,11 +409,20 @@ def _speedups(case: Case, rows: list[dict]) -> None:
         if s is None or row["status"] != "ok":
             continue
         g = groups.get(id(row), "")
-        cands = [r for r in rows if r["role"] == "baseline" and r["status"] == "ok"
-                 and _num(r.get("seconds")) and (not g or groups.get(id(r), "") == g)]
-        if not cands:                    # none of the same precision: all baselines
-            cands = [r for r in rows if r["role"] == "baseline" and r["status"] == "ok"
-                     and _num(r.get("seconds"))]
+        cands = [
+            r
+            for r in rows
+            if r["role"] == "baseline"
+            and r["status"] == "ok"
+            and _num(r.get("seconds"))
+            and (not g or groups.get(id(r), "") == g)
+        ]
+        if not cands:  # none of the same precision: all baselines
+            cands = [
+                r
+                for r in rows
+                if r["role"] == "baseline" and r["status"] == "ok" and _num(r.get("seconds"))
+            ]
         if not cands:
             continue
         b = min(cands, key=lambda r: _num(r["seconds"]))

@@ -36,6 +36,7 @@ One row per (benchmark, case, implementation) of one run. Columns, in order:
                          (GPU name on CUDA), CPU model, the C++ kernels' ISA path, torch threads,
                          torch version, the other packages' versions
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,18 +48,57 @@ import platform
 import subprocess
 from pathlib import Path
 
-FIELDS = ["run", "date", "commit", "rfmfast", "bench", "case", "impl", "role", "params", "size",
-          "device", "precision", "seconds", "cpu_seconds", "repeats", "rate", "rate_unit",
-          "baseline", "speedup_vs_baseline", "rel_err", "rel_err_vs_baseline", "metric", "value",
-          "peak_mem_mb", "status", "notes", "machine", "cpu", "isa", "threads", "torch",
-          "versions"]
+FIELDS = [
+    "run",
+    "date",
+    "commit",
+    "rfmfast",
+    "bench",
+    "case",
+    "impl",
+    "role",
+    "params",
+    "size",
+    "device",
+    "precision",
+    "seconds",
+    "cpu_seconds",
+    "repeats",
+    "rate",
+    "rate_unit",
+    "baseline",
+    "speedup_vs_baseline",
+    "rel_err",
+    "rel_err_vs_baseline",
+    "metric",
+    "value",
+    "peak_mem_mb",
+    "status",
+    "notes",
+    "machine",
+    "cpu",
+    "isa",
+    "threads",
+    "torch",
+    "versions",
+]
 
 ROLES = ("baseline", "peer", "floor", "reference", "rfmfast")
 STATUSES = ("ok", "skipped", "timeout", "failed")
 CSV_NAME = "rfmfast_bench.csv"
 # peers whose versions are recorded when installed (distribution names)
-PEERS = ("numpy", "scipy", "scikit-learn", "triton", "xrfm", "falkon", "pykeops",
-         "scikit-surprise", "fancyimpute", "matplotlib")
+PEERS = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "triton",
+    "xrfm",
+    "falkon",
+    "pykeops",
+    "scikit-surprise",
+    "fancyimpute",
+    "matplotlib",
+)
 
 
 class SchemaError(ValueError):
@@ -102,17 +142,34 @@ def commit() -> str:
     import rfmfast
 
     root = Path(rfmfast.__file__).resolve().parent.parent
-    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")   # read only: never write the index
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # read only: never write the index
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, env=env,
-                             capture_output=True, text=True, timeout=10)
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if top.returncode or Path(top.stdout.strip()).resolve() != root:
             return f"v{rfmfast.__version__}"
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain",
-                                "--untracked-files=no"], cwd=root, env=env,
-                               capture_output=True, text=True, timeout=30).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return f"v{rfmfast.__version__}"
     return (head + ("+dirty" if dirty else "")) if head else f"v{rfmfast.__version__}"
@@ -128,8 +185,10 @@ def facts(device) -> dict:
     dev = str(device)
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        machine = (f"{p.name} ({p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB); "
-                   + machine)
+        machine = (
+            f"{p.name} ({p.multi_processor_count} SMs, {p.total_memory / 2**30:.0f} GiB); "
+            + machine
+        )
         dev = f"{device} ({p.name})"
     versions = [f"python {platform.python_version()}"]
     for name in PEERS:
@@ -138,10 +197,17 @@ def facts(device) -> dict:
             versions.append(f"{name} {v}")
     if device.type == "cuda" and torch.version.cuda:
         versions.append(f"CUDA {torch.version.cuda}")
-    return {"commit": commit(), "rfmfast": rfmfast.__version__, "device": dev,
-            "machine": machine, "cpu": cpu_model(), "isa": isa(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "versions": ", ".join(versions)}
+    return {
+        "commit": commit(),
+        "rfmfast": rfmfast.__version__,
+        "device": dev,
+        "machine": machine,
+        "cpu": cpu_model(),
+        "isa": isa(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "versions": ", ".join(versions),
+    }
 
 
 def new_run_id() -> str:
@@ -171,9 +237,11 @@ def check_header(path: Path, header: list[str]) -> None:
     if header != FIELDS:
         missing = [f for f in FIELDS if f not in header]
         extra = [f for f in header if f not in FIELDS]
-        raise SchemaError(f"{path} is not in rfmfast's benchmark CSV schema (missing columns: "
-                          f"{', '.join(missing) or 'none'}; other columns: "
-                          f"{', '.join(extra) or 'none'}; or another order)")
+        raise SchemaError(
+            f"{path} is not in rfmfast's benchmark CSV schema (missing columns: "
+            f"{', '.join(missing) or 'none'}; other columns: "
+            f"{', '.join(extra) or 'none'}; or another order)"
+        )
 
 
 def write_rows(path, rows: list[dict]) -> Path:

@@ -7,6 +7,7 @@ Data: the low-rank target of the RFM paper, X ~ N(0, 0.25 I), y = x0 x1 1[x5 > 0
 Error: relative error of the test predictions against the exact float64 solution (computed
 where n <= 8000); metric: test MSE.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,6 +38,7 @@ def _setup(n, d, n_test):
             del K
             data["truth"] = rfmfast.kernel_matmul(Xt.double(), X.double(), a, bandwidth=L)
         return data
+
     return setup
 
 
@@ -54,14 +56,20 @@ def _err(out, data):
 
 
 def _mse(out, data):
-    return "test_mse", float(((_predict(out, data)[:, 0].double() - data["yt"].double()) ** 2)
-                             .mean())
+    return "test_mse", float(
+        ((_predict(out, data)[:, 0].double() - data["yt"].double()) ** 2).mean()
+    )
 
 
 def _ours(solver, rank):
     def fn(data):
-        return ("alpha", rfmfast.kernel_solve(data["X"], data["y"], bandwidth=L, reg=REG,
-                                              solver=solver, rank=rank))
+        return (
+            "alpha",
+            rfmfast.kernel_solve(
+                data["X"], data["y"], bandwidth=L, reg=REG, solver=solver, rank=rank
+            ),
+        )
+
     return fn
 
 
@@ -77,31 +85,64 @@ def cases(size, ctx):
         rank = min(1000, n // 4)
         centers = min(n // 2, 2000 if size == "full" else 1000)
         impls = [
-            Impl("torch.linalg.solve (LU), as xrfm", "baseline",
-                 lambda data: ("alpha", B.krr_lu(data["X"], data["y"], L, REG)),
-                 notes="K by torch.cdist + exp_"),
-            Impl("torch.linalg.cholesky_ex + cholesky_solve", "baseline",
-                 lambda data: ("alpha", B.krr_cholesky(data["X"], data["y"], L, REG)),
-                 notes="K by torch.cdist + exp_; LAPACK (cuSOLVER on CUDA)"),
+            Impl(
+                "torch.linalg.solve (LU), as xrfm",
+                "baseline",
+                lambda data: ("alpha", B.krr_lu(data["X"], data["y"], L, REG)),
+                notes="K by torch.cdist + exp_",
+            ),
+            Impl(
+                "torch.linalg.cholesky_ex + cholesky_solve",
+                "baseline",
+                lambda data: ("alpha", B.krr_cholesky(data["X"], data["y"], L, REG)),
+                notes="K by torch.cdist + exp_; LAPACK (cuSOLVER on CUDA)",
+            ),
         ]
         if not ctx.gpu:
-            impls.append(Impl(f"falkon (Nystroem, {centers} centers)", "peer",
-                              lambda data, m=centers: ("model", B.falkon_fit(
-                                  data["X"], data["y"], L, REG, m)),
-                              needs=B.needs_falkon, notes="an approximation: 20 CG iterations"))
-        impls += [Impl("rfmfast kernel_solve cholesky", "rfmfast", _ours("cholesky", rank)),
-                  Impl("rfmfast kernel_solve cg", "rfmfast", _ours("cg", rank),
-                       notes=f"Nystroem-preconditioned CG, rank {rank}")]
+            impls.append(
+                Impl(
+                    f"falkon (Nystroem, {centers} centers)",
+                    "peer",
+                    lambda data, m=centers: (
+                        "model",
+                        B.falkon_fit(data["X"], data["y"], L, REG, m),
+                    ),
+                    needs=B.needs_falkon,
+                    notes="an approximation: 20 CG iterations",
+                )
+            )
+        impls += [
+            Impl("rfmfast kernel_solve cholesky", "rfmfast", _ours("cholesky", rank)),
+            Impl(
+                "rfmfast kernel_solve cg",
+                "rfmfast",
+                _ours("cg", rank),
+                notes=f"Nystroem-preconditioned CG, rank {rank}",
+            ),
+        ]
         for i in impls:
             i.metric = _mse
-        out.append(Case(f"laplace n={n} d={d} reg=1e-3",
-                        dict(kernel="laplace", n=n, d=d, reg=REG, bandwidth=L, dtype="float32",
-                             n_test=n_test), _setup(n, d, n_test), impls,
-                        work=n ** 3 / 3 / 1e9,
-                        rate_unit="GFLOP/s (n^3/3 / s: a Cholesky's flops)", error=_err))
+        out.append(
+            Case(
+                f"laplace n={n} d={d} reg=1e-3",
+                dict(
+                    kernel="laplace", n=n, d=d, reg=REG, bandwidth=L, dtype="float32", n_test=n_test
+                ),
+                _setup(n, d, n_test),
+                impls,
+                work=n**3 / 3 / 1e9,
+                rate_unit="GFLOP/s (n^3/3 / s: a Cholesky's flops)",
+                error=_err,
+            )
+        )
     return out
 
 
-BENCHMARKS = [Benchmark("solve", "kernel ridge solve (K + reg I) alpha = y, laplace",
-                        "GFLOP/s = n^3 / 3 / seconds (a Cholesky's flops, for every method)",
-                        cases)]
+BENCHMARKS = [
+    Benchmark(
+        "solve",
+        "kernel ridge solve (K + reg I) alpha = y, laplace",
+        "GFLOP/s = n^3 / 3 / seconds (a Cholesky's flops, for every method)",
+        cases,
+    )
+]

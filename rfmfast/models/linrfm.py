@@ -5,10 +5,10 @@ Completion of Y (n, d) from its observed entries (docs/math.md, "lin-RFM for mat
 
     P = I
     repeat (one *sweep*):
-        a_i = (P[O_i, O_i] + lam I)^{-1} y_{i, O_i}       every row i, batched by observed count
-        x_i = a_i^T P[O_i, :],  x_i[O_i] = y_{i, O_i}      all rows: one sparse-dense product C P
-        G   = X^T X / n                                    one GEMM (in row chunks if X is large)
-        P   = G ** (2 alpha)                               alpha = 1/2: P = G, no matrix power at all
+        a_i = (P[O_i, O_i] + lam I)^{-1} y_{i, O_i}      every row i, batched by observed count
+        x_i = a_i^T P[O_i, :],  x_i[O_i] = y_{i, O_i}    all rows: one sparse-dense product C P
+        G   = X^T X / n                                  one GEMM (in row chunks if X is large)
+        P   = G ** (2 alpha)                             alpha = 1/2: P = G, no matrix power at all
 
 The row step is a minimum-norm interpolation with weight P^{-1}; with P = (X^T X)^(2 alpha) it is
 the IRLS step for the Schatten-p quasi-norm with p = 2 - 4 alpha (alpha = 1/2: log-det, alpha = 1/4:
@@ -42,6 +42,7 @@ entries for the row blocks and the completed-row chunks, and one (n, d) buffer w
 ``max_completed_elems``; ``predict`` works either way. ``fit`` refuses, before any work, a
 problem whose dense part does not fit the device's free memory, and says how large it is.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import StrOptions
 
-from ._inputs import resolve_device as _resolve_device, torch_dtype
+from ._inputs import resolve_device as _resolve_device
+from ._inputs import torch_dtype
 from .linrfm_data import DEVICES, DTYPES, Number, holdout_split, observed_entries
 from .linrfm_regressor import LinRFMRegressor  # noqa: F401  (public name of this module)
 from .linrfm_rows import RowSystems
@@ -78,9 +80,11 @@ def linrfm_device(device, backend: str):
     if backend not in ("auto", "reference"):
         from ..ops import BackendUnavailable
 
-        raise BackendUnavailable(f"lin-RFM has only the PyTorch implementation (backend 'auto' or "
-                                 f"'reference'); its work is GEMMs, batched Cholesky and gathers, "
-                                 f"where a '{backend}' kernel would not pay")
+        raise BackendUnavailable(
+            f"lin-RFM has only the PyTorch implementation (backend 'auto' or "
+            f"'reference'); its work is GEMMs, batched Cholesky and gathers, "
+            f"where a '{backend}' kernel would not pay"
+        )
     return _resolve_device(device)
 
 
@@ -173,11 +177,33 @@ class LinRFMCompleter(BaseEstimator):
         "callback": [callable, None],
     }
 
-    def __init__(self, alpha=0.5, *, reg=10.0, reg_step=10.0, plateau=1, min_gain=0.02,
-                 reg_scale=0.1, reg_min=1e-10, momentum=0.9, max_iter=500,
-                 holdout=0.05, patience=10, tol=1e-4, bias="none", bias_reg=10.0,
-                 power_method="newton_schulz", device=None, dtype="float64", backend="auto",
-                 block_elems=2 ** 24, max_completed_elems=2 ** 27, random_state=0, verbose=False, callback=None):
+    def __init__(
+        self,
+        alpha=0.5,
+        *,
+        reg=10.0,
+        reg_step=10.0,
+        plateau=1,
+        min_gain=0.02,
+        reg_scale=0.1,
+        reg_min=1e-10,
+        momentum=0.9,
+        max_iter=500,
+        holdout=0.05,
+        patience=10,
+        tol=1e-4,
+        bias="none",
+        bias_reg=10.0,
+        power_method="newton_schulz",
+        device=None,
+        dtype="float64",
+        backend="auto",
+        block_elems=2**24,
+        max_completed_elems=2**27,
+        random_state=0,
+        verbose=False,
+        callback=None,
+    ):
         self.alpha = alpha
         self.reg, self.reg_scale, self.reg_min, self.momentum = reg, reg_scale, reg_min, momentum
         self.reg_step, self.plateau, self.min_gain = reg_step, plateau, min_gain
@@ -193,7 +219,9 @@ class LinRFMCompleter(BaseEstimator):
         """Every parameter (the constraints above, then how they relate); returns the device."""
         self._validate_params()
         if self.reg_min > self.reg:
-            raise ValueError(f"reg_min must be <= reg, got reg_min={self.reg_min!r}, reg={self.reg!r}")
+            raise ValueError(
+                f"reg_min must be <= reg, got reg_min={self.reg_min!r}, reg={self.reg!r}"
+            )
         return linrfm_device(self.device, self.backend)
 
     def _check_size(self, n: int, d: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -202,15 +230,19 @@ class LinRFMCompleter(BaseEstimator):
 
         item = torch.finfo(dtype).bits // 8
         squares = 4 + (6 if 2 * self.alpha != 1 else 0)  # G, P, best P, padded P (+ the power)
-        planes = int(self.momentum > 0 or self.holdout == 0) + 2 * int(n * d <= self.max_completed_elems)
+        planes = int(self.momentum > 0 or self.holdout == 0) + 2 * int(
+            n * d <= self.max_completed_elems
+        )
         block = 2 * min(self.block_elems, n * d)
         need = item * (squares * d * d + planes * n * d) + (item + 8) * block
         free = available_memory(device)
         if need > free:
-            raise MemoryError(f"lin-RFM on a ({n}, {d}) matrix needs about {need / 2 ** 30:.3g} GiB "
-                              f"({squares} (d, d) matrices, {planes} (n, d) buffers and 2 blocks of "
-                              f"{block // 2} entries in {str(dtype).replace('torch.', '')}), but "
-                              f"{free / 2 ** 30:.3g} GiB are free on {device}")
+            raise MemoryError(
+                f"lin-RFM on a ({n}, {d}) matrix needs about {need / 2**30:.3g} GiB "
+                f"({squares} (d, d) matrices, {planes} (n, d) buffers and 2 blocks of "
+                f"{block // 2} entries in {str(dtype).replace('torch.', '')}), but "
+                f"{free / 2**30:.3g} GiB are free on {device}"
+            )
 
     @staticmethod
     def _value_scale(vals: np.ndarray, dtype: torch.dtype) -> float:
@@ -219,9 +251,11 @@ class LinRFMCompleter(BaseEstimator):
         fi = torch.finfo(dtype)
         if m > fi.max / 16 or 0 < m < fi.tiny:
             hint = " or use dtype='float64'" if dtype == torch.float32 else ""
-            raise ValueError(f"the largest |observed value| is {m:.3g}, outside the range that "
-                             f"{str(dtype).replace('torch.', '')} completes ({fi.tiny:.3g} to "
-                             f"{fi.max / 16:.3g}); rescale the values{hint}")
+            raise ValueError(
+                f"the largest |observed value| is {m:.3g}, outside the range that "
+                f"{str(dtype).replace('torch.', '')} completes ({fi.tiny:.3g} to "
+                f"{fi.max / 16:.3g}); rescale the values{hint}"
+            )
         return _pow2_scale(vals)
 
     # ---- biases ------------------------------------------------------------------------------
@@ -236,10 +270,18 @@ class LinRFMCompleter(BaseEstimator):
             den_r = np.bincount(rows, minlength=n) + float(self.bias_reg)
             den_c = np.bincount(cols, minlength=d) + float(self.bias_reg)
             for _ in range(10):
-                rb = np.divide(np.bincount(rows, vals - mu - cb[cols], minlength=n), den_r,
-                               out=np.zeros(n), where=den_r > 0)
-                cb = np.divide(np.bincount(cols, vals - mu - rb[rows], minlength=d), den_c,
-                               out=np.zeros(d), where=den_c > 0)
+                rb = np.divide(
+                    np.bincount(rows, vals - mu - cb[cols], minlength=n),
+                    den_r,
+                    out=np.zeros(n),
+                    where=den_r > 0,
+                )
+                cb = np.divide(
+                    np.bincount(cols, vals - mu - rb[rows], minlength=d),
+                    den_c,
+                    out=np.zeros(d),
+                    where=den_c > 0,
+                )
         return mu, rb, cb
 
     def _power(self, G):
@@ -264,8 +306,11 @@ class LinRFMCompleter(BaseEstimator):
         s_v = self._value_scale(vals, dtype)
         self._torch_out = isinstance(Y, torch.Tensor)
         self.shape_ = shape
-        held = (holdout_split(rows, cols, shape, self.holdout, self.random_state)
-                if self.holdout > 0 else np.zeros(len(rows), dtype=bool))
+        held = (
+            holdout_split(rows, cols, shape, self.holdout, self.random_state)
+            if self.holdout > 0
+            else np.zeros(len(rows), dtype=bool)
+        )
         fit_idx, val_idx = np.nonzero(~held)[0], np.nonzero(held)[0]
         v = vals / s_v  # exact: s_v is a power of two
         mu, rb, cb = self._fit_bias(rows[fit_idx], cols[fit_idx], v[fit_idx], shape)
@@ -274,10 +319,16 @@ class LinRFMCompleter(BaseEstimator):
         s_r = _pow2_scale(resid[fit_idx])
         self._fit_scale = s_v * s_r
         self.history_ = []
-        best_P, best_reg, best_iter, t = torch.eye(d, dtype=dtype, device=device), float(self.reg), 0, 0
+        best_P, best_reg, best_iter, t = (
+            torch.eye(d, dtype=dtype, device=device),
+            float(self.reg),
+            0,
+            0,
+        )
         if np.any(resid[fit_idx]):  # else the residual is zero, and so is its completion
-            best_P, best_reg, best_iter, t = self._sweeps(rows, cols, resid / s_r, fit_idx, val_idx,
-                                                          shape, device, dtype)
+            best_P, best_reg, best_iter, t = self._sweeps(
+                rows, cols, resid / s_r, fit_idx, val_idx, shape, device, dtype
+            )
         self.n_iter_, self.best_iter_, self.reg_ = t, best_iter, best_reg
 
         # last row step with every observed entry, at the chosen P and ridge
@@ -286,17 +337,25 @@ class LinRFMCompleter(BaseEstimator):
         resid = v - mu - rb[rows] - cb[cols]
         s_f = _pow2_scale(resid)
         self.scale_ = s_v * s_f
-        self._systems = RowSystems(rows, cols, resid / s_f, shape, device=device, dtype=dtype,
-                                   block_elems=self.block_elems)
+        self._systems = RowSystems(
+            rows, cols, resid / s_f, shape, device=device, dtype=dtype, block_elems=self.block_elems
+        )
         self.P_ = best_P
         self.coef_ = self._systems.solve(best_P, best_reg * float(torch.diagonal(best_P).sum()) / d)
         self.completed_ = None
         if n * d <= self.max_completed_elems:
-            X = torch.cat([self._systems.complete(best_P, self.coef_, r0, r1)
-                           for r0, r1 in self._systems.row_ranges()])
+            X = torch.cat(
+                [
+                    self._systems.complete(best_P, self.coef_, r0, r1)
+                    for r0, r1 in self._systems.row_ranges()
+                ]
+            )
             X *= self.scale_
-            X += torch.as_tensor(self.mu_ + self.row_bias_[:, None] + self.col_bias_[None, :],
-                                 dtype=dtype, device=device)
+            X += torch.as_tensor(
+                self.mu_ + self.row_bias_[:, None] + self.col_bias_[None, :],
+                dtype=dtype,
+                device=device,
+            )
             self.completed_ = X if self._torch_out else X.cpu().numpy()
         return self
 
@@ -304,13 +363,22 @@ class LinRFMCompleter(BaseEstimator):
         """The sweeps on the residual (divided by its scale, nonzero on the fitted entries);
         appends to history_ and returns (best P, its relative ridge, its sweep, sweeps run)."""
         n, d = shape
-        systems = RowSystems(rows[fit_idx], cols[fit_idx], resid[fit_idx], shape, device=device,
-                             dtype=dtype, block_elems=self.block_elems)
+        systems = RowSystems(
+            rows[fit_idx],
+            cols[fit_idx],
+            resid[fit_idx],
+            shape,
+            device=device,
+            dtype=dtype,
+            block_elems=self.block_elems,
+        )
         val_r = torch.as_tensor(rows[val_idx], device=device)
         val_c = torch.as_tensor(cols[val_idx], device=device)
         val_y = torch.as_tensor(resid[val_idx], dtype=dtype, device=device)
-        val_rms = float((val_y ** 2).mean()) ** 0.5 if len(val_idx) else 1.0
-        val_rms = val_rms or 1.0  # held-out residuals all zero: relative to the fitted ones' scale, 1
+        val_rms = float((val_y**2).mean()) ** 0.5 if len(val_idx) else 1.0
+        val_rms = (
+            val_rms or 1.0
+        )  # held-out residuals all zero: relative to the fitted ones' scale, 1
         val_bounds = np.searchsorted(rows[val_idx], [r0 for r0, _ in systems.row_ranges()] + [n])
 
         P = torch.eye(d, dtype=dtype, device=device)
@@ -329,13 +397,15 @@ class LinRFMCompleter(BaseEstimator):
                 X = systems.complete(P, coef, r0, r1)
                 v0, v1 = val_bounds[k], val_bounds[k + 1]
                 if v1 > v0:
-                    sq_err += float(((X[val_r[v0:v1] - r0, val_c[v0:v1]] - val_y[v0:v1]) ** 2).sum())
+                    sq_err += float(
+                        ((X[val_r[v0:v1] - r0, val_c[v0:v1]] - val_y[v0:v1]) ** 2).sum()
+                    )
                 if self.momentum > 0 or not len(val_idx):
                     if X_prev is None:
                         X_prev = torch.zeros(n, d, dtype=dtype, device=device)
                     step = X - X_prev[r0:r1]
-                    sq_change += float((step ** 2).sum())
-                    sq_norm += float((X ** 2).sum())
+                    sq_change += float((step**2).sum())
+                    sq_norm += float((X**2).sum())
                     X_prev[r0:r1] = X
                     if self.momentum > 0 and t > 1:
                         X = X + self.momentum * step  # extrapolated rows feed the Gram matrix
@@ -355,8 +425,11 @@ class LinRFMCompleter(BaseEstimator):
                 best_trace.append(best)
                 since_floor += 1
                 k = self.plateau
-                if (since_floor > k and floor > self.reg_min
-                        and best > best_trace[-1 - k] * (1 - self.min_gain)):
+                if (
+                    since_floor > k
+                    and floor > self.reg_min
+                    and best > best_trace[-1 - k] * (1 - self.min_gain)
+                ):
                     floor, since_floor = max(floor / self.reg_step, self.reg_min), 0  # plateau
                 done = stall >= self.patience or rmse <= 1e-13 * val_rms
             else:
@@ -372,11 +445,18 @@ class LinRFMCompleter(BaseEstimator):
             rec["seconds"] = time.perf_counter() - t0
             self.history_.append(rec)
             if self.verbose:
-                what = (f"held-out RMSE {rec['holdout_rmse']:.6g}" if len(val_idx)
-                        else f"change {signal:.3g}")
-                print(f"sweep {t:4d}  reg {rec['reg']:.2e}  {what}  {rec['seconds']:.3f} s", flush=True)
+                what = (
+                    f"held-out RMSE {rec['holdout_rmse']:.6g}"
+                    if len(val_idx)
+                    else f"change {signal:.3g}"
+                )
+                print(
+                    f"sweep {t:4d}  reg {rec['reg']:.2e}  {what}  {rec['seconds']:.3f} s",
+                    flush=True,
+                )
             if self.callback is not None and self.callback(
-                    rec, lambda r, c, P=P_used, coef=coef: self._sweep_values(systems, P, coef, r, c)):
+                rec, lambda r, c, P=P_used, coef=coef: self._sweep_values(systems, P, coef, r, c)
+            ):
                 done = True
             if done:
                 break
@@ -391,7 +471,9 @@ class LinRFMCompleter(BaseEstimator):
             if len(sel):
                 X = systems.complete(P, coef, r0, r1)
                 ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                out[sel] += self._fit_scale * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                out[sel] += (
+                    self._fit_scale * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                )
         return out
 
     # ---- predict -----------------------------------------------------------------------------
@@ -403,7 +485,9 @@ class LinRFMCompleter(BaseEstimator):
         r = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
         c = np.asarray(cols.cpu() if isinstance(cols, torch.Tensor) else cols)
         if r.ndim != 1 or c.shape != r.shape:
-            raise ValueError(f"rows and cols must be 1-D of one length, got {r.shape} and {c.shape}")
+            raise ValueError(
+                f"rows and cols must be 1-D of one length, got {r.shape} and {c.shape}"
+            )
         if len(r) and (r.dtype.kind not in "iu" or c.dtype.kind not in "iu"):
             raise TypeError(f"rows and cols must be integers, got dtypes {r.dtype} and {c.dtype}")
         n, d = self.shape_
@@ -412,8 +496,11 @@ class LinRFMCompleter(BaseEstimator):
         r, c = r.astype(np.int64), c.astype(np.int64)
         if self.completed_ is not None:
             X = self.completed_
-            vals = (X[torch.as_tensor(r, device=X.device), torch.as_tensor(c, device=X.device)]
-                    if self._torch_out else X[r, c])
+            vals = (
+                X[torch.as_tensor(r, device=X.device), torch.as_tensor(c, device=X.device)]
+                if self._torch_out
+                else X[r, c]
+            )
             vals = np.asarray(vals.cpu() if isinstance(vals, torch.Tensor) else vals)
             out = vals.astype(np.float64)
         else:
@@ -424,5 +511,7 @@ class LinRFMCompleter(BaseEstimator):
                 if len(sel):
                     X = sysm.complete(self.P_, self.coef_, r0, r1)
                     ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                    out[sel] += self.scale_ * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                    out[sel] += (
+                        self.scale_ * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+                    )
         return torch.as_tensor(out) if self._torch_out else out

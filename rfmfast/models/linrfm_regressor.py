@@ -17,12 +17,13 @@ The exponent (derived). The step minimises ``sum_j beta_j^2 / P_j`` subject to `
 
 alpha = 1/4 is IRLS for l_1 (basis pursuit), alpha = 1/2 is IRLS-0 (sum log |beta_j|), alpha -> 0
 is minimum-norm least squares (p = 2). The same exponent links lin-RFM completion to the
-Schatten-p IRLS (docs/math.md). As with IRLS, ``eps_t`` (relative to max beta^2) shrinks geometrically
-so that the weights sharpen from the minimum-norm start.
+Schatten-p IRLS (docs/math.md). As with IRLS, ``eps_t`` (relative to max beta^2) shrinks
+geometrically so that the weights sharpen from the minimum-norm start.
 
 Shapes: A (m, d), y (m,) or (m, c) -> coef_ (d,) or (d, c). Cost per step: m^2 d + m^3 (the dual
 form, suited to m <= d). Memory: A, one (m, m) system and O(m d) for A P A^T.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,7 +53,8 @@ class LinRFMRegressor(BaseEstimator):
     reg : float >= 0, default 1e-10
         Ridge of the (m, m) system, relative to trace(A P A^T) / m (exact fit as it goes to 0).
     eps : float >= 0, default 1.0
-        Initial smoothing of the weights, relative to max beta^2; multiplied by ``eps_decay`` per step.
+        Initial smoothing of the weights, relative to max beta^2; multiplied by ``eps_decay`` per
+        step.
     eps_decay : float in (0, 1), default 0.5
     eps_min : float >= 0, default 1e-20
     max_iter : int >= 1, default 200
@@ -79,15 +81,27 @@ class LinRFMRegressor(BaseEstimator):
         "dtype": DTYPES,
     }
 
-    def __init__(self, alpha=0.25, *, reg=1e-10, eps=1.0, eps_decay=0.5, eps_min=1e-20,
-                 max_iter=200, tol=1e-10, device=None, dtype="float64"):
+    def __init__(
+        self,
+        alpha=0.25,
+        *,
+        reg=1e-10,
+        eps=1.0,
+        eps_decay=0.5,
+        eps_min=1e-20,
+        max_iter=200,
+        tol=1e-10,
+        device=None,
+        dtype="float64",
+    ):
         self.alpha, self.reg = alpha, reg
         self.eps, self.eps_decay, self.eps_min = eps, eps_decay, eps_min
         self.max_iter, self.tol = max_iter, tol
         self.device, self.dtype = device, dtype
 
     def _tensor(self, a, name, device, dtype):
-        """A real, finite, non-empty array as a tensor of ``dtype`` on ``device`` (default: its own)."""
+        """A real, finite, non-empty array as a tensor of ``dtype`` on ``device`` (default: its
+        own)."""
         if isinstance(a, torch.Tensor):
             t = a.detach()
         else:
@@ -95,8 +109,11 @@ class LinRFMRegressor(BaseEstimator):
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
             t = torch.from_numpy(np.array(arr, dtype=np.float64))
-        if t.is_complex() or not (t.is_floating_point() or t.dtype in (
-                torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        if t.is_complex() or not (
+            t.is_floating_point()
+            or t.dtype
+            in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+        ):
             raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
         if t.numel() == 0:
             raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
@@ -128,31 +145,35 @@ class LinRFMRegressor(BaseEstimator):
         eye = torch.eye(m, dtype=dtype, device=A.device)
         beta = torch.zeros(d, Y.shape[1], dtype=dtype, device=A.device)
         eps = float(self.eps)
-        for t in range(1, self.max_iter + 1):
-            AP = A * P                                     # (m, d) = A diag(P)
-            K = AP @ A.T                                   # (m, m)
+        n_iter = 0
+        for _ in range(self.max_iter):
+            n_iter += 1
+            AP = A * P  # (m, d) = A diag(P)
+            K = AP @ A.T  # (m, m)
             lam = self.reg * float(torch.diagonal(K).sum()) / m
             L, info = torch.linalg.cholesky_ex(K + (lam + torch.finfo(dtype).tiny) * eye)
             if int(info.max()) > 0:  # singular system (rank-deficient A P A^T): least squares
                 w = torch.linalg.lstsq(K + lam * eye, Y).solution
             else:
                 w = torch.cholesky_solve(Y, L)
-            new = AP.T @ w                                 # (d, c) = P A^T w
+            new = AP.T @ w  # (d, c) = P A^T w
             change = float((new - beta).norm() / max(float(new.norm()), 1e-300))
             beta = new
-            g = (beta ** 2).sum(1)                         # diagonal of the AGOP
+            g = (beta**2).sum(1)  # diagonal of the AGOP
             g_max = float(g.max())
             P = torch.ones_like(g) if g_max == 0 else (g / g_max + eps) ** (2 * self.alpha)
             P = P / P.max()
             eps = max(eps * self.eps_decay, self.eps_min)
             if change < self.tol:
                 break
-        self.n_iter_ = t
+        self.n_iter_ = n_iter
         self.weights_ = P
         coef = beta * (b / a)
         if not bool(torch.isfinite(coef).all()):
-            raise ValueError(f"the coefficients overflow {dtype}: y is about {b:.3g} and X about "
-                             f"{a:.3g} in magnitude; rescale them")
+            raise ValueError(
+                f"the coefficients overflow {dtype}: y is about {b:.3g} and X about "
+                f"{a:.3g} in magnitude; rescale them"
+            )
         coef = coef[:, 0] if self._vector else coef
         self.coef_ = coef if self._torch_out else coef.cpu().numpy()
         return self
@@ -162,7 +183,9 @@ class LinRFMRegressor(BaseEstimator):
         if not hasattr(self, "coef_"):
             raise RuntimeError("call fit before predict")
         coef = torch.as_tensor(self.coef_)
-        A = self._tensor(X, "X", resolve_device(self.device, default=None) or coef.device, coef.dtype)
+        A = self._tensor(
+            X, "X", resolve_device(self.device, default=None) or coef.device, coef.dtype
+        )
         coef = coef.to(A.device)
         if A.ndim != 2 or A.shape[1] != coef.shape[0]:
             raise ValueError(f"X must be (q, {coef.shape[0]}), got shape {tuple(A.shape)}")

@@ -12,6 +12,7 @@ Memory: O(nnz) for the index/value tensors (padding adds at most ``pad_ratio - 1
 (b, K, K) block (and its int64 flat indices) and one (rows, d) chunk at a time: 2 * block_elems.
 Works on any device: only gathers, batched Cholesky, triangular solves and a sparse-dense product.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,13 +22,24 @@ import torch
 
 
 class RowSystems:
-    """Observed entries (sorted by row, then column) of an (n, d) matrix, grouped for batched solves.
+    """Observed entries (sorted by row, then column) of an (n, d) matrix, grouped for batched
+    solves.
 
     rows, cols: int64 numpy (nnz,) sorted by (row, col); vals: float numpy (nnz,).
     """
 
-    def __init__(self, rows, cols, vals, shape, *, device, dtype, block_elems: int = 2 ** 24,
-                 pad_ratio: float = 1.15):
+    def __init__(
+        self,
+        rows,
+        cols,
+        vals,
+        shape,
+        *,
+        device,
+        dtype,
+        block_elems: int = 2**24,
+        pad_ratio: float = 1.15,
+    ):
         self.n, self.d = shape
         self.nnz = len(rows)
         self.device, self.dtype = device, dtype
@@ -54,17 +66,21 @@ class RowSystems:
             K = int(sorted_counts[j - 1])
             per_chunk = max(1, self.block_elems // (K * K))
             for s in range(i, j, per_chunk):
-                ids = order[s:min(j, s + per_chunk)]
+                ids = order[s : min(j, s + per_chunk)]
                 ar = np.arange(K)
                 valid = ar[None, :] < counts[ids][:, None]
                 pos = np.where(valid, indptr[ids][:, None] + ar[None, :], 0)
                 idx = np.where(valid, cols[pos], self.d)
-                ch = {"idx": torch.as_tensor(idx, device=device),
-                      "validf": torch.as_tensor(valid, dtype=dtype, device=device),
-                      "valid": torch.as_tensor(valid, device=device),
-                      "dst": torch.as_tensor(pos[valid], device=device),
-                      "y": torch.as_tensor(np.where(valid, vals[pos], 0.0), dtype=dtype, device=device),
-                      "flat": None}
+                ch = {
+                    "idx": torch.as_tensor(idx, device=device),
+                    "validf": torch.as_tensor(valid, dtype=dtype, device=device),
+                    "valid": torch.as_tensor(valid, device=device),
+                    "dst": torch.as_tensor(pos[valid], device=device),
+                    "y": torch.as_tensor(
+                        np.where(valid, vals[pos], 0.0), dtype=dtype, device=device
+                    ),
+                    "flat": None,
+                }
                 cached += len(ids) * K * K
                 self.chunks.append(ch)
             i = j
@@ -85,20 +101,29 @@ class RowSystems:
         Pp[:d, :d] = P
         for ch in self.chunks:
             flat = ch["flat"] if ch["flat"] is not None else self._flat(ch["idx"])
-            S = torch.take(Pp, flat)                                   # (b, K, K) = P[O_i, O_i]
+            S = torch.take(Pp, flat)  # (b, K, K) = P[O_i, O_i]
             a = _cholesky_solve_batched(S, ch["validf"], ch["y"], lam)
             coef[ch["dst"]] = a[ch["valid"]]
         return coef
 
     # ---- completed rows ----------------------------------------------------------------------
     def csr(self, coef: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        """Sparse CSR (r1 - r0, d) holding the coefficients of rows r0..r1-1 at their observed columns."""
+        """Sparse CSR (r1 - r0, d) holding the coefficients of rows r0..r1-1 at their observed
+        columns."""
         e0, e1 = int(self.indptr[r0]), int(self.indptr[r1])
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is what we use
+        with (
+            warnings.catch_warnings()
+        ):  # "sparse CSR support is in beta": the product is what we use
             warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(self.indptr[r0:r1 + 1] - e0, self.cols[e0:e1], coef[e0:e1],
-                                           size=(r1 - r0, self.d), dtype=self.dtype, device=self.device,
-                                           check_invariants=False)
+            return torch.sparse_csr_tensor(
+                self.indptr[r0 : r1 + 1] - e0,
+                self.cols[e0:e1],
+                coef[e0:e1],
+                size=(r1 - r0, self.d),
+                dtype=self.dtype,
+                device=self.device,
+                check_invariants=False,
+            )
 
     def complete(self, P: torch.Tensor, coef: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
         """Completed rows r0..r1-1 (r1 - r0, d): ``C P`` with the observed entries put back."""
@@ -112,8 +137,9 @@ class RowSystems:
         return [(r0, min(self.n, r0 + self.row_chunk)) for r0 in range(0, self.n, self.row_chunk)]
 
 
-def _cholesky_solve_batched(S: torch.Tensor, validf: torch.Tensor, y: torch.Tensor, lam: float,
-                            retries: int = 6) -> torch.Tensor:
+def _cholesky_solve_batched(
+    S: torch.Tensor, validf: torch.Tensor, y: torch.Tensor, lam: float, retries: int = 6
+) -> torch.Tensor:
     """Solve (S + lam I) a = y on the real slots of a batch (b, K, K) (``validf`` 1.0 there; padded
     slots have zero rows/columns in S and get 1 * a = 0); S is overwritten. Systems whose Cholesky
     fails (rounding, lam tiny against P's scale) are retried with a 10x larger ridge each time."""
@@ -133,7 +159,9 @@ def _cholesky_solve_batched(S: torch.Tensor, validf: torch.Tensor, y: torch.Tens
             if not len(bad):
                 break
         else:
-            raise FloatingPointError(f"{len(bad)} row systems are not positive definite even with a "
-                                     f"ridge of {jitter:.3g}; increase reg_min")
+            raise FloatingPointError(
+                f"{len(bad)} row systems are not positive definite even with a "
+                f"ridge of {jitter:.3g}; increase reg_min"
+            )
     z = torch.linalg.solve_triangular(L, y[..., None], upper=False)
     return torch.linalg.solve_triangular(L.mT, z, upper=True)[..., 0]

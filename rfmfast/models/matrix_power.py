@@ -2,15 +2,19 @@
 
 Two methods:
     "newton_schulz"  GEMM-only (no eigendecomposition, no SVD): integer part by repeated squaring,
-                     fractional part from its binary expansion ``f = sum_j b_j 2^-j`` as a product of
-                     repeated square roots ``A^(1/2^j)``, each by the coupled Newton-Schulz iteration
-                         Y_0 = A / c, Z_0 = I,  T = (3 I - Z_k Y_k) / 2,  Y_{k+1} = Y_k T,  Z_{k+1} = T Z_k
-                     (``Y_k -> (A/c)^(1/2)``; ``c = ||A||_F`` puts the spectrum in [0, 1]). Three GEMMs per
-                     step; runs on any device at GEMM speed.
-    "eigh"           ``V diag(max(w, 0)^p) V^T`` from ``torch.linalg.eigh`` (the check, and the baseline).
+                     fractional part from its binary expansion ``f = sum_j b_j 2^-j`` as a
+                     product of repeated square roots ``A^(1/2^j)``, each by the coupled
+                     Newton-Schulz iteration
+                         Y_0 = A / c, Z_0 = I,  T = (3 I - Z_k Y_k) / 2,
+                         Y_{k+1} = Y_k T,  Z_{k+1} = T Z_k
+                     (``Y_k -> (A/c)^(1/2)``; ``c = ||A||_F`` puts the spectrum in [0, 1]).
+                     Three GEMMs per step; runs on any device at GEMM speed.
+    "eigh"           ``V diag(max(w, 0)^p) V^T`` from ``torch.linalg.eigh`` (the check, and the
+                     baseline).
 
 Shapes: A (d, d) -> (d, d). Memory: about six (d, d) matrices for "newton_schulz", three for "eigh".
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +22,9 @@ import torch
 _FRACTION_BITS = 16  # the fractional exponent is rounded to a multiple of 2^-16
 
 
-def sqrt_newton_schulz(A: torch.Tensor, *, tol: float | None = None, max_iter: int = 100
-                       ) -> tuple[torch.Tensor, int]:
+def sqrt_newton_schulz(
+    A: torch.Tensor, *, tol: float | None = None, max_iter: int = 100
+) -> tuple[torch.Tensor, int]:
     """(A^(1/2), steps) for symmetric PSD ``A`` (d, d) by the coupled Newton-Schulz iteration.
 
     Stops when the relative change of ``Y`` in Frobenius norm falls below ``tol`` (default: 1e-10
@@ -38,23 +43,25 @@ def sqrt_newton_schulz(A: torch.Tensor, *, tol: float | None = None, max_iter: i
     Z = eye.clone()
     z_max = torch.finfo(A.dtype).eps ** -0.5
     steps = 0
-    for steps in range(1, max_iter + 1):
+    for _ in range(max_iter):
+        steps += 1
         T = 1.5 * eye - 0.5 * (Z @ Y)
         Y_new = Y @ T
-        change = float(torch.linalg.matrix_norm(Y_new - Y)) / max(float(torch.linalg.matrix_norm(Y_new)),
-                                                                  1e-300)
+        change = float(torch.linalg.matrix_norm(Y_new - Y)) / max(
+            float(torch.linalg.matrix_norm(Y_new)), 1e-300
+        )
         Z = T @ Z
         Y = Y_new
         if change <= tol or float(torch.linalg.matrix_norm(Z)) > z_max:
             break
     Y = 0.5 * (Y + Y.T)
-    return Y * (c ** 0.5), steps
+    return Y * (c**0.5), steps
 
 
 def _split_exponent(p: float) -> tuple[int, list[int]]:
     """(m, bits): p = m + sum_j bits[j-1] 2^-j, the fraction rounded to _FRACTION_BITS bits."""
-    q = round(p * 2 ** _FRACTION_BITS)
-    m, frac = divmod(q, 2 ** _FRACTION_BITS)
+    q = round(p * 2**_FRACTION_BITS)
+    m, frac = divmod(q, 2**_FRACTION_BITS)
     bits = [(frac >> (_FRACTION_BITS - j)) & 1 for j in range(1, _FRACTION_BITS + 1)]
     while bits and bits[-1] == 0:
         bits.pop()

@@ -2,6 +2,7 @@
 triton.py (GPU), and __init__.py (the public function and its backend choice). Shared glue:
 _cpu/, _triton/, _reference.py; input handling: _common.py. Solvers and estimators reach
 backends only through these ops (and the names re-exported here)."""
+
 from ..backends import BACKENDS, BackendUnavailable
 
 __all__ = ["BACKENDS", "BackendUnavailable"]

@@ -1,4 +1,5 @@
 """What every public op does before the work: validate, convert, choose the backend."""
+
 from __future__ import annotations
 
 import torch
@@ -23,7 +24,9 @@ def checked_inputs(op: str, backend: str, kernel: str, bandwidth: float, M, name
             tensors[name] = None
             continue
         t, np_in = validate.to_tensor(x, name)
-        validate.check_matrix(t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,), finite=False)
+        validate.check_matrix(
+            t, name, ndim=(1, 2) if name in ("V", "alpha") else (2,), finite=False
+        )
         tensors[name] = t
         from_numpy = from_numpy or np_in
     first_name = next(iter(named))
@@ -66,4 +69,5 @@ def check_range(tensors: dict, M) -> None:
                 f"{k} has values up to {amax[k]:.3g} (spread {spread:.3g} about the centers' "
                 f"mean): its squared distances overflow {name}. Rescale the data (e.g. divide "
                 "by its standard deviation, and the bandwidth alike)"
-                + (" or use float64" if first.dtype == torch.float32 else ""))
+                + (" or use float64" if first.dtype == torch.float32 else "")
+            )

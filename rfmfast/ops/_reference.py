@@ -1,6 +1,7 @@
 """Plain-PyTorch pieces shared by the references of several ops: exact (difference-first)
 distances in row blocks, so that at most ~4M entries of a (block, m, d) difference tensor exist
 at once. This is the exact path of the distance rule (docs/math.md), with no GEMM shortcut."""
+
 from __future__ import annotations
 
 import torch

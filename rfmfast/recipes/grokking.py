@@ -7,6 +7,7 @@ centered AGOP, M <- AGOP^(1/2) (eigh), no normalization. Test accuracy stays nea
 iterations, then jumps to 1 as the off-diagonal p x p block of M becomes circulant.
 The test set is passed as validation data with keep_best=False: it is only monitored.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,9 +40,18 @@ def modular_data(op: str = "x+y", p: int = 61, train_fraction: float = 0.5, seed
     return X[tr], y[tr], X[te], y[te]
 
 
-def run(op: str = "x+y", p: int = 61, iters: int = 30, train_fraction: float = 0.5, seed: int = 0,
-        bandwidth: float = 2.5, dtype: str = "float32", backend: str = "auto", verbose=False,
-        stop_at: float | None = None):
+def run(
+    op: str = "x+y",
+    p: int = 61,
+    iters: int = 30,
+    train_fraction: float = 0.5,
+    seed: int = 0,
+    bandwidth: float = 2.5,
+    dtype: str = "float32",
+    backend: str = "auto",
+    verbose=False,
+    stop_at: float | None = None,
+):
     """Fit RFM on modular arithmetic; returns (model, X_train, y_train, X_test, y_test).
 
     model.history_[t]["val_accuracy"] is the test accuracy after iteration t's solve.
@@ -51,9 +61,20 @@ def run(op: str = "x+y", p: int = 61, iters: int = 30, train_fraction: float = 0
     from ..models.rfm import RFMClassifier
 
     Xtr, ytr, Xte, yte = modular_data(op, p, train_fraction, seed)
-    model = RFMClassifier(kernel="gaussian", bandwidth=bandwidth, reg=0.0, iters=iters,
-                          centering=True, agop_power=0.5, normalize=None, keep_best=False,
-                          dtype=dtype, backend=backend, random_state=seed, verbose=verbose)
+    model = RFMClassifier(
+        kernel="gaussian",
+        bandwidth=bandwidth,
+        reg=0.0,
+        iters=iters,
+        centering=True,
+        agop_power=0.5,
+        normalize=None,
+        keep_best=False,
+        dtype=dtype,
+        backend=backend,
+        random_state=seed,
+        verbose=verbose,
+    )
     callback = None if stop_at is None else (lambda row: row["val_accuracy"] >= stop_at)
     model.fit(Xtr, ytr, Xte, yte, callback=callback)
     return model, Xtr, ytr, Xte, yte
@@ -64,8 +85,10 @@ def table(history) -> str:
     lines = [f"{'iter':>4}  {'train acc':>9}  {'test acc':>8}  {'solve s':>7}  {'agop s':>6}"]
     for row in history:
         agop = "" if row["agop_s"] is None else f"{row['agop_s']:.2f}"
-        lines.append(f"{row['iter']:>4}  {row['train_accuracy']:>9.4f}  {row['val_accuracy']:>8.4f}"
-                     f"  {row['solve_s']:>7.2f}  {agop:>6}")
+        lines.append(
+            f"{row['iter']:>4}  {row['train_accuracy']:>9.4f}  {row['val_accuracy']:>8.4f}"
+            f"  {row['solve_s']:>7.2f}  {agop:>6}"
+        )
     return "\n".join(lines)
 
 
@@ -104,12 +127,23 @@ def _main(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("--out needs matplotlib (pip install matplotlib); pass --out '' "
-                             "for the table alone") from None
-    model, *_ = run(args.op, args.p, args.iters, args.train_fraction, args.seed,
-                    dtype=args.dtype, backend=args.backend, verbose=False)
-    print(f"RFM on {args.op} mod {args.p}: {model.alpha_.shape[0]} "
-          f"training pairs, Gaussian L = 2.5, reg 0, centered AGOP, M <- AGOP^(1/2)")
+            raise UsageError(
+                "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
+            ) from None
+    model, *_ = run(
+        args.op,
+        args.p,
+        args.iters,
+        args.train_fraction,
+        args.seed,
+        dtype=args.dtype,
+        backend=args.backend,
+        verbose=False,
+    )
+    print(
+        f"RFM on {args.op} mod {args.p}: {model.alpha_.shape[0]} "
+        f"training pairs, Gaussian L = 2.5, reg 0, centered AGOP, M <- AGOP^(1/2)"
+    )
     print(table(model.history_))
     if args.out:
         plot(model, args.op, args.p, args.out)
@@ -124,8 +158,12 @@ def register(sub) -> None:
     p.add_argument("--op", default="x+y", choices=sorted(OPS), help="the operation (default x+y)")
     p.add_argument("--p", type=int, default=61, help="the modulus (default 61)")
     p.add_argument("--iters", type=int, default=30, help="RFM iterations (default 30)")
-    p.add_argument("--train-fraction", type=fraction_arg, default=0.5,
-                   help="share of pairs for training, in (0, 1)")
+    p.add_argument(
+        "--train-fraction",
+        type=fraction_arg,
+        default=0.5,
+        help="share of pairs for training, in (0, 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--backend", default="auto")

@@ -1,10 +1,11 @@
 """Kernel ridge solves: (K_M(X, X) + reg I) alpha = y.
 
-    cholesky   the kernel matrix built once, factored in place (cholesky.py)
-    cg         matrix-free Nystroem-preconditioned conjugate gradients on kernel_matmul (cg.py);
-               one that does not converge warns (ConvergenceWarning) and says why in SolveInfo
-    auto       cholesky when the n x n matrix fits the memory budget, cg otherwise (auto.py)
+cholesky   the kernel matrix built once, factored in place (cholesky.py)
+cg         matrix-free Nystroem-preconditioned conjugate gradients on kernel_matmul (cg.py);
+           one that does not converge warns (ConvergenceWarning) and says why in SolveInfo
+auto       cholesky when the n x n matrix fits the memory budget, cg otherwise (auto.py)
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,16 +23,35 @@ def _cast(t, name, dtype):
     """t (finite) in dtype; finite values beyond dtype's range are refused, not made inf."""
     big = torch.finfo(dtype).max
     if torch.finfo(t.dtype).max > big and float(t.abs().max()) > big:
-        raise ValueError(f"{name} values exceed {str(dtype)[6:]}'s range (max {big:.2g}; the "
-                         f"largest |{name}| is {float(t.abs().max()):.3g}): pass "
-                         f"dtype=torch.float64 or rescale {name}")
+        raise ValueError(
+            f"{name} values exceed {str(dtype)[6:]}'s range (max {big:.2g}; the "
+            f"largest |{name}| is {float(t.abs().max()):.3g}): pass "
+            f"dtype=torch.float64 or rescale {name}"
+        )
     return t.to(dtype)
 
 
-def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, solver="auto",
-                 dtype=None, tol=None, max_iter=200, x0=None, rank=1000, seed=0,
-                 memory_budget=None, backend="auto", verbose=False, progress_every=None,
-                 return_info=False):
+def kernel_solve(
+    X,
+    y,
+    *,
+    kernel="laplace",
+    bandwidth=10.0,
+    M=None,
+    reg=1e-3,
+    solver="auto",
+    dtype=None,
+    tol=None,
+    max_iter=200,
+    x0=None,
+    rank=1000,
+    seed=0,
+    memory_budget=None,
+    backend="auto",
+    verbose=False,
+    progress_every=None,
+    return_info=False,
+):
     """Kernel ridge regression weights alpha = (K_M(X, X) + reg I)^{-1} y.
 
     X: (n, d), y: (n, c) or (n,) -> alpha: (n, c) or (n,); torch in, torch out; numpy in, numpy out.
@@ -50,10 +70,23 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
     return_info: also return a SolveInfo (solver, jitter, iterations, residual, time, memory).
     Every option is checked before any work (scikit-learn's parameter validation messages).
     """
-    check_solve_options("kernel_solve", kernel=kernel, bandwidth=bandwidth, reg=reg,
-                        solver=solver, dtype=dtype, tol=tol, max_iter=max_iter, rank=rank,
-                        seed=seed, memory_budget=memory_budget, backend=backend,
-                        verbose=verbose, progress_every=progress_every, return_info=return_info)
+    check_solve_options(
+        "kernel_solve",
+        kernel=kernel,
+        bandwidth=bandwidth,
+        reg=reg,
+        solver=solver,
+        dtype=dtype,
+        tol=tol,
+        max_iter=max_iter,
+        rank=rank,
+        seed=seed,
+        memory_budget=memory_budget,
+        backend=backend,
+        verbose=verbose,
+        progress_every=progress_every,
+        return_info=return_info,
+    )
     Xt, np_in = validate.to_tensor(X, "X")
     yt, _ = validate.to_tensor(y, "y")
     validate.check_matrix(Xt, "X")
@@ -71,8 +104,8 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
         M = validate.check_M(Mt.to(Xt.device), Xt.shape[1], Xt)
     if x0 is not None:
         x0, _ = validate.to_tensor(x0, "x0")
-        validate.check_matrix(x0, "x0", ndim=(1, 2))              # float, finite: named as x0
-        x0 = (x0[:, None] if x0.ndim == 1 else x0)
+        validate.check_matrix(x0, "x0", ndim=(1, 2))  # float, finite: named as x0
+        x0 = x0[:, None] if x0.ndim == 1 else x0
         if tuple(x0.shape) != tuple(yt.shape):
             raise ValueError(f"x0 has shape {tuple(x0.shape)} but y has {tuple(yt.shape)}")
         x0 = _cast(x0, "x0", dtype).to(Xt.device)
@@ -81,18 +114,32 @@ def kernel_solve(X, y, *, kernel="laplace", bandwidth=10.0, M=None, reg=1e-3, so
     reason = ""
     auto = solver == "auto"
     if auto:
-        solver, reason = choose_solver(Xt.shape[0], reg, Xt.element_size(), Xt.device,
-                                       memory_budget)
+        solver, reason = choose_solver(
+            Xt.shape[0], reg, Xt.element_size(), Xt.device, memory_budget
+        )
         if verbose:
             print(f"kernel_solve: {reason}")
     opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, reg=reg, backend=backend)
     if solver == "cholesky":
         alpha, info = cholesky_solve(Xt, yt, verbose=verbose, **opts)
     else:
-        alpha, info = cg_solve(Xt, yt, tol=tol, max_iter=max_iter, x0=x0, rank=rank, seed=seed,
-                               verbose=verbose, progress_every=progress_every, **opts)
-        if auto and not info.converged and redo_by_cholesky(
-                info, Xt.shape[0], Xt.element_size(), Xt.device, memory_budget):
+        alpha, info = cg_solve(
+            Xt,
+            yt,
+            tol=tol,
+            max_iter=max_iter,
+            x0=x0,
+            rank=rank,
+            seed=seed,
+            verbose=verbose,
+            progress_every=progress_every,
+            **opts,
+        )
+        if (
+            auto
+            and not info.converged
+            and redo_by_cholesky(info, Xt.shape[0], Xt.element_size(), Xt.device, memory_budget)
+        ):
             failed = info
             alpha, info = cholesky_solve(Xt, yt, verbose=verbose, **opts)
             info.iterations, info.message = failed.iterations, failed.message

@@ -1,16 +1,21 @@
 """Keyword checks of the solves (and the RFM estimators' constraints): scikit-learn's parameter
 validation, so that a bad option is refused with one clear message before any work."""
+
 from __future__ import annotations
 
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import (Interval, Options, StrOptions,
-                                             validate_parameter_constraints)
+from sklearn.utils._param_validation import (
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
-from ..ops import BACKENDS
 from ..kernels import KERNELS
+from ..ops import BACKENDS
 from .auto import SOLVERS
 
 

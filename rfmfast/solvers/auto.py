@@ -1,4 +1,5 @@
 """What every solve reports (SolveInfo), the memory budget, and the "auto" choice of solver."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,9 @@ def available_memory(device: torch.device) -> int:
         return 8 << 30  # unknown platform: assume 8 GiB
 
 
-def choose_solver(n: int, reg: float, itemsize: int, device: torch.device,
-                  memory_budget: int | None) -> tuple[str, str]:
+def choose_solver(
+    n: int, reg: float, itemsize: int, device: torch.device, memory_budget: int | None
+) -> tuple[str, str]:
     """("cholesky" | "cg", reason).
 
     cholesky whenever the n x n matrix fits the budget (default: half the free memory of the
@@ -90,14 +92,19 @@ def choose_solver(n: int, reg: float, itemsize: int, device: torch.device,
     gib = 1 << 30
     if need > budget:
         note = "" if reg > 0 else " (reg = 0: CG may converge slowly)"
-        return "cg", (f"cg: the {n} x {n} kernel matrix needs {need / gib:.2f} GiB, over the "
-                      f"memory budget of {budget / gib:.2f} GiB{note}")
-    return "cholesky", (f"cholesky: the {n} x {n} kernel matrix ({need / gib:.2f} GiB) fits the "
-                        f"memory budget of {budget / gib:.2f} GiB")
+        return "cg", (
+            f"cg: the {n} x {n} kernel matrix needs {need / gib:.2f} GiB, over the "
+            f"memory budget of {budget / gib:.2f} GiB{note}"
+        )
+    return "cholesky", (
+        f"cholesky: the {n} x {n} kernel matrix ({need / gib:.2f} GiB) fits the "
+        f"memory budget of {budget / gib:.2f} GiB"
+    )
 
 
-def redo_by_cholesky(info: SolveInfo, n: int, itemsize: int, device: torch.device,
-                     memory_budget: int | None) -> bool:
+def redo_by_cholesky(
+    info: SolveInfo, n: int, itemsize: int, device: torch.device, memory_budget: int | None
+) -> bool:
     """solver="auto" after a cg that did not converge (it warned): True to redo the solve by
     Cholesky (with its jitter retry) because the n x n matrix fits the budget (default half the
     free memory); False to keep cg's answer when it only ran out of iterations or reached the
@@ -113,5 +120,6 @@ def redo_by_cholesky(info: SolveInfo, n: int, itemsize: int, device: torch.devic
         raise np.linalg.LinAlgError(
             f"solver='auto': {info.message} The {n} x {n} matrix of a Cholesky fallback "
             f"({need / (1 << 30):.2f} GiB) does not fit the memory budget "
-            f"({budget / (1 << 30):.2f} GiB), so there is no answer.")
+            f"({budget / (1 << 30):.2f} GiB), so there is no answer."
+        )
     return False

@@ -8,6 +8,7 @@ Udell, 2023):
 
 which maps the top m eigenvalues of K + reg I close to lam_m + reg and leaves the rest alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,10 +50,10 @@ class NystroemPreconditioner:
         m = max(1, min(int(rank), n))
         idx = torch.randperm(n, generator=generator)[:m].to(X.device)
         C = kernel_matrix(X, X[idx], kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
-        W = C[idx].to(torch.float64)                                      # (m, m)
+        W = C[idx].to(torch.float64)  # (m, m)
         shift = torch.finfo(X.dtype).eps * m * float(W.diagonal().mean())
         W.diagonal().add_(shift)
-        R = torch.linalg.cholesky(W, upper=True)                           # W = R^T R
+        R = torch.linalg.cholesky(W, upper=True)  # W = R^T R
         B = torch.linalg.solve_triangular(R.to(X.dtype), C, upper=True, left=False)  # C R^{-1}
         del C
         # K ~ B B^T = U diag(w) U^T from the eigendecomposition of the small Gram matrix B^T B
@@ -60,7 +61,7 @@ class NystroemPreconditioner:
         w, V = torch.linalg.eigh((B.T @ B).to(torch.float64))
         keep = w > w.max().clamp(min=0) * m * torch.finfo(X.dtype).eps
         w, V = w[keep], V[:, keep]
-        self.U = B @ (V / w.sqrt()).to(X.dtype)                               # (n, r)
+        self.U = B @ (V / w.sqrt()).to(X.dtype)  # (n, r)
         self.lam = (w - shift).clamp(min=0).to(X.dtype)
         # with reg = 0 the formula needs a positive shift: use a small fraction of the spectrum
         self.mu = float(reg) if reg > 0 else 1e-6 * float(self.lam.max().clamp(min=1e-30))
@@ -69,7 +70,7 @@ class NystroemPreconditioner:
 
     def __call__(self, R: torch.Tensor) -> torch.Tensor:
         """R: (n, c) -> P^{-1} R: (n, c)."""
-        UtR = self.U.T @ R                                                  # (m, c)
+        UtR = self.U.T @ R  # (m, c)
         lam_m = self.lam.min()
         scale = ((lam_m + self.mu) / (self.lam + self.mu))[:, None]
         return R + self.U @ (UtR * (scale - 1.0))
@@ -99,11 +100,14 @@ class _Progress:
         most = f"{(self.max_iter - it) * per_it:.3g} s"
         left = f"at most {most} left (max_iter)" if res > self.tol else "tol reached"
         rate = math.log(self.res0 / res) / it if 0 < res < self.res0 else 0.0
-        if rate > 0 and res > self.tol:    # the residual's mean rate of decrease so far
+        if rate > 0 and res > self.tol:  # the residual's mean rate of decrease so far
             need = min(math.log(res / self.tol) / rate, self.max_iter - it)
             left = f"~{need * per_it:.3g} s left (at most {most})"
-        print(f"  cg iteration {it}/{self.max_iter}: residual {res:.3g} (tol {self.tol:.2g}), "
-              f"{per_it:.3g} s/iteration, {left}", flush=True)
+        print(
+            f"  cg iteration {it}/{self.max_iter}: residual {res:.3g} (tol {self.tol:.2g}), "
+            f"{per_it:.3g} s/iteration, {left}",
+            flush=True,
+        )
 
 
 def _check(X, y, x0):
@@ -125,27 +129,50 @@ def _check(X, y, x0):
 
 _WHY = {
     "max_iter": "max_iter was reached; raise max_iter or rank, or use solver='cholesky'",
-    "stalled": ("a restart did not halve the residual: the rounding floor of {dtype} was "
-                "reached; use {wider}a larger tol"),
-    "diverged": ("the residual {grew}: K + reg I is singular or indefinite in {dtype} (reg = 0 "
-                 "with duplicated points?); use reg > 0, {wider}solver='cholesky' (it adds "
-                 "jitter)"),
-    "breakdown": ("p^T (K + reg I) p <= 0: K + reg I is not numerically positive definite in "
-                  "{dtype} (reg = 0 with duplicated points?); use reg > 0, {wider}"
-                  "solver='cholesky' (it adds jitter)"),
+    "stalled": (
+        "a restart did not halve the residual: the rounding floor of {dtype} was "
+        "reached; use {wider}a larger tol"
+    ),
+    "diverged": (
+        "the residual {grew}: K + reg I is singular or indefinite in {dtype} (reg = 0 "
+        "with duplicated points?); use reg > 0, {wider}solver='cholesky' (it adds "
+        "jitter)"
+    ),
+    "breakdown": (
+        "p^T (K + reg I) p <= 0: K + reg I is not numerically positive definite in "
+        "{dtype} (reg = 0 with duplicated points?); use reg > 0, {wider}"
+        "solver='cholesky' (it adds jitter)"
+    ),
 }
 
 
 def _why(status, dtype, peak):
-    grew = (f"grew to {peak:.3g}, over {GROWTH:g} x its best" if math.isfinite(peak)
-            else "became non-finite")
+    grew = (
+        f"grew to {peak:.3g}, over {GROWTH:g} x its best"
+        if math.isfinite(peak)
+        else "became non-finite"
+    )
     wider = "float64, " if dtype != "float64" else ""
     return _WHY[status].format(dtype=dtype, grew=grew, wider=wider)
 
 
-def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10.0, M=None,
-             reg=1e-3, tol=None, max_iter=200, x0=None, rank=1000, seed=0, backend="auto",
-             verbose=False, progress_every=None) -> tuple[torch.Tensor, SolveInfo]:
+def cg_solve(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kernel="laplace",
+    bandwidth=10.0,
+    M=None,
+    reg=1e-3,
+    tol=None,
+    max_iter=200,
+    x0=None,
+    rank=1000,
+    seed=0,
+    backend="auto",
+    verbose=False,
+    progress_every=None,
+) -> tuple[torch.Tensor, SolveInfo]:
     """alpha ~ (K(X, X) + reg I)^{-1} y by Nystroem-preconditioned conjugate gradients.
 
     X: (n, d), y: (n, c), x0: (n, c) warm start or None (zeros) -> alpha: (n, c), X's dtype.
@@ -165,9 +192,19 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     verbose: a start line, progress (iteration, residual, seconds per iteration, time left) at
     most every progress_every seconds (default PROGRESS_EVERY_S; 0: every iteration), an end line.
     """
-    check_solve_options("cg_solve", kernel=kernel, bandwidth=bandwidth, reg=reg, tol=tol,
-                        max_iter=max_iter, rank=rank, seed=seed, backend=backend,
-                        verbose=verbose, progress_every=progress_every)
+    check_solve_options(
+        "cg_solve",
+        kernel=kernel,
+        bandwidth=bandwidth,
+        reg=reg,
+        tol=tol,
+        max_iter=max_iter,
+        rank=rank,
+        seed=seed,
+        backend=backend,
+        verbose=verbose,
+        progress_every=progress_every,
+    )
     x0 = _check(X, y, x0)
     t0 = time.perf_counter()
     n, c = y.shape
@@ -185,9 +222,11 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     if rank > 0:
         P = NystroemPreconditioner(X, reg=reg, rank=rank, generator=gen, **opts)
     precond = P if P is not None else (lambda R: R)
-    show.say(f"n = {n}, {c} right-hand side(s), tol {tol:.3g}, max_iter {max_iter}, "
-             f"preconditioner rank {P.rank if P is not None else 0} "
-             f"({time.perf_counter() - t0:.2f} s)")
+    show.say(
+        f"n = {n}, {c} right-hand side(s), tol {tol:.3g}, max_iter {max_iter}, "
+        f"preconditioner rank {P.rank if P is not None else 0} "
+        f"({time.perf_counter() - t0:.2f} s)"
+    )
     show.t0 = show.last = time.perf_counter()
 
     # solve for y / s with s a power of two per column (exact): norms stay far from overflow
@@ -201,7 +240,7 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     res = r.norm(dim=0) / ynorm
     x_best, best = x.clone(), res.clone()
     show.res0 = float(res.max()) if show.on else math.inf
-    failed = torch.zeros(c, dtype=torch.bool, device=y.device)   # no restart can help these
+    failed = torch.zeros(c, dtype=torch.bool, device=y.device)  # no restart can help these
     status = {"max_iter": False, "stalled": False, "diverged": False, "breakdown": False}
     it, last, peak = 0, math.inf, 0.0
     while True:
@@ -224,7 +263,7 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
         while it < max_iter and bool(active.any()):
             Ap = matvec(p)
             pAp = (p * Ap).sum(0)
-            broke = active & ~(pAp > 0)                      # also NaN
+            broke = active & ~(pAp > 0)  # also NaN
             step = torch.where(active & ~broke, rz / torch.where(pAp > 0, pAp, 1), 0)
             x += step * p
             r -= step * Ap
@@ -233,7 +272,7 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
             better = active & (est < best)
             x_best[:, better] = x[:, better]
             best = torch.where(better, est, best)
-            grew = active & ~broke & ~(est <= GROWTH * best)    # also NaN / inf
+            grew = active & ~broke & ~(est <= GROWTH * best)  # also NaN / inf
             if bool(grew.any()):
                 status["diverged"] = True
                 g = est[grew]
@@ -246,7 +285,7 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
             z = precond(r)
             rz_new = (r * z).sum(0)
             beta = torch.where(active, rz_new / torch.where(rz != 0, rz, 1), 0)
-            p = torch.where(active, z + beta * p, 0)         # frozen columns: no more updates
+            p = torch.where(active, z + beta * p, 0)  # frozen columns: no more updates
             rz = rz_new
             bad = active & ~torch.isfinite(p).all(0)
             if bool(bad.any()):
@@ -261,25 +300,46 @@ def cg_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10
     alpha = x_best * s
     residual = float(res.max())
     converged = residual <= tol
-    why = next((k for k in ("diverged", "breakdown", "stalled", "max_iter") if status[k]),
-               "max_iter")
+    why = next(
+        (k for k in ("diverged", "breakdown", "stalled", "max_iter") if status[k]), "max_iter"
+    )
     dtype = str(X.dtype).replace("torch.", "")
     message = ""
     if not converged:
-        message = (f"cg did not converge ({why}): relative residual {residual:.3g} > tol "
-                   f"{tol:.3g} after {it} iterations (n = {n}, reg = {reg:g}, {dtype}); "
-                   + _why(why, dtype, peak) + ".")
-        warnings.warn(f"{message} The answer is the iterate with the smallest residual.",
-                      ConvergenceWarning, stacklevel=2)
+        message = (
+            f"cg did not converge ({why}): relative residual {residual:.3g} > tol "
+            f"{tol:.3g} after {it} iterations (n = {n}, reg = {reg:g}, {dtype}); "
+            + _why(why, dtype, peak)
+            + "."
+        )
+        warnings.warn(
+            f"{message} The answer is the iterate with the smallest residual.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     if not bool(torch.isfinite(alpha).all()):
         wider = "use float64 or " if dtype != "float64" else ""
-        raise ValueError(f"the cg solution overflowed {dtype} (largest |y| "
-                         f"{float(y.abs().max()):.3g}, reg = {reg:g}): {wider}rescale y")
-    show.say(f"{'converged' if converged else why} after {it} iterations in "
-             f"{time.perf_counter() - t0:.2f} s, relative residual {residual:.3g}")
-    info = SolveInfo(solver="cg", n=n, dtype=dtype, reg=reg, iterations=it, residual=residual,
-                     tol=tol, converged=converged, status="converged" if converged else why,
-                     message=message, rank=P.rank if P is not None else 0,
-                     seconds=time.perf_counter() - t0,
-                     memory_bytes=P.memory_bytes if P is not None else 0)
+        raise ValueError(
+            f"the cg solution overflowed {dtype} (largest |y| "
+            f"{float(y.abs().max()):.3g}, reg = {reg:g}): {wider}rescale y"
+        )
+    show.say(
+        f"{'converged' if converged else why} after {it} iterations in "
+        f"{time.perf_counter() - t0:.2f} s, relative residual {residual:.3g}"
+    )
+    info = SolveInfo(
+        solver="cg",
+        n=n,
+        dtype=dtype,
+        reg=reg,
+        iterations=it,
+        residual=residual,
+        tol=tol,
+        converged=converged,
+        status="converged" if converged else why,
+        message=message,
+        rank=P.rank if P is not None else 0,
+        seconds=time.perf_counter() - t0,
+        memory_bytes=P.memory_bytes if P is not None else 0,
+    )
     return alpha, info

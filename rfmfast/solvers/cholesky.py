@@ -1,4 +1,5 @@
 """Direct kernel ridge solve: (K(X, X) + reg I) alpha = y by Cholesky, factored in place."""
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ class Workspace:
         if b is None or b.shape != (n, n) or b.dtype != X.dtype or b.device != X.device:
             self.buffer = None
             if X.device.type == "cpu":
-                self.buffer = torch.from_numpy(np.empty(
-                    (n, n), dtype=np.float64 if X.dtype == torch.float64 else np.float32))
+                self.buffer = torch.from_numpy(
+                    np.empty((n, n), dtype=np.float64 if X.dtype == torch.float64 else np.float32)
+                )
             else:
                 self.buffer = torch.empty(n, n, dtype=X.dtype, device=X.device)
         return self.buffer
@@ -57,21 +59,39 @@ def _kernel_matrix(X, kernel, bandwidth, M, backend, workspace):
             workspace = None
         else:
             validate.check_buffer(workspace, "workspace", (X.shape[0], X.shape[0]), X)
-    return kernel_matrix(X, None, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend,
-                         triangle="lower", out=workspace)
+    return kernel_matrix(
+        X,
+        None,
+        kernel=kernel,
+        bandwidth=bandwidth,
+        M=M,
+        backend=backend,
+        triangle="lower",
+        out=workspace,
+    )
 
 
 def _lower_is_finite(K: torch.Tensor, rows: int = 1024) -> bool:
     """Whether the lower triangle of K (all the C++ backend writes) is finite, by row blocks:
     no n x n temporary."""
     n = K.shape[0]
-    return all(bool(torch.isfinite(K[i:i + rows, :i + rows].tril(i)).all())
-               for i in range(0, n, rows))
+    return all(
+        bool(torch.isfinite(K[i : i + rows, : i + rows].tril(i)).all()) for i in range(0, n, rows)
+    )
 
 
-def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwidth=10.0, M=None,
-                   reg=1e-3, backend="auto", workspace: Workspace | torch.Tensor | None = None,
-                   verbose=False) -> tuple[torch.Tensor, SolveInfo]:
+def cholesky_solve(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    kernel="laplace",
+    bandwidth=10.0,
+    M=None,
+    reg=1e-3,
+    backend="auto",
+    workspace: Workspace | torch.Tensor | None = None,
+    verbose=False,
+) -> tuple[torch.Tensor, SolveInfo]:
     """alpha = (K(X, X) + reg I)^{-1} y by Cholesky.
 
     X: (n, d), y: (n, c) -> alpha: (n, c), in X's dtype and device (pass float64 tensors for a
@@ -93,8 +113,14 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     overflowed the dtype) or a solution that overflows is a ValueError saying so.
     verbose: a line when the solve starts (the matrix's size) and one when it ends (timings).
     """
-    check_solve_options("cholesky_solve", kernel=kernel, bandwidth=bandwidth, reg=reg,
-                        backend=backend, verbose=verbose)
+    check_solve_options(
+        "cholesky_solve",
+        kernel=kernel,
+        bandwidth=bandwidth,
+        reg=reg,
+        backend=backend,
+        verbose=verbose,
+    )
     validate.check_matrix(y, "y")
     validate.check_rows("X", X, "y", y)
     t0 = time.perf_counter()
@@ -103,16 +129,21 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
     dtype = str(X.dtype).replace("torch.", "")
     wider = "use float64 or " if X.dtype != torch.float64 else ""
     if verbose:
-        print(f"  cholesky: n = {n}, the {n} x {n} kernel matrix takes "
-              f"{n * n * X.element_size() / (1 << 20):.1f} MiB ({dtype})", flush=True)
+        print(
+            f"  cholesky: n = {n}, the {n} x {n} kernel matrix takes "
+            f"{n * n * X.element_size() / (1 << 20):.1f} MiB ({dtype})",
+            flush=True,
+        )
     eps = torch.finfo(X.dtype).eps
     jitter = 0.0
     for attempt in range(MAX_TRIES + 1):
         K = _kernel_matrix(X, kernel, bandwidth, M, backend, workspace)
         if attempt > 0 and not _lower_is_finite(K):
-            raise ValueError(f"the {n} x {n} kernel matrix has non-finite entries: the distances "
-                             f"overflowed {dtype} (largest |X| {float(X.abs().max()):.3g}); "
-                             f"{wider}rescale X (e.g. StandardScaler)")
+            raise ValueError(
+                f"the {n} x {n} kernel matrix has non-finite entries: the distances "
+                f"overflowed {dtype} (largest |X| {float(X.abs().max()):.3g}); "
+                f"{wider}rescale X (e.g. StandardScaler)"
+            )
         K.diagonal().add_(reg + jitter)
         # in place, L in K's lower triangle (C++ on CPU, LAPACK / cuSOLVER otherwise)
         failed = cholesky_inplace(K, backend=backend)
@@ -123,26 +154,43 @@ def cholesky_solve(X: torch.Tensor, y: torch.Tensor, *, kernel="laplace", bandwi
             raise np.linalg.LinAlgError(
                 f"Cholesky of the {n} x {n} kernel matrix + (reg = {reg:g}) I failed even with "
                 f"jitter {jitter:.3g} on the diagonal (leading minor {failed} not positive). Use a "
-                "larger reg, float64, or check the data for duplicated rows.")
+                "larger reg, float64, or check the data for duplicated rows."
+            )
         jitter = 10 * eps * n if jitter == 0.0 else jitter * 10
         if verbose:
-            print(f"  cholesky: factorization failed (leading minor {failed}); retrying with "
-                  f"jitter {jitter:.3g}", flush=True)
+            print(
+                f"  cholesky: factorization failed (leading minor {failed}); retrying with "
+                f"jitter {jitter:.3g}",
+                flush=True,
+            )
     if jitter:
-        warnings.warn(f"Cholesky of K + reg I (n = {n}, reg = {reg:g}, {X.dtype}) failed; it "
-                      f"succeeded after adding jitter {jitter:.3g} to the diagonal, so the system "
-                      f"solved is (K + {reg + jitter:.3g} I) alpha = y", JitterWarning, stacklevel=3)
+        warnings.warn(
+            f"Cholesky of K + reg I (n = {n}, reg = {reg:g}, {X.dtype}) failed; it "
+            f"succeeded after adding jitter {jitter:.3g} to the diagonal, so the system "
+            f"solved is (K + {reg + jitter:.3g} I) alpha = y",
+            JitterWarning,
+            stacklevel=3,
+        )
     # two triangular solves (each reads only its triangle): faster than torch.cholesky_solve
     # for a few right-hand sides on CPU
-    alpha = torch.linalg.solve_triangular(K.mT, torch.linalg.solve_triangular(K, y, upper=False),
-                                          upper=True)
+    alpha = torch.linalg.solve_triangular(
+        K.mT, torch.linalg.solve_triangular(K, y, upper=False), upper=True
+    )
     if not bool(torch.isfinite(alpha).all()):
-        raise ValueError(f"the Cholesky solution is not finite: the solve overflowed {dtype} "
-                         f"(largest |y| {float(y.abs().max()):.3g}, reg = {reg:g}, largest |X| "
-                         f"{float(X.abs().max()):.3g}); {wider}rescale y and X")
+        raise ValueError(
+            f"the Cholesky solution is not finite: the solve overflowed {dtype} "
+            f"(largest |y| {float(y.abs().max()):.3g}, reg = {reg:g}, largest |X| "
+            f"{float(X.abs().max()):.3g}); {wider}rescale y and X"
+        )
     if verbose:
         print(f"  cholesky: solved in {time.perf_counter() - t0:.2f} s", flush=True)
-    info = SolveInfo(solver="cholesky", n=n, dtype=str(X.dtype).replace("torch.", ""),
-                     reg=float(reg), jitter=float(jitter), seconds=time.perf_counter() - t0,
-                     memory_bytes=n * n * X.element_size())
+    info = SolveInfo(
+        solver="cholesky",
+        n=n,
+        dtype=str(X.dtype).replace("torch.", ""),
+        reg=float(reg),
+        jitter=float(jitter),
+        seconds=time.perf_counter() - t0,
+        memory_bytes=n * n * X.element_size(),
+    )
     return alpha, info

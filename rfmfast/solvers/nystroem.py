@@ -20,6 +20,7 @@ The shift also stands in the problem, as in Falkon: with K_mm itself in place of
 directions where K_mm is numerically singular (smooth kernels) get eigenvalues of about
 lambda(K_mm) / s in B^T H B, and CG stalls or breaks down there.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,7 @@ def _check(X, y, C, x0):
         raise TypeError(f"x0 must be a torch.Tensor like y, got {type(x0).__name__}")
     want = (C.shape[0], y.shape[1])
     if tuple(x0.shape) != want:
-        raise ValueError(f"x0 has shape {tuple(x0.shape)} but alpha is {want} (centers x "
-                         "outputs)")
+        raise ValueError(f"x0 has shape {tuple(x0.shape)} but alpha is {want} (centers x outputs)")
     validate.check_finite(x0, "x0")
     return x0.to(dtype=y.dtype, device=y.device)
 
@@ -91,8 +91,9 @@ def _gib(b: float) -> str:
     return f"{b / (1 << 30):.3g} GiB"
 
 
-def check_memory(n: int, m: int, c: int, dtype: torch.dtype, device, memory_budget=None,
-                 factor_dtype=None) -> int:
+def check_memory(
+    n: int, m: int, c: int, dtype: torch.dtype, device, memory_budget=None, factor_dtype=None
+) -> int:
     """Raise MemoryError, naming the size, when the solve's m x m matrices do not fit the budget
     (default: half the free memory of the device). Returns the bytes needed."""
     fdtype = factor_dtype or dtype
@@ -107,7 +108,8 @@ def check_memory(n: int, m: int, c: int, dtype: torch.dtype, device, memory_budg
             f"factored into T, and the preconditioner's A) and the (n, c) vectors, over the "
             f"memory budget of {_gib(budget)}"
             + ("" if memory_budget is not None else " (half the free memory of the device)")
-            + "; use fewer centers")
+            + "; use fewer centers"
+        )
     return need
 
 
@@ -123,8 +125,9 @@ class FalkonPreconditioner:
     times, then numpy.linalg.LinAlgError.
     """
 
-    def __init__(self, C: torch.Tensor, lam: float, *, kernel, bandwidth, M, backend="auto",
-                 on_redo=None):
+    def __init__(
+        self, C: torch.Tensor, lam: float, *, kernel, bandwidth, M, backend="auto", on_redo=None
+    ):
         self.m = C.shape[0]
         self.lam = float(lam)
         self.redone = self.raised = ""
@@ -135,8 +138,10 @@ class FalkonPreconditioner:
             if not failed:
                 return
             del K
-            self.redone = (f"the float32 Cholesky factorization of {failed} failed (m = "
-                           f"{self.m}); the m x m factorizations were redone in float64")
+            self.redone = (
+                f"the float32 Cholesky factorization of {failed} failed (m = "
+                f"{self.m}); the m x m factorizations were redone in float64"
+            )
             if on_redo is not None:
                 on_redo()
             C = C.to(torch.float64)
@@ -147,17 +152,20 @@ class FalkonPreconditioner:
             failed = self._factor(K, s, jitter, backend)
             if not failed:
                 if attempt:
-                    self.raised = (f"the shift s of K(C, C) + s I was raised to {s:.3g} (and "
-                                   f"A's jitter to {jitter:.3g}) after {attempt} failed "
-                                   "float64 factorization(s)")
+                    self.raised = (
+                        f"the shift s of K(C, C) + s I was raised to {s:.3g} (and "
+                        f"A's jitter to {jitter:.3g}) after {attempt} failed "
+                        "float64 factorization(s)"
+                    )
                 return
             if attempt == MAX_TRIES:
                 before = f" ({self.redone})" if self.redone else ""
                 raise np.linalg.LinAlgError(
                     f"the Cholesky factorization of {failed} failed in float64 even with shift "
                     f"{s:.3g} (m = {self.m}, reg / n = {self.lam:.3g}){before}; check the "
-                    "centers for repeated rows, or use a larger reg")
-            K = kernel_matrix(C, None, M=M, triangle="lower", **opts)     # factored: rebuild
+                    "centers for repeated rows, or use a larger reg"
+                )
+            K = kernel_matrix(C, None, M=M, triangle="lower", **opts)  # factored: rebuild
             s *= 10
             if failed.startswith("T T^T"):
                 jitter = max(jitter * 10, 10 * torch.finfo(torch.float64).eps)
@@ -172,12 +180,12 @@ class FalkonPreconditioner:
         K.diagonal().add_(s)
         if cholesky_inplace(K, backend=backend) or not bool(torch.isfinite(K.diagonal()).all()):
             return "K(C, C) + s I"
-        L = K.tril_()                                                  # L = T^T
-        G = L.mT @ L                                                   # T T^T
+        L = K.tril_()  # L = T^T
+        G = L.mT @ L  # T T^T
         G.mul_(1.0 / self.m).diagonal().add_(self.lam + jitter)
         if cholesky_inplace(G, backend=backend) or not bool(torch.isfinite(G.diagonal()).all()):
             return "T T^T / m + (reg / n) I"
-        self.L, self.G = L, G.tril_()                                  # G = A^T
+        self.L, self.G = L, G.tril_()  # G = A^T
         self.dtype, self.shift, self.jitter = L.dtype, float(s), float(jitter)
         return ""
 
@@ -216,27 +224,49 @@ class FalkonPreconditioner:
 
 _WHY = {
     "max_iter": "max_iter was reached; raise max_iter, or reg (a larger reg converges faster)",
-    "stalled": ("a restart did not halve the residual: the rounding floor of {dtype} was "
-                "reached; use {wider}a larger tol"),
-    "diverged": ("the residual {grew}: the normal equations are singular in {dtype} (reg = 0 "
-                 "with repeated centers?); use reg > 0{or_wider}"),
-    "breakdown": ("p^T H p <= 0: the normal equations are not numerically positive definite in "
-                  "{dtype} (reg = 0 with repeated centers?); use reg > 0{or_wider}"),
+    "stalled": (
+        "a restart did not halve the residual: the rounding floor of {dtype} was "
+        "reached; use {wider}a larger tol"
+    ),
+    "diverged": (
+        "the residual {grew}: the normal equations are singular in {dtype} (reg = 0 "
+        "with repeated centers?); use reg > 0{or_wider}"
+    ),
+    "breakdown": (
+        "p^T H p <= 0: the normal equations are not numerically positive definite in "
+        "{dtype} (reg = 0 with repeated centers?); use reg > 0{or_wider}"
+    ),
 }
 
 
 def _why(status, dtype, peak):
-    grew = (f"grew to {peak:.3g}, over {GROWTH:g} x its best" if math.isfinite(peak)
-            else "became non-finite")
+    grew = (
+        f"grew to {peak:.3g}, over {GROWTH:g} x its best"
+        if math.isfinite(peak)
+        else "became non-finite"
+    )
     wider = "float64, " if dtype != "float64" else ""
     or_wider = " or float64" if wider else ""
     return _WHY[status].format(dtype=dtype, grew=grew, wider=wider, or_wider=or_wider)
 
 
-def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel="laplace",
-                   bandwidth=10.0, M=None, reg=1e-3, tol=None, max_iter=MAX_ITER, x0=None,
-                   memory_budget=None, backend="auto", verbose=False,
-                   progress_every=None) -> tuple[torch.Tensor, SolveInfo]:
+def nystroem_solve(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    C: torch.Tensor,
+    *,
+    kernel="laplace",
+    bandwidth=10.0,
+    M=None,
+    reg=1e-3,
+    tol=None,
+    max_iter=MAX_ITER,
+    x0=None,
+    memory_budget=None,
+    backend="auto",
+    verbose=False,
+    progress_every=None,
+) -> tuple[torch.Tensor, SolveInfo]:
     """Nystroem kernel ridge weights on the centers C, by CG with Falkon's preconditioner.
 
     X: (n, d), y: (n, c), C: (m, d) (all of X's dtype and device), x0: (m, c) warm start (e.g.
@@ -268,9 +298,18 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
     verbose: a start line, progress (iteration, residual, time per iteration and left) at most
     every progress_every seconds (default cg.PROGRESS_EVERY_S; 0: every iteration), an end line.
     """
-    check_solve_options("nystroem_solve", kernel=kernel, bandwidth=bandwidth, reg=reg, tol=tol,
-                        max_iter=max_iter, memory_budget=memory_budget, backend=backend,
-                        verbose=verbose, progress_every=progress_every)
+    check_solve_options(
+        "nystroem_solve",
+        kernel=kernel,
+        bandwidth=bandwidth,
+        reg=reg,
+        tol=tol,
+        max_iter=max_iter,
+        memory_budget=memory_budget,
+        backend=backend,
+        verbose=verbose,
+        progress_every=progress_every,
+    )
     x0 = _check(X, y, C, x0)
     n, c = y.shape
     m = C.shape[0]
@@ -283,20 +322,25 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
     show = _Progress(verbose, every, max_iter, tol)
     opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
     fused = runs_fused(X.device, backend)
-    show.say(f"Nystroem: n = {n}, m = {m} centers, {c} right-hand side(s), reg = {reg:g}, "
-             f"tol {tol:.3g}, max_iter {max_iter}; about {_gib(need)} "
-             f"({'fused' if fused else 'two kernel_matmul passes per'} product)")
+    show.say(
+        f"Nystroem: n = {n}, m = {m} centers, {c} right-hand side(s), reg = {reg:g}, "
+        f"tol {tol:.3g}, max_iter {max_iter}; about {_gib(need)} "
+        f"({'fused' if fused else 'two kernel_matmul passes per'} product)"
+    )
 
-    def redo():             # the float64 redo must fit too: say so before building it
+    def redo():  # the float64 redo must fit too: say so before building it
         nonlocal need
         need = check_memory(n, m, c, X.dtype, X.device, memory_budget, torch.float64)
 
     P = FalkonPreconditioner(C, lam, on_redo=redo, **opts)
     dtype = str(X.dtype).replace("torch.", "")
     if P.redone:
-        warnings.warn(f"{P.redone} (reg = {reg:g}): slower, and the m x m matrices take twice "
-                      "the memory", PrecisionWarning, stacklevel=2)
-    work = P.dtype                                  # the precision of the m-space vectors
+        warnings.warn(
+            f"{P.redone} (reg = {reg:g}): slower, and the m x m matrices take twice the memory",
+            PrecisionWarning,
+            stacklevel=2,
+        )
+    work = P.dtype  # the precision of the m-space vectors
 
     def kk(u):
         """K_mn (K_nm u) / n: (m, c) in work -> work."""
@@ -349,7 +393,7 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
         while it < max_iter and bool(active.any()):
             Ap = op(p)
             pAp = (p * Ap).sum(0)
-            broke = active & ~(pAp > 0)                      # also NaN
+            broke = active & ~(pAp > 0)  # also NaN
             step = torch.where(active & ~broke, rr / torch.where(pAp > 0, pAp, 1), 0)
             beta += step * p
             r -= step * Ap
@@ -358,7 +402,7 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
             better = active & (est < best)
             x_best[:, better] = beta[:, better]
             best = torch.where(better, est, best)
-            grew = active & ~broke & ~(est <= GROWTH * best)    # also NaN / inf
+            grew = active & ~broke & ~(est <= GROWTH * best)  # also NaN / inf
             if bool(grew.any()):
                 status["diverged"] = True
                 g = est[grew]
@@ -370,7 +414,7 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
                 show.step(it, float(torch.where(failed, best, est).max()))
             rr_new = (r * r).sum(0)
             coef = torch.where(active, rr_new / torch.where(rr != 0, rr, 1), 0)
-            p = torch.where(active, r + coef * p, 0)         # frozen columns: no more updates
+            p = torch.where(active, r + coef * p, 0)  # frozen columns: no more updates
             rr = rr_new
         beta = x_best.clone()
         r = rhs - op(beta)
@@ -379,26 +423,47 @@ def nystroem_solve(X: torch.Tensor, y: torch.Tensor, C: torch.Tensor, *, kernel=
     alpha = (P.apply(x_best) * s.to(work)).to(X.dtype)
     residual = float(res.max())
     converged = residual <= tol
-    why = next((k for k in ("diverged", "breakdown", "stalled", "max_iter") if status[k]),
-               "max_iter")
+    why = next(
+        (k for k in ("diverged", "breakdown", "stalled", "max_iter") if status[k]), "max_iter"
+    )
     message = ""
     if not converged:
-        message = (f"Nystroem cg did not converge ({why}): relative residual {residual:.3g} > "
-                   f"tol {tol:.3g} after {it} iterations (n = {n}, m = {m}, reg = {reg:g}, "
-                   f"{dtype}); " + _why(why, dtype, peak) + ".")
-        warnings.warn(f"{message} The answer is the iterate with the smallest residual.",
-                      ConvergenceWarning, stacklevel=2)
+        message = (
+            f"Nystroem cg did not converge ({why}): relative residual {residual:.3g} > "
+            f"tol {tol:.3g} after {it} iterations (n = {n}, m = {m}, reg = {reg:g}, "
+            f"{dtype}); " + _why(why, dtype, peak) + "."
+        )
+        warnings.warn(
+            f"{message} The answer is the iterate with the smallest residual.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     if not bool(torch.isfinite(alpha).all()):
         wider = "use float64 or " if dtype != "float64" else ""
-        raise ValueError(f"the Nystroem solution overflowed {dtype} (largest |y| "
-                         f"{float(y.abs().max()):.3g}, reg = {reg:g}): {wider}rescale y")
-    show.say(f"{'converged' if converged else why} after {it} iterations in "
-             f"{time.perf_counter() - t0:.2f} s, relative residual {residual:.3g}")
+        raise ValueError(
+            f"the Nystroem solution overflowed {dtype} (largest |y| "
+            f"{float(y.abs().max()):.3g}, reg = {reg:g}): {wider}rescale y"
+        )
+    show.say(
+        f"{'converged' if converged else why} after {it} iterations in "
+        f"{time.perf_counter() - t0:.2f} s, relative residual {residual:.3g}"
+    )
     reason = "; ".join(note for note in (P.redone, P.raised) if note)
-    info = SolveInfo(solver="nystroem", n=n, dtype=dtype, reg=reg,
-                     iterations=it, residual=residual, tol=tol, converged=converged,
-                     status="converged" if converged else why, message=message,
-                     seconds=time.perf_counter() - t0,
-                     memory_bytes=P.memory_bytes, reason=reason, peak_memory_bytes=need,
-                     centers=m)
+    info = SolveInfo(
+        solver="nystroem",
+        n=n,
+        dtype=dtype,
+        reg=reg,
+        iterations=it,
+        residual=residual,
+        tol=tol,
+        converged=converged,
+        status="converged" if converged else why,
+        message=message,
+        seconds=time.perf_counter() - t0,
+        memory_bytes=P.memory_bytes,
+        reason=reason,
+        peak_memory_bytes=need,
+        centers=m,
+    )
     return alpha, info

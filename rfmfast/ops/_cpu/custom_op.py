@@ -1,5 +1,6 @@
 """The torch.library registration of the CPU ops: a custom op for tracing, a plain call in eager
 mode."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,9 @@ class CpuOp:
 
     def __init__(self, name: str, impl):
         self.impl = impl
-        self.op = torch.library.custom_op(f"rfmfast::{name}", mutates_args=(),
-                                          device_types="cpu")(impl)
+        self.op = torch.library.custom_op(f"rfmfast::{name}", mutates_args=(), device_types="cpu")(
+            impl
+        )
         self.__doc__ = impl.__doc__
 
     def register_fake(self, fake):
@@ -22,7 +24,8 @@ class CpuOp:
 
     def __call__(self, *args):
         traced = torch.compiler.is_compiling() or any(
-            isinstance(a, torch.Tensor) and type(a) is not torch.Tensor for a in args)
+            isinstance(a, torch.Tensor) and type(a) is not torch.Tensor for a in args
+        )
         return (self.op if traced else self.impl)(*args)
 
 

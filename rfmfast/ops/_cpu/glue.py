@@ -4,6 +4,7 @@ Tensors are handed to C++ as numpy views (no copy for contiguous CPU tensors); t
 never links against libtorch. Points are translated and mapped here by the distance rule of
 rfmfast.kernels before the kernels see them.
 """
+
 from __future__ import annotations
 
 import numpy as np

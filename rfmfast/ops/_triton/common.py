@@ -21,6 +21,7 @@ of slightly moved points (relative move 2^-11 or 2^-8), accumulated in float32. 
 (weights @ values) is float32 for "ieee" and tf32 (weights rounded to nearest in the kernel)
 otherwise. The default comes from the environment variable RFMFAST_TRITON_PRECISION.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,6 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 PRECISIONS = ("ieee", "tf32", "bf16")
 PREC_CODE = {"ieee": 0, "tf32": 1, "bf16": 2}
-
 
 
 def resolve_precision(precision: str | None, dtype: torch.dtype) -> str:
@@ -89,11 +89,22 @@ class Points:
         self.mu, self.S, self.precision, self.direct = mu, S, precision, direct
         self.Qo, self.Xo, self.Sx, self.s_mode = Qo, Xo, Sx, s_mode
 
-    def rows(self, i0: int, i1: int) -> "Points":
+    def rows(self, i0: int, i1: int) -> Points:
         """The same centers with the queries i0:i1 only."""
-        return Points(self.P[i0:i1], self.Y, self.pn[i0:i1], self.yn, self.mu, self.S,
-                      self.precision, self.direct, self.Qo[i0:i1], self.Xo, self.Sx,
-                      self.s_mode)
+        return Points(
+            self.P[i0:i1],
+            self.Y,
+            self.pn[i0:i1],
+            self.yn,
+            self.mu,
+            self.S,
+            self.precision,
+            self.direct,
+            self.Qo[i0:i1],
+            self.Xo,
+            self.Sx,
+            self.s_mode,
+        )
 
     def rule(self, kernel: str) -> bool:
         """Whether the distance rule's exact path applies (Kernel.translates)."""
@@ -190,8 +201,22 @@ def dot_points(p, y, PREC: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
-def exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED: tl.constexpr,
-                    S_MODE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr):
+def exact_dist_tile(
+    xo_ptr,
+    zo_ptr,
+    s_ptr,
+    rows,
+    cols,
+    q,
+    n,
+    d,
+    r,
+    flag,
+    SQUARED: tl.constexpr,
+    S_MODE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+):
     """The distance rule's exact path: ||S (x - z)||^2 (SQUARED) or ||S (x - z)||_1 between
     the original rows Xo[rows] and Zo[cols], (BN, BM), from coordinate differences (0 for
     identical rows). S_MODE: 0 none, 1 diagonal s (d,), 2 matrix S (r, d); for a matrix the
@@ -213,10 +238,10 @@ def exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED
         distinct = flag & (acc > 0)
         if tl.max(distinct.to(tl.int32)) > 0:
             full = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
-            for l in range(0, r):
+            for j in range(0, r):
                 u = tl.zeros((BLOCK_N, BLOCK_M), dtype=xo_ptr.dtype.element_ty)
                 for k in range(0, d):
-                    sk = tl.load(s_ptr + l * d + k)
+                    sk = tl.load(s_ptr + j * d + k)
                     xk = tl.load(xo_ptr + rows * d + k, mask=rmask, other=0.0)
                     zk = tl.load(zo_ptr + cols * d + k, mask=cmask, other=0.0)
                     u += sk * (xk[:, None] - zk[None, :])
@@ -231,10 +256,31 @@ def exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED
 
 
 @triton.jit
-def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps_abs, p_tile,
-                 xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr,
-                 P_RESIDENT: tl.constexpr, PREC: tl.constexpr, INTERP: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+def sq_dist_tile(
+    p_ptr,
+    y_ptr,
+    pn_ptr,
+    yn_ptr,
+    rows,
+    cols,
+    q,
+    n,
+    r,
+    resolve,
+    eps_abs,
+    p_tile,
+    xo_ptr,
+    zo_ptr,
+    s_ptr,
+    d,
+    S_MODE: tl.constexpr,
+    P_RESIDENT: tl.constexpr,
+    PREC: tl.constexpr,
+    INTERP: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """Squared distances (BN, BM) between P[rows] and Y[cols] (rows/cols int64 offsets).
 
     Returns (d2, coincident, s): d2 clamped at 0; pairs with d2 <= resolve * s
@@ -246,17 +292,26 @@ def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps
     cmask = cols < n
     kk = tl.arange(0, BLOCK_K)
     if P_RESIDENT:
-        y = tl.load(y_ptr + cols[:, None] * r + kk[None, :],
-                    mask=cmask[:, None] & (kk[None, :] < r), other=0.0)
+        y = tl.load(
+            y_ptr + cols[:, None] * r + kk[None, :],
+            mask=cmask[:, None] & (kk[None, :] < r),
+            other=0.0,
+        )
         g = dot_points(p_tile, y, PREC, INTERP)
     else:
         g = tl.zeros((BLOCK_N, BLOCK_M), dtype=p_ptr.dtype.element_ty)
         for k0 in range(0, r, BLOCK_K):
             kmask = (k0 + kk) < r
-            p = tl.load(p_ptr + rows[:, None] * r + (k0 + kk)[None, :],
-                        mask=rmask[:, None] & kmask[None, :], other=0.0)
-            y = tl.load(y_ptr + cols[:, None] * r + (k0 + kk)[None, :],
-                        mask=cmask[:, None] & kmask[None, :], other=0.0)
+            p = tl.load(
+                p_ptr + rows[:, None] * r + (k0 + kk)[None, :],
+                mask=rmask[:, None] & kmask[None, :],
+                other=0.0,
+            )
+            y = tl.load(
+                y_ptr + cols[:, None] * r + (k0 + kk)[None, :],
+                mask=cmask[:, None] & kmask[None, :],
+                other=0.0,
+            )
             g += dot_points(p, y, PREC, INTERP)
     pn = tl.load(pn_ptr + rows, mask=rmask, other=0.0)
     yn = tl.load(yn_ptr + cols, mask=cmask, other=0.0)
@@ -264,8 +319,9 @@ def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps
     d2 = tl.maximum(s - 2.0 * g, 0.0)
     flag = (d2 <= resolve * s) & rmask[:, None] & cmask[None, :]
     if tl.max(flag.to(tl.int32)) > 0:  # rare: near pairs, self-pairs
-        ex = exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, True, S_MODE,
-                             BLOCK_N, BLOCK_M)
+        ex = exact_dist_tile(
+            xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, True, S_MODE, BLOCK_N, BLOCK_M
+        )
         d2 = tl.where(flag, ex, d2)
     coincident = d2 <= eps_abs
     d2 = tl.where(coincident, 0.0, d2)
@@ -273,10 +329,28 @@ def sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps
 
 
 @triton.jit
-def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve, eps_abs,
-                     xo_ptr, zo_ptr, s_ptr, d, S_MODE: tl.constexpr,
-                     SQUARED: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
-                     BLOCK_K: tl.constexpr):
+def direct_dist_tile(
+    p_ptr,
+    y_ptr,
+    pn_ptr,
+    yn_ptr,
+    rows,
+    cols,
+    q,
+    n,
+    r,
+    resolve,
+    eps_abs,
+    xo_ptr,
+    zo_ptr,
+    s_ptr,
+    d,
+    S_MODE: tl.constexpr,
+    SQUARED: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """Difference-first distances between P[rows] and Y[cols] as a (BN, BM) tile:
     sum_k (P - Y)^2 if SQUARED, else sum_k |P - Y| (l1).
 
@@ -290,10 +364,16 @@ def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve,
     acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=p_ptr.dtype.element_ty)
     for k0 in range(0, r, BLOCK_K):
         kmask = (k0 + kk) < r
-        p = tl.load(p_ptr + rows[:, None] * r + (k0 + kk)[None, :],
-                    mask=rmask[:, None] & kmask[None, :], other=0.0)
-        y = tl.load(y_ptr + cols[:, None] * r + (k0 + kk)[None, :],
-                    mask=cmask[:, None] & kmask[None, :], other=0.0)
+        p = tl.load(
+            p_ptr + rows[:, None] * r + (k0 + kk)[None, :],
+            mask=rmask[:, None] & kmask[None, :],
+            other=0.0,
+        )
+        y = tl.load(
+            y_ptr + cols[:, None] * r + (k0 + kk)[None, :],
+            mask=cmask[:, None] & kmask[None, :],
+            other=0.0,
+        )
         diff = p[:, None, :] - y[None, :, :]
         if SQUARED:
             acc += tl.sum(diff * diff, axis=2)
@@ -304,15 +384,16 @@ def direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n, r, resolve,
     s = pn[:, None] + yn[None, :]
     flag = (acc <= resolve * s) & rmask[:, None] & cmask[None, :]
     if tl.max(flag.to(tl.int32)) > 0:
-        ex = exact_dist_tile(xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED,
-                             S_MODE, BLOCK_N, BLOCK_M)
+        ex = exact_dist_tile(
+            xo_ptr, zo_ptr, s_ptr, rows, cols, q, n, d, r, flag, SQUARED, S_MODE, BLOCK_N, BLOCK_M
+        )
         acc = tl.where(flag, ex, acc)
     coincident = acc <= eps_abs
     acc = tl.where(coincident, 0.0, acc)
     return acc, coincident, s
 
 
-def consts(pts: "Points", kernel: str, bandwidth: float, *extra) -> torch.Tensor:
+def consts(pts: Points, kernel: str, bandwidth: float, *extra) -> torch.Tensor:
     """Scalars for a launch, in the points' dtype (a float argument would be float32):
     [exp2 scale (hi), RESOLVE, absolute EPS rule (EPS^2, or EPS for l1), NEAR, exp2 scale (lo),
     *extra].
@@ -369,5 +450,7 @@ def check_device(*ts: torch.Tensor) -> None:
     """Triton kernels take CUDA tensors (CPU tensors only under TRITON_INTERPRET=1)."""
     for t in ts:
         if t is not None and t.device.type != "cuda" and not INTERPRET:
-            raise ValueError(f"the triton backend takes CUDA tensors, got one on {t.device} "
-                             "(set TRITON_INTERPRET=1 before importing rfmfast to run on CPU)")
+            raise ValueError(
+                f"the triton backend takes CUDA tensors, got one on {t.device} "
+                "(set TRITON_INTERPRET=1 before importing rfmfast to run on CPU)"
+            )

@@ -17,19 +17,22 @@ tile V = [alpha_1 * X | ... | alpha_c * X | alpha] on the fly from X and alpha, 
 Memory: the output, plus O((n + m) r) for the mapped, centered points; per program registers of
 O(BLOCK_N (BLOCK_M + BLOCK_T + BLOCK_K)). Offsets are int64: n m past 2^31 is fine.
 """
+
 from __future__ import annotations
 
 import torch
 import triton
 import triton.language as tl
 
-from . import common
 from ...kernels import kernel_record
+from . import common
 
 
 def _cfgs(rows, names=("BLOCK_N", "BLOCK_M")):
-    return [triton.Config(dict(zip(names, r[:len(names)])), num_warps=r[-2], num_stages=r[-1])
-            for r in rows]
+    return [
+        triton.Config(dict(zip(names, r[: len(names)])), num_warps=r[-2], num_stages=r[-1])
+        for r in rows
+    ]
 
 
 # Block sizes per kind of tile, chosen so that ptxas (sm_90a, triton 3.9) reports no register
@@ -37,30 +40,75 @@ def _cfgs(rows, names=("BLOCK_N", "BLOCK_M")):
 # registers than a tensor-core dot, hence smaller tiles and 16-wide k-steps there.
 _CONFIGS = {
     "ieee": _cfgs([(64, 64, 4, 2), (32, 64, 4, 2), (128, 64, 8, 2), (128, 128, 8, 1)]),
-    "tc": _cfgs([(64, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 2), (64, 128, 4, 2),
-                 (128, 32, 4, 3), (256, 64, 8, 2)]),
+    "tc": _cfgs(
+        [
+            (64, 64, 4, 3),
+            (128, 64, 8, 3),
+            (128, 128, 8, 2),
+            (64, 128, 4, 2),
+            (128, 32, 4, 3),
+            (256, 64, 8, 2),
+        ]
+    ),
     # more than 128 value columns (the AGOP's c d + c): the column block is tuned too, since
     # every column block recomputes its distance tiles
-    "ieee_wide": _cfgs([(64, 32, 128, 8, 1), (32, 32, 128, 4, 1), (128, 32, 64, 8, 1),
-                        (64, 32, 64, 4, 1)], ("BLOCK_N", "BLOCK_M", "BLOCK_T")),
-    "tc_wide": _cfgs([(64, 64, 128, 8, 2), (64, 64, 128, 8, 1), (128, 32, 128, 8, 2),
-                      (64, 32, 128, 8, 2), (64, 32, 256, 8, 1)], ("BLOCK_N", "BLOCK_M", "BLOCK_T")),
+    "ieee_wide": _cfgs(
+        [(64, 32, 128, 8, 1), (32, 32, 128, 4, 1), (128, 32, 64, 8, 1), (64, 32, 64, 4, 1)],
+        ("BLOCK_N", "BLOCK_M", "BLOCK_T"),
+    ),
+    "tc_wide": _cfgs(
+        [
+            (64, 64, 128, 8, 2),
+            (64, 64, 128, 8, 1),
+            (128, 32, 128, 8, 2),
+            (64, 32, 128, 8, 2),
+            (64, 32, 256, 8, 1),
+        ],
+        ("BLOCK_N", "BLOCK_M", "BLOCK_T"),
+    ),
     "direct": _cfgs([(32, 32, 4, 1), (64, 32, 4, 1), (32, 64, 4, 1), (64, 64, 8, 1)]),
 }
 _SMALL = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16}, num_warps=1, num_stages=1)
-_SMALL_WIDE = triton.Config({"BLOCK_N": 16, "BLOCK_M": 16, "BLOCK_T": 64}, num_warps=1,
-                            num_stages=1)
+_SMALL_WIDE = triton.Config(
+    {"BLOCK_N": 16, "BLOCK_M": 16, "BLOCK_T": 64}, num_warps=1, num_stages=1
+)
 _KEY = ["r", "t", "KERNEL", "DIRECT", "WEIGHT", "VALUES_FROM_X", "PREC", "BLOCK_T", "BLOCK_K"]
 
 
 @triton.jit
-def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, consts_ptr,
-               q, n, r, t, d, c, xo_ptr, zo_ptr, s_ptr, dx, S_MODE: tl.constexpr,
-               KERNEL: tl.constexpr, DIRECT: tl.constexpr, WEIGHT: tl.constexpr,
-               VALUES_FROM_X: tl.constexpr,
-               PREC: tl.constexpr, INTERP: tl.constexpr, P_RESIDENT: tl.constexpr,
-               BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
-               BLOCK_T: tl.constexpr):
+def _fused_kmm(
+    p_ptr,
+    y_ptr,
+    pn_ptr,
+    yn_ptr,
+    v_ptr,
+    x_ptr,
+    a_ptr,
+    out_ptr,
+    consts_ptr,
+    q,
+    n,
+    r,
+    t,
+    d,
+    c,
+    xo_ptr,
+    zo_ptr,
+    s_ptr,
+    dx,
+    S_MODE: tl.constexpr,
+    KERNEL: tl.constexpr,
+    DIRECT: tl.constexpr,
+    WEIGHT: tl.constexpr,
+    VALUES_FROM_X: tl.constexpr,
+    PREC: tl.constexpr,
+    INTERP: tl.constexpr,
+    P_RESIDENT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+):
     """out[rows, tcols] = sum_j w(P[rows], Y[j]) V[j, tcols]; V (n, t) contiguous, or built
     from X (n, d) and alpha (n, c) with t = c d + c when VALUES_FROM_X."""
     pid_n = tl.program_id(0)
@@ -78,8 +126,11 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         col_k = tl.where(is_alpha, 0, tcols % d)
     kk = tl.arange(0, BLOCK_K)
     if P_RESIDENT:
-        p_tile = tl.load(p_ptr + rows[:, None] * r + kk[None, :],
-                         mask=(rows < q)[:, None] & (kk < r)[None, :], other=0.0)
+        p_tile = tl.load(
+            p_ptr + rows[:, None] * r + kk[None, :],
+            mask=(rows < q)[:, None] & (kk < r)[None, :],
+            other=0.0,
+        )
     else:
         p_tile = tl.zeros((BLOCK_N, BLOCK_K), dtype=p_ptr.dtype.element_ty)
     acc = tl.zeros((BLOCK_N, BLOCK_T), dtype=p_ptr.dtype.element_ty)
@@ -87,15 +138,54 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         cols = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
         cmask = cols < n
         if DIRECT:
-            dist, coincident, s = common.direct_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q,
-                                                     n, r, resolve, eps_abs, xo_ptr, zo_ptr,
-                                                     s_ptr, dx, S_MODE, KERNEL != 2,
-                                                     BLOCK_N, BLOCK_M, BLOCK_K)
+            dist, coincident, s = common.direct_dist_tile(
+                p_ptr,
+                y_ptr,
+                pn_ptr,
+                yn_ptr,
+                rows,
+                cols,
+                q,
+                n,
+                r,
+                resolve,
+                eps_abs,
+                xo_ptr,
+                zo_ptr,
+                s_ptr,
+                dx,
+                S_MODE,
+                KERNEL != 2,
+                BLOCK_N,
+                BLOCK_M,
+                BLOCK_K,
+            )
         else:
-            dist, coincident, s = common.sq_dist_tile(p_ptr, y_ptr, pn_ptr, yn_ptr, rows, cols, q, n,
-                                                 r, resolve, eps_abs, p_tile, xo_ptr, zo_ptr,
-                                                 s_ptr, dx, S_MODE, P_RESIDENT, PREC, INTERP,
-                                                 BLOCK_N, BLOCK_M, BLOCK_K)
+            dist, coincident, s = common.sq_dist_tile(
+                p_ptr,
+                y_ptr,
+                pn_ptr,
+                yn_ptr,
+                rows,
+                cols,
+                q,
+                n,
+                r,
+                resolve,
+                eps_abs,
+                p_tile,
+                xo_ptr,
+                zo_ptr,
+                s_ptr,
+                dx,
+                S_MODE,
+                P_RESIDENT,
+                PREC,
+                INTERP,
+                BLOCK_N,
+                BLOCK_M,
+                BLOCK_K,
+            )
         w = common.kernel_epilogue(dist, coincident, consts_ptr, KERNEL, WEIGHT)
         if WEIGHT:
             w = common.drop_near(w, dist, coincident, s, near)
@@ -103,23 +193,30 @@ def _fused_kmm(p_ptr, y_ptr, pn_ptr, yn_ptr, v_ptr, x_ptr, a_ptr, out_ptr, const
         vmask = cmask[:, None] & tmask[None, :]
         if VALUES_FROM_X:
             a = tl.load(a_ptr + cols[:, None] * c + col_c[None, :], mask=vmask, other=0.0)
-            xv = tl.load(x_ptr + cols[:, None] * d + col_k[None, :],
-                         mask=vmask & ~is_alpha[None, :], other=1.0)
+            xv = tl.load(
+                x_ptr + cols[:, None] * d + col_k[None, :],
+                mask=vmask & ~is_alpha[None, :],
+                other=1.0,
+            )
             v = a * xv
         else:
             v = tl.load(v_ptr + cols[:, None] * t + tcols[None, :], mask=vmask, other=0.0)
         if PREC == 0:
             acc += tl.dot(w, v, input_precision="ieee")
         else:
-            acc += tl.dot(common.round_tf32_tile(w), common.round_tf32_tile(v), input_precision="tf32")
-    tl.store(out_ptr + rows[:, None] * t + tcols[None, :], acc,
-             mask=(rows < q)[:, None] & tmask[None, :])
+            acc += tl.dot(
+                common.round_tf32_tile(w), common.round_tf32_tile(v), input_precision="tf32"
+            )
+    tl.store(
+        out_ptr + rows[:, None] * t + tcols[None, :], acc, mask=(rows < q)[:, None] & tmask[None, :]
+    )
 
 
 _KERNELS = {
     mode: triton.autotune(
         common.interpret_configs(cfgs, _SMALL_WIDE if mode.endswith("wide") else _SMALL),
-        key=[k for k in _KEY if k != "BLOCK_T"] if mode.endswith("wide") else _KEY)(_fused_kmm)
+        key=[k for k in _KEY if k != "BLOCK_T"] if mode.endswith("wide") else _KEY,
+    )(_fused_kmm)
     for mode, cfgs in _CONFIGS.items()
 }
 
@@ -164,13 +261,40 @@ def fused_product(pts, *, kernel, bandwidth, V=None, X=None, alpha=None, weight=
         mode = ("tc" if tc else "ieee") + ("_wide" if t > 128 else "")
     extra = {} if mode.endswith("wide") else {"BLOCK_T": block_t(t)}
     fn = _KERNELS[mode]
-    grid = lambda meta: (triton.cdiv(q, meta["BLOCK_N"]),  # noqa: E731
-                         triton.cdiv(t, meta["BLOCK_T"]))
+    grid = lambda meta: (
+        triton.cdiv(q, meta["BLOCK_N"]),  # noqa: E731
+        triton.cdiv(t, meta["BLOCK_T"]),
+    )
     xo, zo, sx, dx, s_mode = pts.exact_args()
-    fn[grid](P, Y, pts.pn, pts.yn, V if V is not None else X, X, alpha, out, consts,
-             q, n, r, t, d, c, xo, zo, sx, dx, S_MODE=s_mode, KERNEL=kernel_record(kernel).code, DIRECT=pts.direct, WEIGHT=weight,
-             VALUES_FROM_X=V is None, PREC=common.PREC_CODE[pts.precision], INTERP=common.INTERPRET,
-             P_RESIDENT=(tc and r <= bk), BLOCK_K=bk, **extra)
+    fn[grid](
+        P,
+        Y,
+        pts.pn,
+        pts.yn,
+        V if V is not None else X,
+        X,
+        alpha,
+        out,
+        consts,
+        q,
+        n,
+        r,
+        t,
+        d,
+        c,
+        xo,
+        zo,
+        sx,
+        dx,
+        S_MODE=s_mode,
+        KERNEL=kernel_record(kernel).code,
+        DIRECT=pts.direct,
+        WEIGHT=weight,
+        VALUES_FROM_X=V is None,
+        PREC=common.PREC_CODE[pts.precision],
+        INTERP=common.INTERPRET,
+        P_RESIDENT=(tc and r <= bk),
+        BLOCK_K=bk,
+        **extra,
+    )
     return out
-
-

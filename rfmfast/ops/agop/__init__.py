@@ -1,15 +1,17 @@
 """kernel_grads and agop: gradients of a kernel predictor, and their average outer product."""
+
 from __future__ import annotations
 
-from .. import _common
 from ... import _validate as validate
+from .. import _common
 
 _ACCUMULATE = (None, "float32", "float64")
 
 
 def _agop_inputs(op, Q, X, alpha, kernel, bandwidth, M, backend):
-    t, M, np_in, mod = _common.checked_inputs(op, backend, kernel, bandwidth, M,
-                                       {"Q": Q, "X": X, "alpha": alpha})
+    t, M, np_in, mod = _common.checked_inputs(
+        op, backend, kernel, bandwidth, M, {"Q": Q, "X": X, "alpha": alpha}
+    )
     Q, X, a = t["Q"], t["X"], t["alpha"]
     validate.check_d("Q", Q, "X", X)
     validate.check_rows("X", X, "alpha", a)
@@ -26,13 +28,25 @@ def kernel_grads(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, backe
     """
     Q, X, a, M, np_in, mod = _agop_inputs("agop", Q, X, alpha, kernel, bandwidth, M, backend)
     vec = a.ndim == 1
-    G = mod.kernel_grads(Q, X, a[:, None] if vec else a, kernel=kernel,
-                         bandwidth=float(bandwidth), M=M)
+    G = mod.kernel_grads(
+        Q, X, a[:, None] if vec else a, kernel=kernel, bandwidth=float(bandwidth), M=M
+    )
     return validate.out_like(G[:, 0] if vec else G, np_in)
 
 
-def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, centering=False,
-         accumulate=None, backend="auto"):
+def agop(
+    Q,
+    X,
+    alpha,
+    *,
+    kernel="laplace",
+    bandwidth=10.0,
+    M=None,
+    diag=False,
+    centering=False,
+    accumulate=None,
+    backend="auto",
+):
     """Average gradient outer product (1/q) sum_{x in Q} sum_c grad f_c(x) grad f_c(x)^T.
 
     Q: (q, d) queries (e.g. a random sample of training points), X: (n, d) centers,
@@ -48,7 +62,15 @@ def agop(Q, X, alpha, *, kernel="laplace", bandwidth=10.0, M=None, diag=False, c
     if accumulate not in _ACCUMULATE:
         raise ValueError(f"accumulate must be one of {_ACCUMULATE}, got {accumulate!r}")
     Q, X, a, M, np_in, mod = _agop_inputs("agop", Q, X, alpha, kernel, bandwidth, M, backend)
-    A = mod.agop(Q, X, a[:, None] if a.ndim == 1 else a, kernel=kernel,
-                 bandwidth=float(bandwidth), M=M, diag=bool(diag), centering=bool(centering),
-                 accumulate=accumulate)
+    A = mod.agop(
+        Q,
+        X,
+        a[:, None] if a.ndim == 1 else a,
+        kernel=kernel,
+        bandwidth=float(bandwidth),
+        M=M,
+        diag=bool(diag),
+        centering=bool(centering),
+        accumulate=accumulate,
+    )
     return validate.out_like(A, np_in)

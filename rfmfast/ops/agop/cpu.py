@@ -5,6 +5,7 @@ The AGOP's reduction is rfmfast.ops.agop.reduction; this backend supplies gradie
 Memory: packed centers and V (n (d + c d + c)), per thread one tile of block x (block + c d),
 and for the AGOP gradients of one chunk of queries (AGOP_CHUNK_BYTES) plus d x d sums; never
 q x n x d. V is held for at most AGOP_VALUE_BYTES worth of outputs at a time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,21 +52,44 @@ class GradContext:
         Qt, qn = map_points(Q, self.mu, self.S, self.s_mode)
         if self.k.distance == "l1":
             H = np.empty((Q.shape[0], self.c, Qt.shape[1]), dtype=Qt.dtype)
-            fn("l1_grads", self.dtype)(Qt, self.Xt, self.Xp, self.alpha, self.bandwidth,
-                                       self.scale, H, threads())
+            fn("l1_grads", self.dtype)(
+                Qt, self.Xt, self.Xp, self.alpha, self.bandwidth, self.scale, H, threads()
+            )
         else:
             H = np.empty((Q.shape[0], self.c, Q.shape[1]), dtype=Qt.dtype)
             Qo = np_(Q)
-            fn("kernel_grads", self.dtype)(Qt, qn, Qo - self.mu, self.Xp, self.xn, Qo, self.X,
-                                           self.S, self.s_mode, self.alpha, self.k.code,
-                                           self.bandwidth, self.scale, EPS, RESOLVE, self.Vp, H,
-                                           threads())
+            fn("kernel_grads", self.dtype)(
+                Qt,
+                qn,
+                Qo - self.mu,
+                self.Xp,
+                self.xn,
+                Qo,
+                self.X,
+                self.S,
+                self.s_mode,
+                self.alpha,
+                self.k.code,
+                self.bandwidth,
+                self.scale,
+                EPS,
+                RESOLVE,
+                self.Vp,
+                H,
+                threads(),
+            )
         return torch.from_numpy(H)
 
 
 @cpu_op("kernel_grads_cpu")
-def kernel_grads_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
-                    bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+def kernel_grads_op(
+    Q: torch.Tensor,
+    X: torch.Tensor,
+    alpha: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    M: torch.Tensor | None,
+) -> torch.Tensor:
     ctx = GradContext(X, alpha, kernel, bandwidth, opt(M))
     return apply_M(ctx.raw(Q), ctx.post).contiguous()
 
@@ -76,9 +100,17 @@ def _(Q, X, alpha, kernel, bandwidth, M):
 
 
 @cpu_op("agop_cpu")
-def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
-            bandwidth: float, M: torch.Tensor | None, diag: bool, centering: bool,
-            accumulate: str) -> torch.Tensor:
+def agop_op(
+    Q: torch.Tensor,
+    X: torch.Tensor,
+    alpha: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    M: torch.Tensor | None,
+    diag: bool,
+    centering: bool,
+    accumulate: str,
+) -> torch.Tensor:
     q, c = Q.shape[0], alpha.shape[1]
     n, d = X.shape
     M = opt(M)
@@ -90,18 +122,24 @@ def agop_op(Q: torch.Tensor, X: torch.Tensor, alpha: torch.Tensor, kernel: str,
     fac = factor(M, kernel, X.dtype)
 
     def chunks(c0):
-        ctx = GradContext(X, alpha[:, c0:c0 + group].contiguous(), kernel, bandwidth, M, fac)
+        ctx = GradContext(X, alpha[:, c0 : c0 + group].contiguous(), kernel, bandwidth, M, fac)
         for i in range(0, q, chunk):
-            yield ctx.raw(Q[i:i + chunk])
+            yield ctx.raw(Q[i : i + chunk])
 
     # the right factor of the raw gradients (GradContext.post)
     if kernel_record(kernel).distance == "l1":
         F = None if fac[0] is None else torch.from_numpy(fac[0])
     else:
         F = M
-    return agop_from_gradients([lambda c0=c0: chunks(c0) for c0 in range(0, c, group)], q=q,
-                               F=F, diag=diag, centering=centering,
-                               accumulate=accumulate or None, dtype=Q.dtype)
+    return agop_from_gradients(
+        [lambda c0=c0: chunks(c0) for c0 in range(0, c, group)],
+        q=q,
+        F=F,
+        diag=diag,
+        centering=centering,
+        accumulate=accumulate or None,
+        dtype=Q.dtype,
+    )
 
 
 @agop_op.register_fake

@@ -14,6 +14,7 @@ well conditioned. Outputs may come in groups (each its own pass over the queries
 a packed value matrix): the AGOP is a sum over outputs, so the groups' sums add up exactly.
 Memory: the d x d sums plus one chunk of gradients at a time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -37,13 +38,13 @@ def _group_sums(chunks: Iterable[torch.Tensor], F, diag: bool, centering: bool, 
         if shift is not None:
             H = H - shift
         if diag:
-            part = (H * H).sum(0)                                    # (c, d)
+            part = (H * H).sum(0)  # (c, d)
         else:
             Hf = H.reshape(-1, H.shape[-1])
-            part = Hf.T @ Hf                                         # (r, r)
+            part = Hf.T @ Hf  # (r, r)
         s2 = part if s2 is None else s2.add_(part)
         if centering:
-            s = H.sum(0)                                             # (c, r)
+            s = H.sum(0)  # (c, r)
             s1 = s if s1 is None else s1.add_(s)
     if diag:
         if centering:
@@ -54,8 +55,16 @@ def _group_sums(chunks: Iterable[torch.Tensor], F, diag: bool, centering: bool, 
     return s2
 
 
-def agop_from_gradients(groups: Iterable[Callable[[], Iterable[torch.Tensor]]], *, q: int, F,
-                        diag: bool, centering: bool, accumulate, dtype) -> torch.Tensor:
+def agop_from_gradients(
+    groups: Iterable[Callable[[], Iterable[torch.Tensor]]],
+    *,
+    q: int,
+    F,
+    diag: bool,
+    centering: bool,
+    accumulate,
+    dtype,
+) -> torch.Tensor:
     """The AGOP from gradient chunks: (d, d), exactly symmetric, or its diagonal (d,).
 
     groups: one callable per group of outputs, each returning an iterable of H chunks (b, c, r)

@@ -1,4 +1,5 @@
 """Plain-PyTorch predictor gradients and AGOP (exact differences): the truth for agop."""
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,7 @@ def _grad_blocks(Q, X, alpha, kernel, bandwidth, M):
     S = l1_factor(M, k)
     b = row_block(X.shape[0], d)
     for i in range(0, Q.shape[0], b):
-        diff = Q[i:i + b, None, :] - X[None, :, :]                    # (b, n, d)
+        diff = Q[i : i + b, None, :] - X[None, :, :]  # (b, n, d)
         dist = distances(diff, k, M, S)
         K = kernel_from_distance(dist, k, bandwidth)
         if k.distance == "l1":
@@ -36,7 +37,7 @@ def kernel_grads(Q, X, alpha, *, kernel, bandwidth, M):
     out = torch.empty(Q.shape[0], alpha.shape[1], Q.shape[1], dtype=Q.dtype, device=Q.device)
     i = 0
     for G in _grad_blocks(Q, X, alpha, kernel, bandwidth, M):
-        out[i:i + G.shape[0]] = G
+        out[i : i + G.shape[0]] = G
         i += G.shape[0]
     return out
 
@@ -48,6 +49,12 @@ def agop(Q, X, alpha, *, kernel, bandwidth, M, diag=False, centering=False, accu
     centering subtracts each output's mean gradient over Q first. accumulate="float64" forms
     the sums in float64; the result has Q's dtype.
     """
-    return agop_from_gradients([lambda: _grad_blocks(Q, X, alpha, kernel, bandwidth, M)],
-                               q=Q.shape[0], F=None, diag=diag, centering=centering,
-                               accumulate=accumulate, dtype=Q.dtype)
+    return agop_from_gradients(
+        [lambda: _grad_blocks(Q, X, alpha, kernel, bandwidth, M)],
+        q=Q.shape[0],
+        F=None,
+        diag=diag,
+        centering=centering,
+        accumulate=accumulate,
+        dtype=Q.dtype,
+    )

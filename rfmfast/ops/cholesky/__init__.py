@@ -3,6 +3,7 @@
 Internal building block of rfmfast.solvers.cholesky_solve (not part of the public op set: it
 does no finiteness check, its caller builds the matrix).
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """Cholesky on the C++ CPU kernels (csrc/cpu/cholesky.h): recursive, nearly all of it in
 rfmfast's packed GEMM. Memory: packing buffers of a few MB per thread beyond A."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Cholesky by torch.linalg.cholesky_ex (LAPACK on CPU, cuSOLVER on CUDA), in place."""
+
 from __future__ import annotations
 
 import torch

@@ -1,8 +1,9 @@
 """kernel_matmul: K(X, Z) @ V without ever storing K(X, Z)."""
+
 from __future__ import annotations
 
-from .. import _common
 from ... import _validate as validate
+from .. import _common
 
 
 def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
@@ -13,12 +14,14 @@ def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend=
     Memory: the output plus O(block * (block + d + t)) per thread; the (n, m) kernel matrix is
     never stored.
     """
-    t, M, np_in, mod = _common.checked_inputs("kernel_matmul", backend, kernel, bandwidth, M,
-                                       {"X": X, "Z": Z, "V": V})
+    t, M, np_in, mod = _common.checked_inputs(
+        "kernel_matmul", backend, kernel, bandwidth, M, {"X": X, "Z": Z, "V": V}
+    )
     X, Z, Vt = t["X"], t["Z"], t["V"]
     validate.check_d("X", X, "Z", Z)
     validate.check_rows("Z", Z, "V", Vt)
     vec = Vt.ndim == 1
-    out = mod.kernel_matmul(X, Z, Vt[:, None] if vec else Vt, kernel=kernel,
-                            bandwidth=float(bandwidth), M=M)
+    out = mod.kernel_matmul(
+        X, Z, Vt[:, None] if vec else Vt, kernel=kernel, bandwidth=float(bandwidth), M=M
+    )
     return validate.out_like(out[:, 0] if vec else out, np_in)

@@ -1,5 +1,6 @@
 """kernel_matmul on the C++ CPU kernels: K(X, Z) @ V without storing K. Memory: packed Z and V
 (m (d + t)), per thread one tile and a block x t accumulator."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,14 @@ SMALL_T = 4
 
 
 @cpu_op("kernel_matmul_cpu")
-def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: str,
-                     bandwidth: float, M: torch.Tensor | None) -> torch.Tensor:
+def kernel_matmul_op(
+    X: torch.Tensor,
+    Z: torch.Tensor,
+    V: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    M: torch.Tensor | None,
+) -> torch.Tensor:
     Xt, xn, Zp, zn, exact = map_pair(X, Z, M, kernel, False)
     t = V.shape[1]
     if t <= SMALL_T:
@@ -23,8 +30,21 @@ def kernel_matmul_op(X: torch.Tensor, Z: torch.Tensor, V: torch.Tensor, kernel: 
     else:
         Vp, Vt = fn("pack_values", X.dtype)(np_(V)), None
     out = np.empty((X.shape[0], t), dtype=Xt.dtype)
-    fn("kernel_matmul", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], kernel_record(kernel).code,
-                                 bandwidth, *exact, Vp, Vt, t, out, threads())
+    fn("kernel_matmul", X.dtype)(
+        Xt,
+        xn,
+        Zp,
+        zn,
+        Z.shape[0],
+        kernel_record(kernel).code,
+        bandwidth,
+        *exact,
+        Vp,
+        Vt,
+        t,
+        out,
+        threads(),
+    )
     return torch.from_numpy(out)
 
 

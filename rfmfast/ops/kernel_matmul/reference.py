@@ -1,4 +1,5 @@
 """Plain-PyTorch K(X, Z) @ V in row blocks (exact distances): the truth for kernel_matmul."""
+
 from __future__ import annotations
 
 import torch
@@ -15,6 +16,6 @@ def kernel_matmul(X, Z, V, *, kernel, bandwidth, M):
     out = torch.empty(n, V.shape[1], dtype=X.dtype, device=X.device)
     b = row_block(Z.shape[0], d)
     for i in range(0, n, b):
-        diff = X[i:i + b, None, :] - Z[None, :, :]
-        out[i:i + b] = kernel_from_distance(distances(diff, k, M, S), k, bandwidth) @ V
+        diff = X[i : i + b, None, :] - Z[None, :, :]
+        out[i : i + b] = kernel_from_distance(distances(diff, k, M, S), k, bandwidth) @ V
     return out

@@ -1,5 +1,6 @@
 """Triton kernel_matmul: K(X, Z) @ V fused like flash attention; the (n, m) matrix is never stored
 (the kernel is the fused product of rfmfast.ops._triton.product)."""
+
 from __future__ import annotations
 
 from .._triton import common

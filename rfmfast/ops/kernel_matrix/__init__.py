@@ -1,18 +1,20 @@
 """kernel_matrix: K(X, Z) as a dense (n, m) matrix."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .. import _common
 from ... import _validate as validate
 from ...backends import BACKENDS, choose
+from .. import _common
 
 TRIANGLES = ("full", "symmetric", "lower")
 
 
-def kernel_matrix(X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto",
-                  out=None, triangle=None):
+def kernel_matrix(
+    X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto", out=None, triangle=None
+):
     """Kernel matrix K_ij = K_M(x_i, z_j).
 
     X: (n, d), Z: (m, d) or None (Z = X) -> (n, m).
@@ -36,26 +38,32 @@ def kernel_matrix(X, Z=None, *, kernel="laplace", bandwidth=10.0, M=None, backen
     if triangle not in TRIANGLES:
         raise ValueError(f"triangle must be one of {', '.join(TRIANGLES)}, got {triangle!r}")
     if triangle != "full" and not symmetric:
-        raise ValueError(f"triangle={triangle!r} needs Z=None (Z = X); with Z given the matrix "
-                         "is computed whole (triangle='full')")
+        raise ValueError(
+            f"triangle={triangle!r} needs Z=None (Z = X); with Z given the matrix "
+            "is computed whole (triangle='full')"
+        )
     if triangle == "full" and symmetric:
-        triangle = "symmetric"      # the same matrix, computed once per pair
-    t, M, np_in, mod = _common.checked_inputs("kernel_matrix", backend, kernel, bandwidth, M,
-                                       {"X": X, "Z": Z})
+        triangle = "symmetric"  # the same matrix, computed once per pair
+    t, M, np_in, mod = _common.checked_inputs(
+        "kernel_matrix", backend, kernel, bandwidth, M, {"X": X, "Z": Z}
+    )
     X = t["X"]
     Z = X if symmetric else t["Z"]
     validate.check_d("X", X, "Z", Z)
     given, buf = out, None
     if out is not None:
         if np_in != isinstance(out, np.ndarray) or not isinstance(out, (np.ndarray, torch.Tensor)):
-            raise TypeError(f"out must be a {'numpy array' if np_in else 'torch tensor'} like X, "
-                            f"got {type(out).__name__}")
+            raise TypeError(
+                f"out must be a {'numpy array' if np_in else 'torch tensor'} like X, "
+                f"got {type(out).__name__}"
+            )
         if np_in and not out.flags.writeable:
             raise ValueError("out is a read-only numpy array")
         buf = torch.from_numpy(out) if np_in else out
         validate.check_buffer(buf, "out", (X.shape[0], Z.shape[0]), X)
-    res = mod.kernel_matrix(X, Z, kernel=kernel, bandwidth=float(bandwidth), M=M,
-                            triangle=triangle, out=buf)
+    res = mod.kernel_matrix(
+        X, Z, kernel=kernel, bandwidth=float(bandwidth), M=M, triangle=triangle, out=buf
+    )
     return given if given is not None else validate.out_like(res, np_in)
 
 

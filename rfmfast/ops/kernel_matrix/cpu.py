@@ -1,5 +1,6 @@
 """kernel_matrix on the C++ CPU kernels (csrc/cpu): one pass, tiles in cache, one triangle when
 Z is X. Memory: the (n, m) output, the packed copy of Z (m d) and one tile per thread."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,20 +14,44 @@ from .._cpu.glue import fn, map_pair, np_, out_array, threads
 TRIANGLES = {"full": 0, "symmetric": 1, "lower": 2}
 
 
-def kernel_matrix_into(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
-                       M: torch.Tensor | None, triangle: str, out: np.ndarray) -> None:
+def kernel_matrix_into(
+    X: torch.Tensor,
+    Z: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    M: torch.Tensor | None,
+    triangle: str,
+    out: np.ndarray,
+) -> None:
     """K(X, Z) written into out, a C-contiguous (n, m) array of X's dtype.
     triangle: "full"; "symmetric" (Z is X: one triangle computed, mirrored); "lower" (Z is X:
     the lower triangle written, the strictly upper one only near the diagonal: for the Cholesky
     solve, which reads nothing else)."""
     Xt, xn, Zp, zn, exact = map_pair(X, Z, M, kernel, triangle != "full")
-    fn("kernel_matrix", X.dtype)(Xt, xn, Zp, zn, Z.shape[0], kernel_record(kernel).code,
-                                 bandwidth, *exact, TRIANGLES[triangle], out, threads())
+    fn("kernel_matrix", X.dtype)(
+        Xt,
+        xn,
+        Zp,
+        zn,
+        Z.shape[0],
+        kernel_record(kernel).code,
+        bandwidth,
+        *exact,
+        TRIANGLES[triangle],
+        out,
+        threads(),
+    )
 
 
 @cpu_op("kernel_matrix_cpu")
-def kernel_matrix_op(X: torch.Tensor, Z: torch.Tensor, kernel: str, bandwidth: float,
-                     M: torch.Tensor | None, symmetric: bool) -> torch.Tensor:
+def kernel_matrix_op(
+    X: torch.Tensor,
+    Z: torch.Tensor,
+    kernel: str,
+    bandwidth: float,
+    M: torch.Tensor | None,
+    symmetric: bool,
+) -> torch.Tensor:
     out = out_array(X.shape[0], Z.shape[0], X.dtype)
     kernel_matrix_into(X, Z, kernel, bandwidth, M, "symmetric" if symmetric else "full", out)
     return torch.from_numpy(out)

@@ -1,5 +1,6 @@
 """Plain-PyTorch kernel matrix: the truth the fused kernels are tested against (exact,
 difference-first distances in row blocks: rfmfast.ops._reference)."""
+
 from __future__ import annotations
 
 import torch
@@ -19,6 +20,6 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, triangle="full", out=None):
         out = torch.empty(n, m, dtype=X.dtype, device=X.device)
     b = row_block(m, d)
     for i in range(0, n, b):
-        diff = X[i:i + b, None, :] - Z[None, :, :]
-        out[i:i + b] = kernel_from_distance(distances(diff, k, M, S), k, bandwidth)
+        diff = X[i : i + b, None, :] - Z[None, :, :]
+        out[i : i + b] = kernel_from_distance(distances(diff, k, M, S), k, bandwidth)
     return out

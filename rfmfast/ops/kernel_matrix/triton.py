@@ -1,5 +1,6 @@
 """Triton kernel_matrix: K(X, Z) as a dense (n, m) matrix (the tile kernel of
 rfmfast.ops._triton.matrix)."""
+
 from __future__ import annotations
 
 from .._triton import common

@@ -1,5 +1,6 @@
 """nystroem_matmul: K(C, X) @ (K(X, C) @ V + W), each block of K(X, C) computed once and used
 for both products (the product of the Nystroem normal equations)."""
+
 from __future__ import annotations
 
 import torch
@@ -9,8 +10,7 @@ from ...backends import choose
 from .. import _common
 
 
-def nystroem_matmul(X, C, V, W=None, *, kernel="laplace", bandwidth=10.0, M=None,
-                    backend="auto"):
+def nystroem_matmul(X, C, V, W=None, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
     """K(C, X) @ (K(X, C) @ V + W), with K(X, C)_ij = K_M(x_i, c_j).
 
     X: (n, d) points, C: (m, d) centers, V: (m, t), W: (n, t) or None -> (m, t);
@@ -22,13 +22,14 @@ def nystroem_matmul(X, C, V, W=None, *, kernel="laplace", bandwidth=10.0, M=None
     """
     named = {"X": X, "C": C, "V": V, "W": None}
     w_np, w_shape = False, None
-    if W is not None:           # W may be 1-D like V: checked here, handed over as (n, t)
+    if W is not None:  # W may be 1-D like V: checked here, handed over as (n, t)
         Wt, w_np = validate.to_tensor(W, "W")
         validate.check_matrix(Wt, "W", ndim=(1, 2), finite=False)
         w_shape = tuple(Wt.shape)
         named["W"] = Wt[:, None] if Wt.ndim == 1 else Wt
-    t, M, np_in, mod = _common.checked_inputs("nystroem_matmul", backend, kernel, bandwidth, M,
-                                              named)
+    t, M, np_in, mod = _common.checked_inputs(
+        "nystroem_matmul", backend, kernel, bandwidth, M, named
+    )
     X, C, Vt, Wt = t["X"], t["C"], t["V"], t["W"]
     validate.check_d("X", X, "C", C)
     validate.check_rows("C", C, "V", Vt)
@@ -38,10 +39,13 @@ def nystroem_matmul(X, C, V, W=None, *, kernel="laplace", bandwidth=10.0, M=None
         validate.check_rows("X", X, "W", Wt)
         if len(w_shape) != Vt.ndim or w_shape[1:] != tuple(Vt.shape[1:]):
             want = f"({X.shape[0]},)" if vec else f"({X.shape[0]}, {Vt.shape[1]})"
-            raise ValueError(f"W has shape {w_shape} but V has {tuple(Vt.shape)}: W must be "
-                             f"{want}, one column per column of V")
-    out = mod.nystroem_matmul(X, C, Vt[:, None] if vec else Vt, Wt, kernel=kernel,
-                              bandwidth=float(bandwidth), M=M)
+            raise ValueError(
+                f"W has shape {w_shape} but V has {tuple(Vt.shape)}: W must be "
+                f"{want}, one column per column of V"
+            )
+    out = mod.nystroem_matmul(
+        X, C, Vt[:, None] if vec else Vt, Wt, kernel=kernel, bandwidth=float(bandwidth), M=M
+    )
     return validate.out_like(out[:, 0] if vec else out, np_in or w_np)
 
 

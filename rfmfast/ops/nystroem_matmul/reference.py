@@ -1,5 +1,6 @@
 """Plain-PyTorch K(C, X) @ (K(X, C) @ V + W) in row blocks of X (exact distances): the truth
 for nystroem_matmul."""
+
 from __future__ import annotations
 
 import torch
@@ -22,10 +23,10 @@ def nystroem_matmul(X, C, V, W, *, kernel, bandwidth, M):
     out = torch.zeros(m, t, dtype=X.dtype, device=X.device)
     b = row_block(m, d)
     for i in range(0, n, b):
-        diff = X[i:i + b, None, :] - C[None, :, :]
-        Kb = kernel_from_distance(distances(diff, k, M, S), k, bandwidth)     # (b, m)
+        diff = X[i : i + b, None, :] - C[None, :, :]
+        Kb = kernel_from_distance(distances(diff, k, M, S), k, bandwidth)  # (b, m)
         U = Kb @ V
         if W is not None:
-            U += W[i:i + b]
+            U += W[i : i + b]
         out.addmm_(Kb.T, U)
     return out
