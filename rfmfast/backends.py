@@ -64,7 +64,7 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "cpu",
             ("cpu",),
-            ("kernel_matrix", "kernel_matmul", "agop", "cholesky"),
+            ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul"),
             ("full", "symmetric", "lower"),
             out_in_place=True,
         ),

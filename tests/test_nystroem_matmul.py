@@ -242,3 +242,46 @@ def test_memory_never_n_by_m(backend):
         f"rfmfast.nystroem_matmul(X, C, V, backend={backend!r})",
     )
     assert grown < 200, f"peak memory grew by {grown:.0f} MB"
+
+
+@pytest.mark.skipif("cpu" not in OP_BACKENDS, reason="the C++ extension is not built")
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("t", [1, 2, 4, 5, 9, 33])
+def test_every_cpu_code_path_and_value_width(t, offset):
+    """Every instruction-set variant this CPU runs, both value paths (row dot products up to
+    SMALL_T columns, the value GEMM past it) and odd widths, on a ragged case whose panel width
+    is not a multiple of the register block; float32 and float64; W given; near-duplicate
+    pairs, and the data far from the origin."""
+    from rfmfast import _C
+
+    n, m, d = 203, 133, 7
+    X, C = points(n, m, d)
+    C[:5] = X[:5]
+    C[5:9] = X[5:9] + 1e-3
+    X, C = X + offset, C + offset
+    g = torch.Generator().manual_seed(t)
+    V = torch.randn(m, t, generator=g, dtype=torch.float64)
+    W = torch.randn(n, t, generator=g, dtype=torch.float64)
+    M = feature_matrix("full", d)
+    base = _C.isa()
+    try:
+        for isa in _C.available_isas().split(","):
+            _C.set_isa(isa)
+            for kernel in KERNELS:
+                for dtype in DTYPES.values():
+                    Xd, Cd, Vd, Wd, Md = (u.to(dtype) for u in (X, C, V, W, M))
+                    out = rfmfast.nystroem_matmul(
+                        Xd,
+                        Cd,
+                        Vd,
+                        Wd,
+                        kernel=kernel,
+                        bandwidth=bandwidth(kernel, d),
+                        M=Md,
+                        backend="cpu",
+                    )
+                    ref = dense(*(u.double() for u in (Xd, Cd, Vd, Wd)), kernel, Md.double())
+                    tol = PRODUCT_FACTOR * TOL["cpu", dtype]
+                    assert rel_err(out, ref) < tol, (isa, kernel, dtype)
+    finally:
+        _C.set_isa(base)

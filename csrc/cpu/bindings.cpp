@@ -247,6 +247,34 @@ void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int ki
 }
 
 template <class T>
+void nystroem_matmul(arr<T> Xt, arr<T> xn, arr<T> Cp, arr<T> cn, int64_t m, int kind, double bw,
+                     arr<T> X, arr<T> C, py::object S, int s_mode, double resolve, py::object Vp,
+                     py::object Vt, int64_t t, py::object W, arr<T> out, int nthreads) {
+  rfmfast::NystroemMatmulParams<T> p{};
+  distances<T>(p, Xt, xn, Cp, cn, m, kind, bw, nthreads, "nystroem_matmul");
+  const int64_t n = p.n;
+  need(out.ndim() == 2 && out.shape(0) == m && out.shape(1) == t, "nystroem_matmul: out shape");
+  ExactArgs<T> e(X, C, S, s_mode, resolve, p.r);
+  need(e.X.shape(0) == n && e.Z.shape(0) == m, "nystroem_matmul: original rows");
+  p.ex = e.ex;
+  arr<T> vpa, vta, wa;
+  p.vp = ptr_or_null<T>(Vp, vpa);
+  p.vt = ptr_or_null<T>(Vt, vta);
+  need((p.vp == nullptr) != (p.vt == nullptr), "nystroem_matmul: give exactly one of Vp, Vt");
+  need(p.vt == nullptr || t <= rfmfast::SMALL_T,
+       "nystroem_matmul: Vt only for t <= " + std::to_string(rfmfast::SMALL_T));
+  p.w = ptr_or_null<T>(W, wa);
+  need(p.w == nullptr || (wa.ndim() == 2 && wa.shape(0) == n && wa.shape(1) == t),
+       "nystroem_matmul: W (n, t)");
+  p.t = t;
+  p.out = mptr(out);
+  run([&] {
+    ops<T>().nystroem_matmul(p);
+    return 0;
+  });
+}
+
+template <class T>
 void kernel_grads(arr<T> Qt, arr<T> qn, arr<T> Q, arr<T> Xp, arr<T> xn, arr<T> Qo, arr<T> X,
                   py::object S, int s_mode, arr<T> alpha, int kind, double bw, double scale,
                   double eps, double resolve, arr<T> Vp, arr<T> H, int nthreads) {
@@ -346,6 +374,7 @@ void bind_dtype(py::module_& m, const char* suffix) {
   m.def(name("pack_grad_values").c_str(), &pack_grad_values<T>);
   m.def(name("kernel_matrix").c_str(), &kernel_matrix<T>);
   m.def(name("kernel_matmul").c_str(), &kernel_matmul<T>);
+  m.def(name("nystroem_matmul").c_str(), &nystroem_matmul<T>);
   m.def(name("kernel_grads").c_str(), &kernel_grads<T>);
   m.def(name("l1_grads").c_str(), &l1_grads<T>);
   m.def(name("gemm_nt").c_str(), &gemm_nt<T>);

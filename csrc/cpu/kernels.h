@@ -42,6 +42,7 @@ struct Ops {
   void (*pack_grad_values)(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out);
   void (*kernel_matrix)(const KernelMatrixParams<T>& p);
   void (*kernel_matmul)(const KernelMatmulParams<T>& p);
+  void (*nystroem_matmul)(const NystroemMatmulParams<T>& p);
   void (*kernel_grads)(const KernelGradsParams<T>& p);
   void (*l1_grads)(const L1GradsParams<T>& p);
   // C (m x n) -= A (m x k) B (n x k)^T, each with its leading dimension; lower: C is square and

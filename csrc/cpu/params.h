@@ -89,6 +89,17 @@ struct KernelMatmulParams : DistanceParams<T> {
   T* out;
 };
 
+// out (m x t) = K(C, X) (K(X, C) V + W): the queries X and the centers C of DistanceParams, V
+// as in KernelMatmulParams, w (n x t) or null (W = 0).
+template <class T>
+struct NystroemMatmulParams : DistanceParams<T> {
+  const T* vp;
+  const T* vt;
+  int64_t t;
+  const T* w;
+  T* out;
+};
+
 // H (n x c x d), H_c = s [ (A alpha_c) * Q - A (alpha_c * X) ] for the queries Q and the centers
 // X, both centered (the same translation), with the weight tile A = K/D (laplace, masked below
 // eps) or K (gaussian), 0 for coincident pairs. Pairs resolved by differences leave the tile

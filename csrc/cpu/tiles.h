@@ -194,11 +194,12 @@ struct NoState {};
 // distances) with the column norms beside it. The op is a class with a per-thread State made
 // by make() and three steps: begin(state, i0, mb) before a block, tile(state, Tile) for each
 // tile (the epilogue and what consumes it), end(state, i0, mb) after it. Ctrl-C stops it
-// between blocks (Interrupted).
+// between blocks (Interrupted). rows: the block's queries, a multiple of MR up to MB (an op that
+// keeps a block's whole row of kernel values sizes its blocks to the cache).
 template <class T, class Op>
-void for_each_tile(const DistanceParams<T>& p, const Op& op) {
+void for_each_tile(const DistanceParams<T>& p, const Op& op, int64_t rows = Blocks<T>::MB) {
   typedef Blocks<T> B;
-  const int64_t r = p.r, nblocks = (p.n + B::MB - 1) / B::MB;
+  const int64_t r = p.r, nblocks = (p.n + rows - 1) / rows;
   const bool l1 = p.kind == L1_LAPLACE;
   std::atomic<bool> stop{false};
   auto last_poll = std::chrono::steady_clock::now();
@@ -211,9 +212,9 @@ void for_each_tile(const DistanceParams<T>& p, const Op& op) {
       if (stop.load(std::memory_order_relaxed)) continue;
       if (omp_get_thread_num() == 0 && interrupt_pending(last_poll))  // the calling thread
         stop.store(true);
-      const int64_t i0 = ib * B::MB, mb = std::min<int64_t>(B::MB, p.n - i0);
+      const int64_t i0 = ib * rows, mb = std::min<int64_t>(rows, p.n - i0);
       const int64_t mbp = round_up(mb, MR);
-      copy_rows(p.xt + i0 * r, mb, r, B::MB, A.data());
+      copy_rows(p.xt + i0 * r, mb, r, rows, A.data());
       op.begin(state, i0, mb);
       const auto [first, cend] = op.cols(i0, mb);
       for (int64_t j0 = first / B::NR * B::NR; j0 < cend; j0 += B::NB) {

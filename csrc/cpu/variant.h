@@ -9,6 +9,7 @@
 #include "kernel_matrix.h"
 #include "kernels.h"
 #include "l1_grads.h"
+#include "nystroem_matmul.h"
 #include "pack.h"
 #include "prepare.h"
 #include "simd.h"
@@ -33,6 +34,7 @@ Ops<T> make_ops() {
   o.pack_grad_values = &pack_grad_values<T>;
   o.kernel_matrix = &kernel_matrix<T>;
   o.kernel_matmul = &kernel_matmul<T>;
+  o.nystroem_matmul = &nystroem_matmul<T>;
   o.kernel_grads = &kernel_grads<T>;
   o.l1_grads = &l1_grads<T>;
   o.gemm_nt = &gemm_nt<T>;

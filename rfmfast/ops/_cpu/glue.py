@@ -13,6 +13,17 @@ import torch
 from ... import _C
 from ...kernels import RESOLVE, center_of, kernel_record, mahalanobis_factor
 
+#: up to this many value columns the products take V^T and row dot products instead of a
+#: packed V and the value GEMM (csrc/cpu/params.h SMALL_T)
+SMALL_T = 4
+
+
+def values_args(V: torch.Tensor):
+    """The (Vp, Vt) pair the C++ products take for values V (m, t): one of them None."""
+    if V.shape[1] <= SMALL_T:
+        return None, np_(V.T)
+    return fn("pack_values", V.dtype)(np_(V)), None
+
 
 def fn(name: str, dtype: torch.dtype):
     """The _C entry point <name>_f32 or <name>_f64 for dtype."""

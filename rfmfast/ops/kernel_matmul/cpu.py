@@ -8,10 +8,7 @@ import torch
 
 from ...kernels import kernel_record
 from .._cpu.custom_op import cpu_op
-from .._cpu.glue import fn, map_pair, np_, threads
-
-#: up to this many value columns the kernel takes row dot products instead of a GEMM
-SMALL_T = 4
+from .._cpu.glue import fn, map_pair, threads, values_args
 
 
 @cpu_op("kernel_matmul_cpu")
@@ -25,10 +22,7 @@ def kernel_matmul_op(
 ) -> torch.Tensor:
     Xt, xn, Zp, zn, exact = map_pair(X, Z, M, kernel, False)
     t = V.shape[1]
-    if t <= SMALL_T:
-        Vp, Vt = None, np_(V.T)
-    else:
-        Vp, Vt = fn("pack_values", X.dtype)(np_(V)), None
+    Vp, Vt = values_args(V)
     out = np.empty((X.shape[0], t), dtype=Xt.dtype)
     fn("kernel_matmul", X.dtype)(
         Xt,
