@@ -139,6 +139,21 @@ def test_warm_start():
         ny.nystroem_solve(Xt, Y, C, x0=alpha[:99])
 
 
+def test_bad_warm_start_is_dropped_per_column():
+    """A column of x0 farther from the solution than zero starts from zero instead: the same
+    iterations and answer as a cold start there, while the good column keeps its warm start."""
+    X, y = low_rank(600, d=7)
+    Xt = torch.from_numpy(X).double()
+    Y = torch.from_numpy(y).double()[:, None].repeat(1, 2)
+    C = Xt[:100]
+    alpha, cold = ny.nystroem_solve(Xt, Y[:, :1], C, reg=1e-2, tol=1e-9)
+    x0 = torch.cat([alpha, 1e6 * torch.randn(100, 1, dtype=torch.float64)], 1)  # good, absurd
+    both, info = ny.nystroem_solve(Xt, Y, C, reg=1e-2, tol=1e-9, x0=x0)
+    assert info.converged and info.iterations <= cold.iterations
+    for k in range(2):
+        assert float((both[:, k] - alpha[:, 0]).norm() / alpha.norm()) < 1e-6
+
+
 def test_float32_factorization_failure_is_redone_in_float64(monkeypatch):
     X, y = low_rank(500, d=7)
     ref = KernelRidge(centers=100, reg=1e-2).fit(X, y)

@@ -291,7 +291,8 @@ def nystroem_solve(
 
     X: (n, d), y: (n, c), C: (m, d) (all of X's dtype and device), x0: (m, c) warm start (e.g.
     the previous alpha of an RFM loop) or None (zeros) -> alpha: (m, c) in X's dtype, and a
-    SolveInfo; predictions are f(Q) = K(Q, C) alpha.
+    SolveInfo; predictions are f(Q) = K(Q, C) alpha. A column of x0 whose residual is larger
+    than the zero start's is replaced by zeros.
     alpha minimises ||K(X, C) alpha - y||^2 + reg alpha^T (K(C, C) + s I) alpha. reg is the
     ridge of the exact solve, (K + reg I) alpha = y, which this is when C = X (up to s):
     scikit-learn's KernelRidge alpha is reg, Falkon's penalty is reg / n. s, the
@@ -388,6 +389,10 @@ def nystroem_solve(
 
     beta = torch.zeros_like(rhs) if x0 is None else P.inverse((x0 / s).to(work))
     r = rhs - op(beta) if x0 is not None else rhs.clone()
+    if x0 is not None:  # a warm start farther from the solution than zero is dropped, per column
+        cold = r.norm(dim=0) > rhs.norm(dim=0)
+        beta[:, cold] = 0
+        r[:, cold] = rhs[:, cold]
     res = r.norm(dim=0) / rnorm
     x_best, best = beta.clone(), res.clone()
     show.res0 = float(res.max()) if show.on else math.inf
