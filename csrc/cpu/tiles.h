@@ -65,13 +65,28 @@ inline void value_tile(const T* tile, int64_t mbp, int64_t nb, const T* Vp, int6
   }
 }
 
-// ||S (x - z)||^2 of original rows x, z (d), in wider arithmetic; 0 for identical rows.
+// ||S (x - z)||^2 of original rows x, z (d), in wider arithmetic; 0 for identical rows. St:
+// S^T (d x r) in wider arithmetic (s_mode 2), or null: then S (x - z) is d axpys of length r
+// over S^T's rows (vectorized, and a zero difference skips its row) instead of r dot products
+// of length d. Each entry of S (x - z) is summed over k in the same order either way.
 template <class T>
-inline T exact_d2(const T* x, const T* z, const Exact<T>& ex) {
+inline T exact_d2(const T* x, const T* z, const Exact<T>& ex, const Wide<T>* St) {
   const int64_t d = ex.d;
   if (std::memcmp(x, z, sizeof(T) * d) == 0) return T(0);
   Wide<T> s = 0;
-  if (ex.s_mode == 2) {
+  constexpr int64_t CAP = 512;  // r up to this: S (x - z) on the stack
+  if (ex.s_mode == 2 && St != nullptr && ex.r <= CAP) {
+    const int64_t r = ex.r;
+    Wide<T> u[CAP];
+    for (int64_t l = 0; l < r; ++l) u[l] = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      const Wide<T> dk = Wide<T>(x[k]) - Wide<T>(z[k]);
+      if (dk == 0) continue;
+      const Wide<T>* row = St + k * r;
+      for (int64_t l = 0; l < r; ++l) u[l] += row[l] * dk;
+    }
+    for (int64_t l = 0; l < r; ++l) s += u[l] * u[l];
+  } else if (ex.s_mode == 2) {
     const int64_t r = ex.r;
     for (int64_t l = 0; l < r; ++l) {
       const T* Sl = ex.S + l * d;
@@ -87,6 +102,18 @@ inline T exact_d2(const T* x, const T* z, const Exact<T>& ex) {
     }
   }
   return T(s);
+}
+
+// S^T (d x r) in wider arithmetic for exact_d2, when ex's factor is a matrix; else empty.
+template <class T>
+inline std::vector<Wide<T>> wide_factor_t(const Exact<T>* ex) {
+  std::vector<Wide<T>> St;
+  if (ex == nullptr || ex->s_mode != 2 || ex->S == nullptr) return St;
+  const int64_t d = ex->d, r = ex->r;
+  St.resize(d * r);
+  for (int64_t l = 0; l < r; ++l)
+    for (int64_t k = 0; k < d; ++k) St[k * r + l] = Wide<T>(ex->S[l * d + k]);
+  return St;
 }
 
 // One tile row's place: the query's original row, the tile's first column and width; in
@@ -106,10 +133,15 @@ template <class T, bool weight>
 struct Epilogue {
   Kind kind;
   T inv, ginv, eps, res;
-  const Exact<T>* ex;  // null: no distance rule (l1 distances)
+  const Exact<T>* ex;       // null: no distance rule (l1 distances)
+  std::vector<Wide<T>> St;  // ex's matrix factor transposed, for exact_d2
 
   Epilogue(Kind kind_, double bandwidth, const Exact<T>* ex_, double eps_ = 0)
-      : kind(kind_), eps(T(eps_)), res(ex_ == nullptr ? T(0) : T(ex_->resolve)), ex(ex_) {
+      : kind(kind_),
+        eps(T(eps_)),
+        res(ex_ == nullptr ? T(0) : T(ex_->resolve)),
+        ex(ex_),
+        St(wide_factor_t(ex_)) {
     const T bw = T(bandwidth);
     inv = T(1) / bw;
     ginv = T(-0.5) / (bw * bw);
@@ -121,6 +153,7 @@ struct Epilogue {
     const Kind kind = this->kind;
     const T inv = this->inv, ginv = this->ginv, eps = this->eps, res = this->res;
     const Exact<T>* ex = this->ex;
+    const Wide<T>* St = this->St.empty() ? nullptr : this->St.data();
     const vec<T> xn = bcast<T>(xn_i), zero{}, ratio = bcast<T>(res);
     for (int64_t j = 0; j < nbp; j += W) {
       vec<T> t = load(row + j);
@@ -136,7 +169,7 @@ struct Epilogue {
         if (ex != nullptr && any_le(d2, ratio * s)) {  // rare: near pairs, self-pairs
           for (int l = 0; l < W; ++l) {
             if (j + l < ctx.nb && d2[l] <= res * s[l]) {
-              d2[l] = exact_d2(ctx.x, ex->Z + (ctx.j0 + j + l) * ex->d, *ex);
+              d2[l] = exact_d2(ctx.x, ex->Z + (ctx.j0 + j + l) * ex->d, *ex, St);
               fix_mask[l] = T(1);
               fixed = true;
             }
