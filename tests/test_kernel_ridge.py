@@ -154,7 +154,21 @@ def test_bad_warm_start_is_dropped_per_column():
         assert float((both[:, k] - alpha[:, 0]).norm() / alpha.norm()) < 1e-6
 
 
+def test_float32_data_get_float64_factors_where_they_fit(monkeypatch):
+    """m <= WIDE_CENTERS and the float64 factors fit: they are float64 (8 bytes an entry),
+    with float32's shift (the same problem); past it (or with WIDE_CENTERS = 0) float32."""
+    X, y = low_rank(500, d=7)
+    wide = KernelRidge(centers=100, reg=1e-2).fit(X, y)
+    assert wide.solve_info_.memory_bytes == 2 * 100 * 100 * 8 and wide.solve_info_.reason == ""
+    monkeypatch.setattr(ny, "WIDE_CENTERS", 0)
+    narrow = KernelRidge(centers=100, reg=1e-2).fit(X, y)
+    assert narrow.solve_info_.memory_bytes == 2 * 100 * 100 * 4
+    assert rel(wide.predict(X), narrow.predict(X)) < 1e-3
+    assert wide.alpha_.dtype == narrow.alpha_.dtype == np.float32
+
+
 def test_float32_factorization_failure_is_redone_in_float64(monkeypatch):
+    monkeypatch.setattr(ny, "WIDE_CENTERS", 0)  # float32 factors first
     X, y = low_rank(500, d=7)
     ref = KernelRidge(centers=100, reg=1e-2).fit(X, y)
     assert ref.solve_info_.reason == ""

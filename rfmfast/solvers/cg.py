@@ -40,28 +40,42 @@ class NystroemPreconditioner:
     """Rank-m Nystroem preconditioner for K(X, X) + reg I.
 
     X: (n, d); m landmarks drawn without replacement by ``generator``. Memory: two (n, m)
-    buffers while building (K(X, landmarks) and its factor), one (n, m) afterwards (U).
-    Building costs one (n, m) kernel matrix plus O(n m^2) for the factorization (a triangular
-    solve and the Gram matrix B^T B; its eigendecomposition is m x m).
+    float64 buffers while building (K(X, landmarks) and its factor), one (n, m) in X's dtype
+    afterwards (U). Building costs one float64 (n, m) kernel matrix plus O(n m^2) float64
+    work for the factorization (a triangular solve and the Gram matrix B^T B; its
+    eigendecomposition is m x m).
     """
 
     def __init__(self, X, *, kernel, bandwidth, M, reg, rank, generator, backend="auto"):
         n = X.shape[0]
         m = max(1, min(int(rank), n))
         idx = torch.randperm(n, generator=generator)[:m].to(X.device)
-        C = kernel_matrix(X, X[idx], kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
-        W = C[idx].to(torch.float64)  # (m, m)
-        shift = torch.finfo(X.dtype).eps * m * float(W.diagonal().mean())
+        # float64 throughout the build, whatever X's dtype: W = K(landmarks, landmarks) is as
+        # ill-conditioned as K, and from a float32 C the factor degrades as m grows (CG then
+        # needed more iterations at rank 2000 than at 500 with a learned M); U is stored in X's
+        # dtype at the end.
+        X64 = X.to(torch.float64)
+        M64 = None if M is None else torch.as_tensor(M).to(device=X.device, dtype=torch.float64)
+        C = kernel_matrix(X64, X64[idx], kernel=kernel, bandwidth=bandwidth, M=M64, backend=backend)
+        del X64
+        W = C[idx].clone()  # (m, m)
+        eps = torch.finfo(torch.float64).eps  # the build's precision, not X's
+        shift = eps * m * float(W.diagonal().mean())
         W.diagonal().add_(shift)
         R = torch.linalg.cholesky(W, upper=True)  # W = R^T R
-        B = torch.linalg.solve_triangular(R.to(X.dtype), C, upper=True, left=False)  # C R^{-1}
+        del W
+        B = torch.linalg.solve_triangular(R, C, upper=True, left=False)  # C R^{-1}
         del C
         # K ~ B B^T = U diag(w) U^T from the eigendecomposition of the small Gram matrix B^T B
-        # (m x m, float64): cheaper and steadier on CPU than an SVD of the tall B.
-        w, V = torch.linalg.eigh((B.T @ B).to(torch.float64))
-        keep = w > w.max().clamp(min=0) * m * torch.finfo(X.dtype).eps
+        # (m x m): cheaper and steadier on CPU than an SVD of the tall B.
+        w, V = torch.linalg.eigh(B.T @ B)
+        # directions below the build's rounding are dropped: with float32's eps here (as when
+        # the build ran in X's float32) everything under ~m eps32 lambda_max went, which kept
+        # about 80 of 1000 directions on a learned M and capped the gain of any larger rank
+        keep = w > w.max().clamp(min=0) * m * eps
         w, V = w[keep], V[:, keep]
-        self.U = B @ (V / w.sqrt()).to(X.dtype)  # (n, r)
+        self.U = (B @ (V / w.sqrt())).to(X.dtype)  # (n, r)
+        del B
         self.lam = (w - shift).clamp(min=0).to(X.dtype)
         # with reg = 0 the formula needs a positive shift: use a small fraction of the spectrum
         self.mu = float(reg) if reg > 0 else 1e-6 * float(self.lam.max().clamp(min=1e-30))

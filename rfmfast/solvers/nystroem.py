@@ -46,6 +46,8 @@ MAX_ITER = 100
 #: the shift s of K_mm + s I (the factor T and the problem's regularizer), per unit of m and of
 #: K_mm's mean diagonal, in the precision of the factorization
 SHIFT = {torch.float32: 1e-6, torch.float64: 1e-13}
+#: up to this many centers, float32 data get float64 factors when they fit the memory budget
+WIDE_CENTERS = 20_000
 #: how many times a float64 factorization that failed is retried with 10 x the shift
 MAX_TRIES = 6
 
@@ -126,12 +128,24 @@ class FalkonPreconditioner:
     """
 
     def __init__(
-        self, C: torch.Tensor, lam: float, *, kernel, bandwidth, M, backend="auto", on_redo=None
+        self,
+        C: torch.Tensor,
+        lam: float,
+        *,
+        kernel,
+        bandwidth,
+        M,
+        backend="auto",
+        on_redo=None,
+        wide=False,
     ):
         self.m = C.shape[0]
         self.lam = float(lam)
         self.redone = self.raised = ""
         opts = dict(kernel=kernel, bandwidth=bandwidth, backend=backend)
+        if wide and C.dtype == torch.float32:  # float64 from the start (nystroem_solve says when)
+            C = C.to(torch.float64)
+            M = None if M is None else M.to(torch.float64)
         if C.dtype == torch.float32:
             K = kernel_matrix(C, None, M=M, triangle="lower", **opts)
             failed = self._factor(K, self._shift(K, torch.float32), 0.0, backend)
@@ -147,7 +161,9 @@ class FalkonPreconditioner:
             C = C.to(torch.float64)
             M = None if M is None else M.to(torch.float64)
         K = kernel_matrix(C, None, M=M, triangle="lower", **opts)
-        s, jitter = self._shift(K, torch.float64), 0.0
+        # wide: float32 data solved in float64 arithmetic, with float32's shift (the same
+        # problem as the float32 factors would solve)
+        s, jitter = self._shift(K, torch.float32 if wide else torch.float64), 0.0
         for attempt in range(MAX_TRIES + 1):
             failed = self._factor(K, s, jitter, backend)
             if not failed:
@@ -353,7 +369,17 @@ def nystroem_solve(
         nonlocal need
         need = check_memory(n, m, c, X.dtype, X.device, memory_budget, torch.float64)
 
-    P = FalkonPreconditioner(C, lam, on_redo=redo, **opts)
+    # float32 data: the m x m factors and the m-space CG in float64 wherever they fit (the
+    # product stays in float32). With a learned M, K(C, C) is far worse conditioned, and
+    # float32 factors let the CG recurrence drift from the true residual at large n.
+    wide = False
+    if X.dtype == torch.float32 and m <= WIDE_CENTERS:
+        try:
+            need = check_memory(n, m, c, X.dtype, X.device, memory_budget, torch.float64)
+            wide = True
+        except MemoryError:
+            pass
+    P = FalkonPreconditioner(C, lam, on_redo=redo, wide=wide, **opts)
     dtype = str(X.dtype).replace("torch.", "")
     if P.redone:
         warnings.warn(
