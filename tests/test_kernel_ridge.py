@@ -155,13 +155,17 @@ def test_bad_warm_start_is_dropped_per_column():
 
 
 def test_float32_data_get_float64_factors_where_they_fit(monkeypatch):
-    """m <= WIDE_CENTERS and the float64 factors fit: they are float64 (8 bytes an entry),
-    with float32's shift (the same problem); past it (or with WIDE_CENTERS = 0) float32."""
+    """With a feature matrix M, m <= WIDE_CENTERS and the float64 factors fitting, they are
+    float64 (8 bytes an entry), with float32's shift (the same problem); without M, or past
+    WIDE_CENTERS, float32."""
     X, y = low_rank(500, d=7)
-    wide = KernelRidge(centers=100, reg=1e-2).fit(X, y)
+    M = np.diag(np.r_[np.ones(3), np.full(4, 1e-3)])
+    wide = KernelRidge(centers=100, reg=1e-2, M=M).fit(X, y)
     assert wide.solve_info_.memory_bytes == 2 * 100 * 100 * 8 and wide.solve_info_.reason == ""
+    plain = KernelRidge(centers=100, reg=1e-2).fit(X, y)  # no M: float32 factors
+    assert plain.solve_info_.memory_bytes == 2 * 100 * 100 * 4
     monkeypatch.setattr(ny, "WIDE_CENTERS", 0)
-    narrow = KernelRidge(centers=100, reg=1e-2).fit(X, y)
+    narrow = KernelRidge(centers=100, reg=1e-2, M=M).fit(X, y)
     assert narrow.solve_info_.memory_bytes == 2 * 100 * 100 * 4
     assert rel(wide.predict(X), narrow.predict(X)) < 1e-3
     assert wide.alpha_.dtype == narrow.alpha_.dtype == np.float32
