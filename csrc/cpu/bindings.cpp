@@ -221,6 +221,19 @@ void kernel_matrix(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int ki
   });
 }
 
+// The value operand of kernel_matmul and nystroem_matmul: exactly one of a packed V (Vp) and V^T
+// (Vt, only for t <= SMALL_T), its pointers set in p; vpa and vta keep the arrays alive.
+template <class T, class P>
+void value_operand(P& p, const py::object& Vp, const py::object& Vt, int64_t t, arr<T>& vpa,
+                   arr<T>& vta, const std::string& op) {
+  p.vp = ptr_or_null<T>(Vp, vpa);
+  p.vt = ptr_or_null<T>(Vt, vta);
+  need((p.vp == nullptr) != (p.vt == nullptr), op + ": give exactly one of Vp, Vt");
+  need(p.vt == nullptr || t <= rfmfast::SMALL_T,
+       op + ": Vt only for t <= " + std::to_string(rfmfast::SMALL_T));
+  p.t = t;
+}
+
 template <class T>
 void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int kind, double bw,
                    arr<T> X, arr<T> Z, py::object S, int s_mode, double resolve, py::object Vp,
@@ -233,12 +246,7 @@ void kernel_matmul(arr<T> Xt, arr<T> xn, arr<T> Zp, arr<T> zn, int64_t m, int ki
   need(e.X.shape(0) == n && e.Z.shape(0) == m, "kernel_matmul: original rows");
   p.ex = e.ex;
   arr<T> vpa, vta;
-  p.vp = ptr_or_null<T>(Vp, vpa);
-  p.vt = ptr_or_null<T>(Vt, vta);
-  need((p.vp == nullptr) != (p.vt == nullptr), "kernel_matmul: give exactly one of Vp, Vt");
-  need(p.vt == nullptr || t <= rfmfast::SMALL_T,
-       "kernel_matmul: Vt only for t <= " + std::to_string(rfmfast::SMALL_T));
-  p.t = t;
+  value_operand<T>(p, Vp, Vt, t, vpa, vta, "kernel_matmul");
   p.out = mptr(out);
   run([&] {
     ops<T>().kernel_matmul(p);
@@ -258,15 +266,10 @@ void nystroem_matmul(arr<T> Xt, arr<T> xn, arr<T> Cp, arr<T> cn, int64_t m, int 
   need(e.X.shape(0) == n && e.Z.shape(0) == m, "nystroem_matmul: original rows");
   p.ex = e.ex;
   arr<T> vpa, vta, wa;
-  p.vp = ptr_or_null<T>(Vp, vpa);
-  p.vt = ptr_or_null<T>(Vt, vta);
-  need((p.vp == nullptr) != (p.vt == nullptr), "nystroem_matmul: give exactly one of Vp, Vt");
-  need(p.vt == nullptr || t <= rfmfast::SMALL_T,
-       "nystroem_matmul: Vt only for t <= " + std::to_string(rfmfast::SMALL_T));
+  value_operand<T>(p, Vp, Vt, t, vpa, vta, "nystroem_matmul");
   p.w = ptr_or_null<T>(W, wa);
   need(p.w == nullptr || (wa.ndim() == 2 && wa.shape(0) == n && wa.shape(1) == t),
        "nystroem_matmul: W (n, t)");
-  p.t = t;
   p.out = mptr(out);
   run([&] {
     ops<T>().nystroem_matmul(p);
