@@ -1,11 +1,11 @@
 """A forked child runs single-threaded, so that its first op does not hang (an at-fork handler).
 
-GNU OpenMP (libgomp, shared by torch and rfmfast's C++ kernels) keeps a pool of worker threads
-after a process's first parallel region. fork() copies only the calling thread: in the child
-the pool's threads are gone but libgomp still counts on them, and the child's first parallel
-region (a torch op or an rfmfast op running on more than one thread) waits forever. This is
-what happens to an ``os.fork()`` child or a ``multiprocessing`` "fork" worker after the parent
-ran any parallel op.
+GNU OpenMP (libgomp, torch's thread pool) keeps its worker threads after a process's first
+parallel region. fork() copies only the calling thread: in the child the pool's threads are
+gone but libgomp still counts on them, and the child's first parallel torch op waits forever.
+This is what happens to an ``os.fork()`` child or a ``multiprocessing`` "fork" worker after the
+parent ran any parallel torch op. (rfmfast's C++ kernels run on a pool of their own, which a
+child rebuilds with new threads: csrc/cpu/pool.h.)
 
 Importing rfmfast registers ``after_in_child``: the child calls ``torch.set_num_threads(1)``,
 as PyTorch's DataLoader workers do. With one thread, libgomp runs each parallel region on the

@@ -1,7 +1,7 @@
 """Which backends exist here, what each supports (as data), and why one was not chosen.
 
     reference  plain PyTorch (float64-capable): the truth, and the fallback; any device
-    cpu        the compiled C++ kernels (OpenMP, AVX2/AVX-512 chosen at run time); CPU tensors
+    cpu        the compiled C++ kernels (AVX2/AVX-512 chosen at run time, own threads); CPU tensors
     triton     fused Triton kernels; CUDA tensors (CPU tensors under TRITON_INTERPRET=1)
 
 Each backend is a record: the devices it takes, the ops it implements, and what it does with
@@ -102,9 +102,14 @@ def _probe(name: str) -> tuple[bool, str]:
                 )
             return False, (
                 f"the C++ extension rfmfast._C is not built ({e}); reinstall with "
-                "`pip install .` (needs a C++17 compiler, CMake and OpenMP)"
+                "`pip install .` (needs a C++17 compiler and CMake)"
             )
-        return True, f"C++ kernels, {_C.isa()} code path, {_C.max_threads()} OpenMP threads"
+        import torch
+
+        return True, (
+            f"C++ kernels, {_C.isa()} code path, {torch.get_num_threads()} threads "
+            "(torch.get_num_threads())"
+        )
     if name == "triton":
         try:
             import triton  # noqa: F401

@@ -2,7 +2,6 @@
 //
 // Arrays come in as numpy buffers (torch tensors are handed over with .numpy(), no copy);
 // nothing here links against libtorch. The GIL is released while a kernel runs.
-#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -115,26 +114,26 @@ py::tuple prepare(arr<T> X, py::object mu, py::object S, int s_mode, int nthread
 }
 
 template <class T>
-arr<T> pack_points(arr<T> P) {
+arr<T> pack_points(arr<T> P, int nthreads) {
   need(P.ndim() == 2, "pack_points: 2-D input");
   arr<T> out({ops<T>().packed_size(P.shape(1), P.shape(0))});
   T* o = mptr(out);
   const T* p = ptr(P);
   const int64_t n = P.shape(0), r = P.shape(1);
   py::gil_scoped_release release;
-  ops<T>().pack_points(p, n, r, o);
+  ops<T>().pack_points(p, n, r, o, threads(nthreads));
   return out;
 }
 
 template <class T>
-arr<T> pack_values(arr<T> V) {
+arr<T> pack_values(arr<T> V, int nthreads) {
   need(V.ndim() == 2, "pack_values: 2-D input");
   arr<T> out({ops<T>().packed_size(V.shape(0), V.shape(1))});
   T* o = mptr(out);
   const T* v = ptr(V);
   const int64_t n = V.shape(0), w = V.shape(1);
   py::gil_scoped_release release;
-  ops<T>().pack_values(v, n, w, o);
+  ops<T>().pack_values(v, n, w, o, threads(nthreads));
   return out;
 }
 
@@ -162,7 +161,7 @@ struct ExactArgs {
 };
 
 template <class T>
-arr<T> pack_grad_values(arr<T> X, arr<T> alpha) {
+arr<T> pack_grad_values(arr<T> X, arr<T> alpha, int nthreads) {
   need(X.ndim() == 2 && alpha.ndim() == 2 && alpha.shape(0) == X.shape(0),
        "pack_grad_values: X (n, d), alpha (n, c)");
   const int64_t n = X.shape(0), d = X.shape(1), c = alpha.shape(1);
@@ -170,7 +169,7 @@ arr<T> pack_grad_values(arr<T> X, arr<T> alpha) {
   T* o = mptr(out);
   const T *x = ptr(X), *a = ptr(alpha);
   py::gil_scoped_release release;
-  ops<T>().pack_grad_values(x, a, n, d, c, o);
+  ops<T>().pack_grad_values(x, a, n, d, c, o, threads(nthreads));
   return out;
 }
 
@@ -372,9 +371,10 @@ template <class T>
 void bind_dtype(py::module_& m, const char* suffix) {
   auto name = [&](const char* base) { return std::string(base) + suffix; };
   m.def(name("prepare").c_str(), &prepare<T>);
-  m.def(name("pack_points").c_str(), &pack_points<T>);
-  m.def(name("pack_values").c_str(), &pack_values<T>);
-  m.def(name("pack_grad_values").c_str(), &pack_grad_values<T>);
+  m.def(name("pack_points").c_str(), &pack_points<T>, py::arg("P"), py::arg("nthreads") = 1);
+  m.def(name("pack_values").c_str(), &pack_values<T>, py::arg("V"), py::arg("nthreads") = 1);
+  m.def(name("pack_grad_values").c_str(), &pack_grad_values<T>, py::arg("X"), py::arg("alpha"),
+        py::arg("nthreads") = 1);
   m.def(name("kernel_matrix").c_str(), &kernel_matrix<T>);
   m.def(name("kernel_matmul").c_str(), &kernel_matmul<T>);
   m.def(name("nystroem_matmul").c_str(), &nystroem_matmul<T>);
@@ -395,7 +395,6 @@ PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
   m.def("available_isas", [] { return std::string(rfmfast::available_isas()); });
   m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
   m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });
-  m.def("max_threads", [] { return omp_get_max_threads(); });
   m.def("panel_width_f32", [] { return int(ops<float>().packed_size(1, 1)); });
   m.def("kernel_codes", [] {
     py::dict codes;

@@ -22,6 +22,7 @@
 #include "kernels.h"
 #include "microkernel.h"
 #include "pack.h"
+#include "parallel.h"
 #include "simd.h"
 
 namespace rfmfast {
@@ -57,44 +58,44 @@ void gemm_nt(int64_t m, int64_t n, int64_t k, const T* A, int64_t lda, const T* 
   int64_t mc = std::min<int64_t>(G::MC, round_up((m + 4 * nthreads - 1) / (4 * nthreads), MR));
   mc = std::max<int64_t>(mc, MR);
   const int64_t mblocks = (m + mc - 1) / mc;
-  const int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, mblocks)));
-#pragma omp parallel num_threads(nt)
-  {
-    std::vector<T> Ap(round_up(mc, MR) * kc_max);
-    for (int64_t jc = 0; jc < n; jc += G::NC) {
-      const int64_t nc = std::min<int64_t>(G::NC, n - jc);
-      if (lower && jc > m - 1) break;
-      for (int64_t pc = 0; pc < k; pc += G::KC) {
-        const int64_t kc = std::min<int64_t>(G::KC, k - pc);
-        const int64_t panels = (nc + NR - 1) / NR;
-#pragma omp for schedule(static)
-        for (int64_t p = 0; p < panels; ++p) {
-          const int64_t j0 = jc + p * NR;
-          pack_b_panel(B + j0 * ldb + pc, ldb, std::min<int64_t>(NR, n - j0), kc,
-                       Bp.data() + p * kc * NR);
-        }
-        // (implicit barrier: Bp is ready)
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t bi = 0; bi < mblocks; ++bi) {
-          const int64_t ic = bi * mc, mb = std::min<int64_t>(mc, m - ic);
-          if (lower && ic + mb - 1 < jc) continue;  // block entirely above the diagonal
-          pack_a(A + ic * lda + pc, lda, mb, kc, Ap.data());
-          for (int64_t p = 0; p < panels; ++p) {
-            const int64_t j0 = jc + p * NR;
-            if (lower && j0 > ic + mb - 1) break;
-            const int nr = int(std::min<int64_t>(NR, n - j0));
-            const T* bp = Bp.data() + p * kc * NR;
-            for (int64_t ir = 0; ir < mb; ir += MR) {
-              const int64_t i0 = ic + ir;
-              if (lower && j0 > i0 + MR - 1) continue;  // micro-tile above the diagonal
-              microkernel<T, Acc::dot, Out::sub>(kc, PanelA<T>{Ap.data() + ir * kc}, bp,
-                                                 C + i0 * ldc + j0, ldc,
-                                                 int(std::min<int64_t>(MR, m - i0)), nr);
+  const double work = double(m) * double(n) * double(k) * (lower ? 0.5 : 1.0);
+  const int nt = threads_for(int(std::min<int64_t>(nthreads, mblocks)), work);
+  const int64_t ap_size = round_up(mc, MR) * kc_max;
+  std::vector<T> Aps(nt * ap_size);  // each thread's packed A block
+  for (int64_t jc = 0; jc < n; jc += G::NC) {
+    const int64_t nc = std::min<int64_t>(G::NC, n - jc);
+    if (lower && jc > m - 1) break;
+    for (int64_t pc = 0; pc < k; pc += G::KC) {
+      const int64_t kc = std::min<int64_t>(G::KC, k - pc);
+      const int64_t panels = (nc + NR - 1) / NR;
+      const int pt = threads_for(nt, 8.0 * double(nc) * double(kc));
+      parallel_for(panels, pt, chunk_for(panels, pt), [&](int64_t p) {
+        const int64_t j0 = jc + p * NR;
+        pack_b_panel(B + j0 * ldb + pc, ldb, std::min<int64_t>(NR, n - j0), kc,
+                     Bp.data() + p * kc * NR);
+      });
+      // (Bp is ready)
+      parallel_for(
+          mblocks, nt, 1, [&](int tid) { return Aps.data() + tid * ap_size; },
+          [&](T* Ap, int64_t bi) {
+            const int64_t ic = bi * mc, mb = std::min<int64_t>(mc, m - ic);
+            if (lower && ic + mb - 1 < jc) return;  // block entirely above the diagonal
+            pack_a(A + ic * lda + pc, lda, mb, kc, Ap);
+            for (int64_t p = 0; p < panels; ++p) {
+              const int64_t j0 = jc + p * NR;
+              if (lower && j0 > ic + mb - 1) break;
+              const int nr = int(std::min<int64_t>(NR, n - j0));
+              const T* bp = Bp.data() + p * kc * NR;
+              for (int64_t ir = 0; ir < mb; ir += MR) {
+                const int64_t i0 = ic + ir;
+                if (lower && j0 > i0 + MR - 1) continue;  // micro-tile above the diagonal
+                microkernel<T, Acc::dot, Out::sub>(kc, PanelA<T>{Ap + ir * kc}, bp,
+                                                   C + i0 * ldc + j0, ldc,
+                                                   int(std::min<int64_t>(MR, m - i0)), nr);
+              }
             }
-          }
-        }
-        // (implicit barrier: Bp may be overwritten)
-      }
+          });
+      // (Bp may be overwritten)
     }
   }
 }
@@ -128,25 +129,24 @@ void trsm_base(T* B, int64_t m, int64_t k, int64_t ldb, const T* L, int64_t ldl,
   const int64_t groups = (m + W - 1) / W;
   std::vector<T> inv(k);
   for (int64_t c = 0; c < k; ++c) inv[c] = T(1) / L[c * ldl + c];
-  const int nt = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, groups / 4)));
-#pragma omp parallel num_threads(nt)
-  {
-    std::vector<vec<T>> x(k);
-#pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t i0 = g * W;
-      const int rows = int(std::min<int64_t>(W, m - i0));
-      for (int64_t c = 0; c < k; ++c) {
-        vec<T> v{};
-        for (int l = 0; l < rows; ++l) v[l] = B[(i0 + l) * ldb + c];
-        const T* lc = L + c * ldl;
-        for (int64_t p = 0; p < c; ++p) v = vfma(bcast<T>(-lc[p]), x[p], v);
-        x[c] = v * inv[c];
-      }
-      for (int l = 0; l < rows; ++l)
-        for (int64_t c = 0; c < k; ++c) B[(i0 + l) * ldb + c] = x[c][l];
-    }
-  }
+  const int nt = threads_for(int(std::min<int64_t>(nthreads, std::max<int64_t>(groups / 4, 1))),
+                             0.5 * double(m) * double(k) * double(k));
+  std::vector<vec<T>> xs(nt * k);  // each thread's solved rows, [k] lane vectors
+  parallel_for(
+      groups, nt, chunk_for(groups, nt), [&](int tid) { return xs.data() + tid * k; },
+      [&](vec<T>* x, int64_t g) {
+        const int64_t i0 = g * W;
+        const int rows = int(std::min<int64_t>(W, m - i0));
+        for (int64_t c = 0; c < k; ++c) {
+          vec<T> v{};
+          for (int l = 0; l < rows; ++l) v[l] = B[(i0 + l) * ldb + c];
+          const T* lc = L + c * ldl;
+          for (int64_t p = 0; p < c; ++p) v = vfma(bcast<T>(-lc[p]), x[p], v);
+          x[c] = v * inv[c];
+        }
+        for (int l = 0; l < rows; ++l)
+          for (int64_t c = 0; c < k; ++c) B[(i0 + l) * ldb + c] = x[c][l];
+      });
 }
 
 // a split point near the middle, on a multiple of 32 (whole register tiles in the GEMMs)

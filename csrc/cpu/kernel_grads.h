@@ -27,7 +27,7 @@ struct GradTiles {
   Epilogue<T, true> epilogue;
   int64_t wp;  // C's row stride: c d + c rounded up to NR
 
-  State make() const {
+  State make(int) const {
     return State{std::vector<T>(Blocks<T>::MB * wp), std::vector<T>(Blocks<T>::MB * p.c * p.d), {}};
   }
   std::pair<int64_t, int64_t> cols(int64_t, int64_t) const { return {0, p.m}; }

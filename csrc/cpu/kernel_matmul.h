@@ -47,7 +47,7 @@ struct MatmulTiles {
   Epilogue<T, false> epilogue;
   int64_t tp;  // C's row stride: t, or t rounded up to NR for the value GEMM
 
-  State make() const { return State(Blocks<T>::MB * tp); }
+  State make(int) const { return State(Blocks<T>::MB * tp); }
   std::pair<int64_t, int64_t> cols(int64_t, int64_t) const { return {0, p.m}; }
   void begin(State& C, int64_t, int64_t) const { std::fill(C.begin(), C.end(), T(0)); }
   void tile(State& C, const Tile<T>& tl) const {

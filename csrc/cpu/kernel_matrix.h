@@ -19,7 +19,7 @@ struct MatrixTiles {
   Epilogue<T, false> epilogue;
   bool symmetric, lower;
 
-  State make() const { return {}; }
+  State make(int) const { return {}; }
   // symmetric: only the columns from the block's first row on (the upper part); the rest is
   // filled by the mirror. lower: the columns up to the block's last row.
   std::pair<int64_t, int64_t> cols(int64_t i0, int64_t mb) const {
@@ -43,8 +43,7 @@ template <class T>
 void mirror_lower(T* out, int64_t n, int64_t m, int nthreads) {
   constexpr int64_t MB = Blocks<T>::MB, TB = 64;
   const int64_t nblocks = (n + MB - 1) / MB;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-  for (int64_t ib = 0; ib < nblocks; ++ib) {
+  parallel_for(nblocks, threads_for(nthreads, 8.0 * double(n) * double(n)), 1, [&](int64_t ib) {
     const int64_t a0 = ib * MB, mb = std::min<int64_t>(MB, n - a0);
     for (int64_t b0 = 0; b0 < a0; b0 += TB) {
       const int64_t b1 = std::min<int64_t>(b0 + TB, a0);
@@ -53,7 +52,7 @@ void mirror_lower(T* out, int64_t n, int64_t m, int nthreads) {
         for (int64_t b = b0; b < b1; ++b) dst[b] = out[b * m + a];
       }
     }
-  }
+  });
 }
 
 template <class T>

@@ -34,12 +34,13 @@ struct Ops {
   // elements of the panels holding a (rows x cols) operand
   int64_t (*packed_size)(int64_t rows, int64_t cols);
   // points (n x r) -> panels [n/NR][r][NR]   (the B operand of the distance GEMM)
-  void (*pack_points)(const T* P, int64_t n, int64_t r, T* out);
+  void (*pack_points)(const T* P, int64_t n, int64_t r, T* out, int nthreads);
   // values (n x w) -> panels [w/NR][n][NR]   (the B operand of the value GEMM)
-  void (*pack_values)(const T* V, int64_t n, int64_t w, T* out);
+  void (*pack_values)(const T* V, int64_t n, int64_t w, T* out, int nthreads);
   // [alpha_1 X | ... | alpha_c X | alpha] (n x (c d + c)) packed as pack_values would, without
   // forming the unpacked matrix (the AGOP's memory holds it once).
-  void (*pack_grad_values)(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out);
+  void (*pack_grad_values)(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out,
+                           int nthreads);
   void (*kernel_matrix)(const KernelMatrixParams<T>& p);
   void (*kernel_matmul)(const KernelMatmulParams<T>& p);
   void (*nystroem_matmul)(const NystroemMatmulParams<T>& p);

@@ -19,7 +19,7 @@ struct L1GradTiles {
   const L1GradsParams<T>& p;
   Epilogue<T, false> epilogue;
 
-  State make() const { return State(p.r); }
+  State make(int) const { return State(p.r); }
   std::pair<int64_t, int64_t> cols(int64_t, int64_t) const { return {0, p.m}; }
   void begin(State&, int64_t i0, int64_t mb) const {
     std::fill(p.h + i0 * p.c * p.r, p.h + (i0 + mb) * p.c * p.r, T(0));

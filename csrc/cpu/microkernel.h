@@ -32,9 +32,13 @@ enum class Out { set, add, sub };  // C = sum; C = C + sum (summed onto C); C = 
 
 // mr x nr (<= MR x NR): the part of the tile that Out::sub writes back (a partial tile at C's
 // edges, in the Cholesky's GEMM). The kernel ops' tiles are padded and always written whole.
+// Always inlined: called as a function, its MR x NV accumulators and the loop around it cost
+// 10-25% of a kernel op (GCC stopped inlining it on its own once the tile loop moved into a
+// lambda, parallel.h).
 template <class T, Acc acc_op, Out out, class A>
-inline void microkernel(int64_t K, A a, const T* __restrict Bp, T* C, int64_t ldc, int mr = MR,
-                        int nr = VT<T>::NR) {
+inline __attribute__((always_inline)) void microkernel(int64_t K, A a, const T* __restrict Bp, T* C,
+                                                       int64_t ldc, int mr = MR,
+                                                       int nr = VT<T>::NR) {
   constexpr int W = VT<T>::W, NR = VT<T>::NR;
   const bool whole = mr == MR && nr == NR;
   vec<T> acc[MR][NV];

@@ -7,7 +7,6 @@
 // summed at the end. Memory per thread: the panel (at most MB x m; sized to L2) and the
 // accumulator (t x m, and its double total).
 #pragma once
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -49,12 +48,12 @@ struct NystroemTiles {
   T* accs;             // nthreads x tc x mp, zeroed
   double* totals;      // the same shape
 
-  State make() const {
+  State make(int tid) const {
     State s;
     s.U.assign(rows * tp, T(0));
     s.panel.assign(rows * mp, T(0));
-    s.acc = accs + int64_t(omp_get_thread_num()) * tc * mp;
-    s.total = totals + int64_t(omp_get_thread_num()) * tc * mp;
+    s.acc = accs + int64_t(tid) * tc * mp;
+    s.total = totals + int64_t(tid) * tc * mp;
     s.pending = 0;
     return s;
   }
@@ -133,8 +132,8 @@ void nystroem_matmul(const NystroemMatmulParams<T>& p) {
                             accs.data(), totals.data()};
   for_each_tile<T>(p, op, rows);
   // out[j][c] = the threads' sum of total[c][j] + acc[c][j]
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t j = 0; j < m; ++j)
+  const int rt = threads_for(nthreads, 4.0 * double(m) * double(t) * nthreads);
+  parallel_for(m, rt, chunk_for(m, rt), [&](int64_t j) {
     for (int64_t c = 0; c < t; ++c) {
       double s = 0;
       for (int th = 0; th < nthreads; ++th) {
@@ -143,6 +142,7 @@ void nystroem_matmul(const NystroemMatmulParams<T>& p) {
       }
       p.out[j * t + c] = T(s);
     }
+  });
 }
 
 }  // namespace RFMFAST_VARIANT

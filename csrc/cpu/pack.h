@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "parallel.h"
 #include "simd.h"
 
 namespace rfmfast {
@@ -61,23 +62,24 @@ inline void copy_rows(const T* A, int64_t m, int64_t k, int64_t rows, T* out) {
 
 // points P (n x r) -> [panel][k][NR]: panel p holds points p*NR .. p*NR+NR-1 (zero padded)
 template <class T>
-void pack_points(const T* P, int64_t n, int64_t r, T* out) {
+void pack_points(const T* P, int64_t n, int64_t r, T* out, int nthreads) {
   constexpr int NR = VT<T>::NR;
   const int64_t panels = (n + NR - 1) / NR;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; ++p)
+  nthreads = threads_for(nthreads, 8.0 * double(n) * double(r));
+  parallel_for(panels, nthreads, chunk_for(panels, nthreads), [&](int64_t p) {
     pack_b_panel(P + p * NR * r, r, std::min<int64_t>(NR, n - p * NR), r, out + p * r * NR);
+  });
 }
 
 // Rows i < n of a value matrix with w columns -> [panel][i][NR]: panel p holds columns
 // p*NR .. p*NR+NR-1 (zero padded). The one packer of value matrices, whatever computes their
 // entries: row(i)(col0, cols, dst) writes columns col0 .. col0+cols-1 of row i to dst.
 template <class T, class Row>
-void pack_value_panels(int64_t n, int64_t w, Row row, T* out) {
+void pack_value_panels(int64_t n, int64_t w, Row row, T* out, int nthreads) {
   constexpr int NR = VT<T>::NR;
   const int64_t panels = (w + NR - 1) / NR;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  nthreads = threads_for(nthreads, 8.0 * double(n) * double(w));
+  parallel_for(n, nthreads, chunk_for(n, nthreads), [&](int64_t i) {
     const auto fill = row(i);
     for (int64_t p = 0; p < panels; ++p) {
       T* dst = out + (p * n + i) * NR;
@@ -85,24 +87,25 @@ void pack_value_panels(int64_t n, int64_t w, Row row, T* out) {
       fill(col0, cols, dst);
       for (int64_t j = cols; j < NR; ++j) dst[j] = T(0);
     }
-  }
+  });
 }
 
 // values V (n x w)
 template <class T>
-void pack_values(const T* V, int64_t n, int64_t w, T* out) {
+void pack_values(const T* V, int64_t n, int64_t w, T* out, int nthreads) {
   auto row = [=](int64_t i) {
     const T* v = V + i * w;
     return
         [=](int64_t col0, int64_t cols, T* dst) { std::memcpy(dst, v + col0, sizeof(T) * cols); };
   };
-  pack_value_panels<T>(n, w, row, out);
+  pack_value_panels<T>(n, w, row, out, nthreads);
 }
 
 // [alpha_1 X | ... | alpha_c X | alpha] (n x w, w = c d + c) from X (n x d) and alpha (n x c):
 // the unpacked matrix never exists.
 template <class T>
-void pack_grad_values(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out) {
+void pack_grad_values(const T* X, const T* alpha, int64_t n, int64_t d, int64_t c, T* out,
+                      int nthreads) {
   const int64_t cd = c * d;
   auto row = [=](int64_t i) {
     const T* x = X + i * d;
@@ -120,7 +123,7 @@ void pack_grad_values(const T* X, const T* alpha, int64_t n, int64_t d, int64_t 
       }
     };
   };
-  pack_value_panels<T>(n, cd + c, row, out);
+  pack_value_panels<T>(n, cd + c, row, out, nthreads);
 }
 
 }  // namespace RFMFAST_VARIANT

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ... import _C
+from ..._threads import kernel_threads
 from ...kernels import RESOLVE, center_of, kernel_record, mahalanobis_factor
 
 #: up to this many value columns the products take V^T and row dot products instead of a
@@ -22,7 +23,7 @@ def values_args(V: torch.Tensor):
     """The (Vp, Vt) pair the C++ products take for values V (m, t): one of them None."""
     if V.shape[1] <= SMALL_T:
         return None, np_(V.T)
-    return fn("pack_values", V.dtype)(np_(V)), None
+    return fn("pack_values", V.dtype)(np_(V), threads()), None
 
 
 def fn(name: str, dtype: torch.dtype):
@@ -31,7 +32,8 @@ def fn(name: str, dtype: torch.dtype):
 
 
 def threads() -> int:
-    return max(1, torch.get_num_threads())
+    """The kernels' thread count (rfmfast._threads.kernel_threads)."""
+    return kernel_threads()
 
 
 def np_(t: torch.Tensor) -> np.ndarray:
@@ -76,7 +78,7 @@ def map_pair(X, Z, M, kernel, same: bool):
     Zt, zn = (Xt, xn) if same else map_points(Z, mu, S, s_mode)
     Xo = np_(X)
     exact = (Xo, Xo if same else np_(Z), S, s_mode, RESOLVE)
-    return Xt, xn, fn("pack_points", X.dtype)(Zt), zn, exact
+    return Xt, xn, fn("pack_points", X.dtype)(Zt, threads()), zn, exact
 
 
 def out_array(n: int, m: int, dtype: torch.dtype) -> np.ndarray:

@@ -35,7 +35,7 @@ class GradContext:
         self.S, self.s_mode = fac if fac is not None else factor(M, kernel, X.dtype)
         self.mu = translation(X, kernel, self.S)
         self.Xt, self.xn = map_points(X, self.mu, self.S, self.s_mode)
-        self.Xp = fn("pack_points", X.dtype)(self.Xt)
+        self.Xp = fn("pack_points", X.dtype)(self.Xt, threads())
         self.n, self.c = alpha.shape
         self.alpha = np_(alpha)
         if self.k.distance == "l1":
@@ -44,7 +44,7 @@ class GradContext:
             # centered centers (the gradient is translation invariant): no cancellation of the
             # data's offset in (A alpha) q - A (alpha x); the original rows for exact pairs
             self.X = np_(X)
-            self.Vp = fn("pack_grad_values", X.dtype)(self.X - self.mu, self.alpha)
+            self.Vp = fn("pack_grad_values", X.dtype)(self.X - self.mu, self.alpha, threads())
             self.post = M
 
     def raw(self, Q: torch.Tensor) -> torch.Tensor:
