@@ -36,7 +36,13 @@ def check_matrix(t: torch.Tensor, name: str, *, ndim=(2,), finite=True) -> None:
 def check_finite(t: torch.Tensor, name: str) -> None:
     if t.device.type == "meta":
         raise ValueError(f"{name} is a meta tensor: it holds no data")
-    if not bool(torch.isfinite(t).all()):
+    if t.device.type == "cpu":
+        # numpy's check runs on the calling thread: torch's would start its OpenMP threads,
+        # whose spinning waits cost far more than the check on a busy machine
+        finite = bool(np.isfinite(t.detach().numpy()).all())
+    else:
+        finite = bool(torch.isfinite(t).all())
+    if not finite:
         raise ValueError(f"{name} contains NaN or inf")
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import nullcontext
 from numbers import Real
 
 import numpy as np
@@ -46,6 +47,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._threads import torch_kernel_threads, torch_single_thread
 from ..kernels import check_kernel
 from ..ops.agop import agop
 from ..ops.kernel_matmul import kernel_matmul
@@ -210,7 +212,11 @@ class _RFMBase(BaseEstimator):
             if held
             else "training points",
         )
-        self._fit_loop(Xt, Y, Xv, Yv, rng, callback, C)
+        # The fit's own torch ops (checks, reductions over vectors, d x d algebra) are small: on
+        # one thread, so that on a busy machine their spinning OpenMP threads cost nothing; the
+        # kernels keep the thread count (rfmfast._threads).
+        with torch_single_thread() if Xt.device.type == "cpu" else nullcontext():
+            self._fit_loop(Xt, Y, Xv, Yv, rng, callback, C)
         return self
 
     def _solve(self, X, Y, M, solver, x0, workspace=None, C=None):
@@ -229,10 +235,12 @@ class _RFMBase(BaseEstimator):
             verbose=bool(self.verbose),
         )
         if C is not None:
-            return nystroem_solve(X, Y, C, x0=x0, max_iter=NYSTROEM_MAX_ITER, **opts)
+            with torch_kernel_threads():  # the m x m algebra gains from threads
+                return nystroem_solve(X, Y, C, x0=x0, max_iter=NYSTROEM_MAX_ITER, **opts)
         if solver == "cholesky":
             return cholesky_solve(X, Y, workspace=workspace, **opts)
-        alpha, info = cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
+        with torch_kernel_threads():
+            alpha, info = cg_solve(X, Y, x0=x0, seed=self.random_state or 0, **opts)
         if (
             self.solver == "auto"
             and not info.converged

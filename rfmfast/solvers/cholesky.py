@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from .. import _validate as validate
+from .._threads import torch_single_thread
 from ..ops.cholesky import cholesky_inplace
 from ..ops.kernel_matrix import kernel_matrix, writes_in_place
 from ._params import check_solve_options
@@ -172,10 +174,11 @@ def cholesky_solve(
             stacklevel=3,
         )
     # two triangular solves (each reads only its triangle): faster than torch.cholesky_solve
-    # for a few right-hand sides on CPU
-    alpha = torch.linalg.solve_triangular(
-        K.mT, torch.linalg.solve_triangular(K, y, upper=False), upper=True
-    )
+    # for a few right-hand sides on CPU; memory-bound, so on one thread (rfmfast._threads)
+    with torch_single_thread() if K.device.type == "cpu" and y.shape[1] <= 64 else nullcontext():
+        alpha = torch.linalg.solve_triangular(
+            K.mT, torch.linalg.solve_triangular(K, y, upper=False), upper=True
+        )
     if not bool(torch.isfinite(alpha).all()):
         raise ValueError(
             f"the Cholesky solution is not finite: the solve overflowed {dtype} "
