@@ -129,3 +129,71 @@ def test_bindings_refuse_zero_threads_and_outputs_they_would_copy():
     ]:
         with pytest.raises(ValueError, match=msg):
             kernel_matrix_into(X, X, "laplace", 1.0, None, "full", out)
+
+
+# --- the auto choice between the own factorization and LAPACK's (ops/cholesky/choice.py) ---
+
+
+def test_the_rule_prefers_lapack_unless_the_own_one_is_faster():
+    from rfmfast.ops.cholesky.choice import MARGIN, decide
+
+    assert decide(1.2, 1.0) == "lapack"  # own slower
+    assert decide(1.0, 1.0) == "lapack"  # a tie goes to LAPACK
+    assert decide(MARGIN * 1.0 + 1e-3, 1.0) == "lapack"  # within the margin
+    assert decide(0.8, 1.0) == "own"
+
+
+def _fake(seconds):
+    import time
+
+    def factor(a):
+        time.sleep(seconds)
+
+    return factor
+
+
+@pytest.fixture
+def fresh_choice(monkeypatch):
+    from rfmfast.ops.cholesky import choice
+
+    monkeypatch.setattr(choice, "_cache", {})
+    monkeypatch.delenv("RFMFAST_CHOLESKY", raising=False)
+    return choice
+
+
+def test_timing_picks_lapack_where_the_own_factorization_is_slower(fresh_choice):
+    c = fresh_choice
+    assert c.choose(5000, torch.float32, "avx2", 2, _fake(0.02), _fake(0.002)) == "lapack"
+    assert c.choose(5000, torch.float32, "avx2", 4, _fake(0.002), _fake(0.02)) == "own"
+    # timed once per (isa, dtype, threads, size class), then remembered
+    assert c.choose(4000, torch.float32, "avx2", 2, _fake(0.0), _fake(0.05)) == "lapack"
+    assert c.choose(1000, torch.float32, "avx2", 2, _fake(0.0), _fake(0.02)) == "own"
+    assert len(c.measurements()) == 3
+
+
+def test_the_choice_can_be_forced(fresh_choice, monkeypatch):
+    c = fresh_choice
+    monkeypatch.setenv("RFMFAST_CHOLESKY", "own")
+    assert c.choose(5000, torch.float32, "avx2", 2, _fake(0.02), _fake(0.0)) == "own"
+    monkeypatch.setenv("RFMFAST_CHOLESKY", "lapack")
+    assert c.choose(5000, torch.float32, "avx2", 2, _fake(0.0), _fake(0.02)) == "lapack"
+    assert c.measurements() == {}
+    monkeypatch.setenv("RFMFAST_CHOLESKY", "fastest")
+    with pytest.raises(ValueError, match="RFMFAST_CHOLESKY"):
+        c.choose(5000, torch.float32, "avx2", 2, _fake(0.0), _fake(0.0))
+
+
+@needs_cpu
+@pytest.mark.parametrize("forced", ["own", "lapack", "auto"])
+def test_auto_factorization_is_right_whichever_runs(fresh_choice, monkeypatch, forced):
+    from rfmfast.solvers.cholesky import cholesky_solve
+
+    monkeypatch.setenv("RFMFAST_CHOLESKY", forced)
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(700, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(700, 2, generator=g, dtype=torch.float64)
+    alpha, info = cholesky_solve(X, y, bandwidth=2.0, reg=1e-2)
+    K = torch.cdist(X, X).div(-2.0).exp() + 1e-2 * torch.eye(700, dtype=torch.float64)
+    assert rel_err(alpha, torch.linalg.solve(K, y)) < 1e-6  # cond(K + reg I) ~ 1e5
+    want = {"own": "rfmfast", "lapack": "lapack"}.get(forced)
+    assert info.factorization == want if want else info.factorization in ("rfmfast", "lapack")

@@ -37,6 +37,8 @@ class SolveInfo:
     peak_memory_bytes: the most the solver held at once, from the sizes of its buffers (not
     measured; None where the solver does not say). centers: m, the number of Nystroem centers
     ("nystroem"; None for the exact solvers, whose centers are all n training points).
+    factorization: for "cholesky", whose factorization ran: "rfmfast" (the C++ one), "lapack"
+    or "cusolver" (rfmfast.ops.cholesky.choice says how "auto" picks on CPU).
     """
 
     solver: str
@@ -56,6 +58,7 @@ class SolveInfo:
     reason: str = ""
     peak_memory_bytes: int | None = None
     centers: int | None = None
+    factorization: str = ""
 
 
 def available_memory(device: torch.device) -> int:

@@ -138,6 +138,7 @@ def cholesky_solve(
         )
     eps = torch.finfo(X.dtype).eps
     jitter = 0.0
+    used: dict = {}
     for attempt in range(MAX_TRIES + 1):
         K = _kernel_matrix(X, kernel, bandwidth, M, backend, workspace)
         if attempt > 0 and not _lower_is_finite(K):
@@ -148,7 +149,7 @@ def cholesky_solve(
             )
         K.diagonal().add_(reg + jitter)
         # in place, L in K's lower triangle (C++ on CPU, LAPACK / cuSOLVER otherwise)
-        failed = cholesky_inplace(K, backend=backend)
+        failed = cholesky_inplace(K, backend=backend, used=used)
         if not failed:
             break
         K = None
@@ -195,5 +196,6 @@ def cholesky_solve(
         jitter=float(jitter),
         seconds=time.perf_counter() - t0,
         memory_bytes=n * n * X.element_size(),
+        factorization=used.get("factorization", ""),
     )
     return alpha, info

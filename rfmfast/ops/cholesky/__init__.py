@@ -6,12 +6,14 @@ does no finiteness check, its caller builds the matrix).
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from ...backends import choose, impl
 
 
-def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto") -> int:
+def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto", used: dict | None = None) -> int:
     """Factor A = L L^T in place, L in A's lower triangle.
 
     A: (n, n) float32 or float64, C-contiguous (row-major), symmetric positive definite; only
@@ -22,7 +24,9 @@ def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto") -> int:
     backend: "cpu" (C++, CPU tensors: recursive factorization on rfmfast's own GEMM tiles) or
     "reference" (torch.linalg.cholesky_ex: LAPACK on CPU, cuSOLVER on CUDA), chosen like every
     op's backend (rfmfast.backends.choose); a backend without a factorization (triton) hands it
-    to "auto": "cpu" on CPU tensors where it is built, else "reference".
+    to "auto". Under "auto" on CPU tensors with the C++ extension built, the own factorization
+    or LAPACK's, whichever was timed faster on this machine for A's size class (choice.py).
+    used: a dict that receives "factorization": "rfmfast", "lapack" or "cusolver".
     Memory: nothing of size n^2 beyond A (packing buffers of at most a few MB per thread).
     """
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
@@ -35,4 +39,12 @@ def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto") -> int:
     name = choose(backend, A.device, "cholesky", missing_op="auto")
     if A.shape[0] == 0:
         return 0
-    return int(impl("cholesky", name).cholesky_inplace(A))
+    requested = os.environ.get("RFMFAST_BACKEND") or backend
+    if name == "cpu" and requested in ("auto", "triton"):  # triton has none: handed to auto
+        info, which = impl("cholesky", "cpu").cholesky_auto(A)
+    else:
+        info = int(impl("cholesky", name).cholesky_inplace(A))
+        which = "rfmfast" if name == "cpu" else "cusolver" if A.device.type == "cuda" else "lapack"
+    if used is not None:
+        used["factorization"] = which
+    return info
