@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError:
             continue
         module.register(sub)
+    for command in sub.choices.values():  # every command takes --threads (bench has its own)
+        if not any("--threads" in a.option_strings for a in command._actions):
+            command.add_argument(
+                "--threads",
+                type=positive_int_arg,
+                default=None,
+                metavar="N",
+                help="threads for rfmfast's kernels and torch (default: torch's, i.e. "
+                "OMP_NUM_THREADS or the cores)",
+            )
     return parser
 
 
@@ -120,6 +130,10 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

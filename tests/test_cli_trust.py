@@ -122,3 +122,21 @@ def test_subprocess_exit_status_and_no_traceback(ratings, tmp_path):
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("rfmfast: error: --out") and p.stderr.count("\n") == 1, p.stderr
     assert "exists; pass --force" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_every_command_takes_threads(capsys):
+    from rfmfast.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) >= {"demo", "info", "bench", "complete", "grokking"}
+    for name, command in sub.choices.items():
+        assert any("--threads" in a.option_strings for a in command._actions), name
+    before = torch.get_num_threads()
+    try:
+        assert main(["info", "--threads", "1"]) == 0
+        assert "torch threads 1" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+    assert main(["info", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
