@@ -33,6 +33,7 @@ NAMES = (
     "linrfm",
     "accuracy",
     "precision",
+    "contention",
 )
 #: size sets: tiny (seconds, for tests), quick (a few minutes on 2 cores), full (the docs' sizes)
 SIZES = ("tiny", "quick", "full")

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from . import NAMES
 from .accuracy import BENCHMARKS as _ACCURACY
+from .contention import BENCHMARKS as _CONTENTION
 from .large import BENCHMARKS as _LARGE
 from .linrfm import BENCHMARKS as _LINRFM
 from .ops import BENCHMARKS as _OPS
 from .rfm import BENCHMARKS as _RFM
 from .solve import BENCHMARKS as _SOLVE
 
-BENCHMARKS = {b.name: b for b in (*_OPS, *_SOLVE, *_LARGE, *_RFM, *_LINRFM, *_ACCURACY)}
+BENCHMARKS = {
+    b.name: b for b in (*_OPS, *_SOLVE, *_LARGE, *_RFM, *_LINRFM, *_ACCURACY, *_CONTENTION)
+}
 assert tuple(BENCHMARKS) == NAMES, (tuple(BENCHMARKS), NAMES)

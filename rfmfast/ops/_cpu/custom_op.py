@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import torch
 
+from ..._threads import torch_single_thread
+
 
 class CpuOp:
     """A function registered as the custom op rfmfast::<name> (so torch.compile and fake tensors
     see its shapes through register_fake) that eager calls run directly: the custom-op
     dispatcher's first call imports torch's compiler modules (seconds, and a Ctrl-C during that
-    import leaves the process broken), a plain Python call imports nothing."""
+    import leaves the process broken), a plain Python call imports nothing. An eager call runs
+    its torch glue (factors, reductions of the AGOP) with torch on one thread, the kernels on
+    the caller's count (rfmfast._threads: torch's threads cost more than they give there)."""
 
     def __init__(self, name: str, impl):
         self.impl = impl
@@ -26,7 +30,10 @@ class CpuOp:
         traced = torch.compiler.is_compiling() or any(
             isinstance(a, torch.Tensor) and type(a) is not torch.Tensor for a in args
         )
-        return (self.op if traced else self.impl)(*args)
+        if traced:
+            return self.op(*args)
+        with torch_single_thread():
+            return self.impl(*args)
 
 
 def cpu_op(name: str):
