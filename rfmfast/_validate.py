@@ -46,6 +46,15 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN or inf")
 
 
+def abs_max(t: torch.Tensor) -> float:
+    """max |t| (NaN if t holds one); on CPU tensors by numpy, on the calling thread (see
+    check_finite)."""
+    if t.device.type == "cpu":
+        a = t.detach().numpy()
+        return float(max(a.max(), -a.min()))
+    return float(t.abs().max())
+
+
 def check_same(ref: torch.Tensor, ref_name: str, **others: torch.Tensor | None) -> None:
     for name, t in others.items():
         if t is None:

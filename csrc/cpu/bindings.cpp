@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels.h"
+#include "pool.h"
 
 namespace py = pybind11;
 using rfmfast::ops;
@@ -387,11 +388,14 @@ void bind_dtype(py::module_& m, const char* suffix) {
 }  // namespace
 
 PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
-  m.doc() = "rfmfast C++ CPU kernels (OpenMP; generic/AVX2/AVX-512 chosen at run time)";
+  m.doc() = "rfmfast C++ CPU kernels (own thread pool; generic/AVX2/AVX-512 chosen at run time)";
   rfmfast::poll_interrupt = &poll_python_signals;
   bind_dtype<float>(m, "_f32");
   bind_dtype<double>(m, "_f64");
   m.def("isa", [] { return std::string(rfmfast::isa()); });
+  m.def(
+      "threads_now", [](int n) { return rfmfast::pool_threads_now(threads(n)); },
+      "of n threads, those worth using now: fewer where other processes hold the cores");
   m.def("available_isas", [] { return std::string(rfmfast::available_isas()); });
   m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
   m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -63,6 +64,7 @@ class Pool {
  public:
   void run(int nthreads, PoolTask task) {
     std::unique_lock<std::mutex> exclusive(run_mu_, std::try_to_lock);
+    if (!inside_job && exclusive.owns_lock() && nthreads > 1) nthreads = available(nthreads);
     if (inside_job || !exclusive.owns_lock() || nthreads <= 1) {
       task.call(task.ctx, 0);
       return;
@@ -101,7 +103,55 @@ class Pool {
     if (error_) std::rethrow_exception(error_);
   }
 
+ public:
+  // available(nthreads) for a caller outside a job (the bindings: torch's LAPACK calls).
+  int threads_now(int nthreads) {
+    std::unique_lock<std::mutex> exclusive(run_mu_, std::try_to_lock);
+    return exclusive.owns_lock() && nthreads > 1 ? available(nthreads) : nthreads;
+  }
+
  private:
+  // Threads worth using now: no more than the cores that other runnable threads leave free.
+  // Where other work already holds the cores, a second thread of ours only shares a core with
+  // it (or with our caller) and every job waits on whichever of our threads the scheduler set
+  // aside: measured, two threads next to one busy process ran the ops 0.75-0.88x as fast as
+  // one. The count of runnable threads (Linux: procs_running in /proc/stat, less ours: the
+  // caller and the workers awake) is read at most every RECHECK; elsewhere nthreads.
+  static constexpr std::chrono::milliseconds RECHECK{10};
+  int available(int nthreads) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - checked_ >= RECHECK) {
+      checked_ = now;
+      const int running = procs_running();
+      if (running < 0) {
+        free_ = nthreads;
+      } else {
+        const int others = std::max(0, running - 1 - awake_.load(std::memory_order_relaxed));
+        free_ = std::max(1, cores_ - others);
+      }
+    }
+    return std::min(nthreads, free_);
+  }
+
+  static int procs_running() {
+    FILE* f = std::fopen("/proc/stat", "r");
+    if (f == nullptr) return -1;
+    char line[256];
+    int n = -1;
+    while (std::fgets(line, sizeof line, f) != nullptr)
+      if (std::sscanf(line, "procs_running %d", &n) == 1) break;
+    std::fclose(f);
+    return n;
+  }
+
+  static int count_cores() {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return int(std::max(1u, std::thread::hardware_concurrency()));
+  }
+
   void grow(uint32_t workers) {
     while (started_ < workers) {
       std::thread(&Pool::work, this).detach();
@@ -111,12 +161,15 @@ class Pool {
 
   void work() {
     inside_job = true;  // a kernel called from a job runs on its caller alone
+    awake_.fetch_add(1, std::memory_order_relaxed);
     uint64_t seen = id_of(state_.load(std::memory_order_acquire));
     for (;;) {
       auto new_job = [&] { return id_of(state_.load(std::memory_order_acquire)) != seen; };
       if (!spin_until(new_job)) {
         std::unique_lock<std::mutex> l(mu_);
+        awake_.fetch_sub(1, std::memory_order_relaxed);
         wake_.wait(l, new_job);
+        awake_.fetch_add(1, std::memory_order_relaxed);
       }
       uint64_t w = state_.load(std::memory_order_acquire);
       seen = id_of(w);
@@ -150,6 +203,10 @@ class Pool {
   std::mutex mu_, run_mu_;
   std::condition_variable wake_, done_;
   uint32_t started_ = 0;
+  std::atomic<int> awake_{0};  // workers not blocked (spinning or working): runnable threads
+  const int cores_ = count_cores();
+  std::chrono::steady_clock::time_point checked_{};
+  int free_ = 1;
 };
 
 Pool* the_pool = nullptr;
@@ -165,6 +222,11 @@ void make_pool() {
 }
 
 }  // namespace
+
+int pool_threads_now(int nthreads) {
+  std::call_once(made, make_pool);
+  return the_pool->threads_now(nthreads);
+}
 
 void pool_run(int nthreads, PoolTask task) {
   std::call_once(made, make_pool);

@@ -56,7 +56,7 @@ def check_range(tensors: dict, M) -> None:
     def too_big(amax: float) -> bool:
         return amax * amax * d * max(mscale, 1e-300) > big or amax != amax
 
-    amax = {k: float(t.abs().max()) for k, t in pts.items()}
+    amax = {k: validate.abs_max(t) for k, t in pts.items()}
     if not any(too_big(a) for a in amax.values()):
         return
     centers = pts.get("Z", pts.get("X"))
