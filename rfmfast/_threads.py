@@ -12,6 +12,7 @@ block's torch ops on one thread, and the kernels called inside it keep the calle
 
 from __future__ import annotations
 
+import functools
 import threading
 from contextlib import contextmanager
 
@@ -68,3 +69,17 @@ def torch_kernel_threads():
     finally:
         if n != before:
             torch.set_num_threads(before)
+
+
+def single_thread_glue(fn):
+    """Decorator: fn runs inside torch_single_thread when its first argument is a CPU tensor
+    (a solver whose torch work is glue around rfmfast's kernels)."""
+
+    @functools.wraps(fn)
+    def run(X, *args, **kwargs):
+        if isinstance(X, torch.Tensor) and X.device.type == "cpu":
+            with torch_single_thread():
+                return fn(X, *args, **kwargs)
+        return fn(X, *args, **kwargs)
+
+    return run

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _validate as validate
-from .._threads import torch_single_thread
+from .._threads import single_thread_glue, torch_kernel_threads
 from ..ops.cholesky import cholesky_inplace
 from ..ops.kernel_matrix import kernel_matrix, writes_in_place
 from ._params import check_solve_options
@@ -82,6 +82,7 @@ def _lower_is_finite(K: torch.Tensor, rows: int = 1024) -> bool:
     )
 
 
+@single_thread_glue
 def cholesky_solve(
     X: torch.Tensor,
     y: torch.Tensor,
@@ -104,8 +105,10 @@ def cholesky_solve(
     is written in place (the C++ backend): a caller solving repeatedly (the RFM fit) passes one
     to every solve instead of allocating n^2 entries each time; other backends ignore it.
     On CPU tensors with the C++ extension the factorization is rfmfast's own (recursive, on its
-    packed GEMM tiles, so that it keeps up with the kernel matrix); elsewhere
-    torch.linalg.cholesky_ex.
+    packed GEMM tiles) or LAPACK's, whichever was timed faster on this machine
+    (rfmfast.ops.cholesky.choice; info.factorization says which ran); elsewhere
+    torch.linalg.cholesky_ex. On CPU tensors torch's own small ops here run on one thread
+    (rfmfast._threads), the kernels and LAPACK on torch.get_num_threads().
 
     If the factorization fails (K + reg I not numerically positive definite, e.g. reg = 0 with
     nearly repeated points), the matrix is rebuilt and jitter is added to the diagonal, starting
@@ -175,8 +178,9 @@ def cholesky_solve(
             stacklevel=3,
         )
     # two triangular solves (each reads only its triangle): faster than torch.cholesky_solve
-    # for a few right-hand sides on CPU; memory-bound, so on one thread (rfmfast._threads)
-    with torch_single_thread() if K.device.type == "cpu" and y.shape[1] <= 64 else nullcontext():
+    # for a few right-hand sides on CPU; memory-bound, so on one thread (single_thread_glue),
+    # except for many right-hand sides
+    with torch_kernel_threads() if y.shape[1] > 64 else nullcontext():
         alpha = torch.linalg.solve_triangular(
             K.mT, torch.linalg.solve_triangular(K, y, upper=False), upper=True
         )
