@@ -12,6 +12,7 @@ import torch
 from .. import _validate as validate
 from .._threads import single_thread_glue, torch_kernel_threads
 from ..ops.cholesky import cholesky_inplace
+from ..ops.cholesky import prepare as prepare_factorization
 from ..ops.kernel_matrix import kernel_matrix, writes_in_place
 from ._params import check_solve_options
 from .auto import JitterWarning, SolveInfo
@@ -140,6 +141,7 @@ def cholesky_solve(
             flush=True,
         )
     eps = torch.finfo(X.dtype).eps
+    prepare_factorization(n, X.dtype, X.device, backend=backend)  # any timing before K exists
     jitter = 0.0
     used: dict = {}
     for attempt in range(MAX_TRIES + 1):

@@ -48,3 +48,13 @@ def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto", used: dict | Non
     if used is not None:
         used["factorization"] = which
     return info
+
+
+def prepare(n: int, dtype: torch.dtype, device, *, backend: str = "auto") -> None:
+    """Settle now which factorization cholesky_inplace will use for an n x n matrix (under
+    "auto" on CPU the first one of a size class is timed on a probe matrix: choice.py), so that
+    a caller can do it before it allocates the matrix."""
+    name = choose(backend, torch.device(device), "cholesky", missing_op="auto")
+    requested = os.environ.get("RFMFAST_BACKEND") or backend
+    if name == "cpu" and requested in ("auto", "triton") and n > 0:
+        impl("cholesky", "cpu").choice_for(n, dtype)

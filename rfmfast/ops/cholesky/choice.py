@@ -7,8 +7,10 @@ Sapphire Rapids the two are within 10% either way (docs/benchmarks.md). So nothi
 the first factorization of a size class (n below 1,536, below 3,072, and beyond) times both on a
 probe matrix of that class's size (best of two each, interleaved), once per instruction-set
 path, dtype and thread count in the process, and the own one is used only where it was at least
-MARGIN faster. Ties go to LAPACK. The probe costs about two factorizations of its size (under
-0.5 s at the largest class on two AVX2 cores), once.
+MARGIN faster. Ties go to LAPACK. The probe costs four factorizations of its size (about 0.5 s
+at the largest class on two AVX2 cores) and one probe matrix of memory (at most 3,072^2
+entries, a quarter of the n x n matrix or less), once; cholesky_solve times it before it builds
+its matrix, so that the two never coexist.
 
 RFMFAST_CHOLESKY=own or lapack skips the timing and forces one (auto: the default).
 """
@@ -37,8 +39,14 @@ def _probe_size(n: int) -> int:
     raise AssertionError("unreachable")
 
 
-def _time(factor, A0: np.ndarray) -> float:
-    A = A0.copy()
+def _probe(size: int, npdt) -> np.ndarray:
+    A = np.full((size, size), 0.5 / size, dtype=npdt)
+    A[np.diag_indices(size)] += 1.0  # positive definite; the time does not depend on values
+    return A
+
+
+def _time(factor, size: int, npdt) -> float:
+    A = _probe(size, npdt)
     t0 = time.perf_counter()
     factor(A)
     return time.perf_counter() - t0
@@ -54,12 +62,10 @@ def measure(size: int, dtype: torch.dtype, own, lapack) -> tuple[str, float, flo
     """(choice, own seconds, LAPACK seconds) for a size x size probe: best of two each.
     own, lapack: callables factoring a C-contiguous numpy array in place."""
     npdt = np.float64 if dtype == torch.float64 else np.float32
-    A0 = np.full((size, size), 0.5 / size, dtype=npdt)
-    A0[np.diag_indices(size)] += 1.0  # positive definite; the time does not depend on values
     t_own, t_lapack = [], []
-    for _ in range(2):
-        t_own.append(_time(own, A0))
-        t_lapack.append(_time(lapack, A0))
+    for _ in range(2):  # one probe matrix at a time
+        t_own.append(_time(own, size, npdt))
+        t_lapack.append(_time(lapack, size, npdt))
     return decide(min(t_own), min(t_lapack)), min(t_own), min(t_lapack)
 
 
