@@ -63,9 +63,13 @@ thread_local bool inside_job = false;
 class Pool {
  public:
   void run(int nthreads, PoolTask task) {
+    if (inside_job || nthreads <= 1) {  // (checked first: this thread may hold run_mu_)
+      task.call(task.ctx, 0);
+      return;
+    }
     std::unique_lock<std::mutex> exclusive(run_mu_, std::try_to_lock);
-    if (!inside_job && exclusive.owns_lock() && nthreads > 1) nthreads = available(nthreads);
-    if (inside_job || !exclusive.owns_lock() || nthreads <= 1) {
+    if (exclusive.owns_lock()) nthreads = available(nthreads);
+    if (!exclusive.owns_lock() || nthreads <= 1) {
       task.call(task.ctx, 0);
       return;
     }
@@ -106,8 +110,9 @@ class Pool {
  public:
   // available(nthreads) for a caller outside a job (the bindings: torch's LAPACK calls).
   int threads_now(int nthreads) {
+    if (inside_job || nthreads <= 1) return nthreads;
     std::unique_lock<std::mutex> exclusive(run_mu_, std::try_to_lock);
-    return exclusive.owns_lock() && nthreads > 1 ? available(nthreads) : nthreads;
+    return exclusive.owns_lock() ? available(nthreads) : nthreads;
   }
 
  private:
@@ -124,7 +129,7 @@ class Pool {
       checked_ = now;
       const int running = procs_running();
       if (running < 0) {
-        free_ = nthreads;
+        free_ = 1 << 16;  // unknown: no cap
       } else {
         const int others = std::max(0, running - 1 - awake_.load(std::memory_order_relaxed));
         free_ = std::max(1, cores_ - others);
