@@ -111,6 +111,23 @@ else
     || log "summary failed (the CSV is in $OUT)"
 fi
 
-log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC"
+# ---- 4. CPU thread scaling (the machine's 16 cores) -----------------------------------------
+# kernel_matmul and the contention rows on 1, 2, 4, 8, 16 threads, where the C++ extension is
+# built (RFMFAST_GPU_CHECK_BUILD=1) and time is left; rows go to the same CSV.
+SCALE_RC=0
+if $PY -c "import rfmfast._C" 2> /dev/null && [ $(( TOTAL_S - $(elapsed) )) -gt 90 ]; then
+  for T in 1 2 4 8 16; do
+    LEFT=$(( TOTAL_S - $(elapsed) - 10 ))
+    [ $LEFT -lt 20 ] && { log "scaling: no time left for $T threads"; break; }
+    log "scaling: rfmfast bench --only kernel_matmul --quick --threads $T"
+    timeout -s TERM $LEFT $PY -m rfmfast.bench --only kernel_matmul --quick --threads $T \
+      --out "$OUT" --no-plot >> "$OUT/scaling.log" 2>&1 || SCALE_RC=$?
+  done
+  tail -n 20 "$OUT/scaling.log"
+else
+  log "scaling: skipped (no C++ extension here, or no time left)"
+fi
+
+log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC, scaling rc=$SCALE_RC"
 log "results: $OUT (append the rows of rfmfast_bench.csv to bench/results/gpu_bench.csv)"
 [ "$TEST_RC" = 0 ] && [ "$GPU_RC" = 0 ] && [ "$BENCH_RC" = 0 ]
