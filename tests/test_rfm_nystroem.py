@@ -335,3 +335,24 @@ def test_cuda_gives_the_cpus_answers():
     assert rel(gpu.M_, cpu.M_) < 1e-6
     Xq = low_rank_data(200, 10, seed=5)[0]
     assert rel(gpu.predict(Xq), cpu.predict(Xq)) < 1e-6
+
+
+def test_float32_M_rounded_below_psd_is_widened_for_float64_factors():
+    """A float32 M whose smallest eigenvalue float32 rounding put just below zero (as an AGOP
+    computed in float32 can be) is accepted by the float64 factors (the ops' float64 check is
+    1e-10 relative): its negative eigenvalues are set to zero, a change within float32's
+    rounding."""
+    from rfmfast.solvers.nystroem import nystroem_solve, widen_M
+
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))[0]
+    w = torch.tensor([1.0, 0.5, 0.2, 0.1, 1e-3, -3e-9], dtype=torch.float64)
+    M = ((Q * w) @ Q.T).float()
+    W = widen_M(M)
+    assert W.dtype == torch.float64
+    assert float(torch.linalg.eigvalsh(W).min()) >= -1e-12
+    assert float((W - M.double()).abs().max()) < 1e-7
+    X = torch.randn(400, 6, generator=g)
+    y = X[:, :1] * X[:, 1:2]
+    alpha, info = nystroem_solve(X, y, X[:50], M=M, bandwidth=3.0, reg=1e-3)
+    assert bool(torch.isfinite(alpha).all())

@@ -115,6 +115,21 @@ def check_memory(
     return need
 
 
+def widen_M(M: torch.Tensor | None) -> torch.Tensor | None:
+    """A float32 feature matrix in float64 for the float64 factors, its eigenvalues that float32
+    rounding left below zero set to zero. A float32 M (an AGOP) is positive semi-definite only to
+    float32's rounding (its smallest eigenvalue can be -1e-10 of its largest), which the ops'
+    float64 check (1e-10) would refuse; the change is within that rounding."""
+    if M is None or M.dtype == torch.float64:
+        return M
+    M = M.to(torch.float64)
+    if M.ndim == 1:
+        return M.clamp(min=0.0)
+    w, V = torch.linalg.eigh((M + M.T) * 0.5)
+    M = (V * w.clamp(min=0.0)) @ V.T
+    return (M + M.T) * 0.5
+
+
 class FalkonPreconditioner:
     """T and A of Falkon's preconditioner B = T^{-1} A^{-1}, from the centers C (m, d) and lam.
 
@@ -145,7 +160,7 @@ class FalkonPreconditioner:
         opts = dict(kernel=kernel, bandwidth=bandwidth, backend=backend)
         if wide and C.dtype == torch.float32:  # float64 from the start (nystroem_solve says when)
             C = C.to(torch.float64)
-            M = None if M is None else M.to(torch.float64)
+            M = widen_M(M)
         if C.dtype == torch.float32:
             K = kernel_matrix(C, None, M=M, triangle="lower", **opts)
             failed = self._factor(K, self._shift(K, torch.float32), 0.0, backend)
@@ -159,7 +174,7 @@ class FalkonPreconditioner:
             if on_redo is not None:
                 on_redo()
             C = C.to(torch.float64)
-            M = None if M is None else M.to(torch.float64)
+            M = widen_M(M)
         K = kernel_matrix(C, None, M=M, triangle="lower", **opts)
         # wide: float32 data solved in float64 arithmetic, with float32's shift (the same
         # problem as the float32 factors would solve)
