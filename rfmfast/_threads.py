@@ -52,16 +52,9 @@ def torch_kernel_threads():
     """torch's CPU ops on kernel_threads() threads inside the block: inside a
     torch_single_thread block, heavy torch work that gains from threads (a LAPACK
     factorization, the m x m algebra of the iterative solvers) gets the caller's count back.
-    Where other processes hold the cores (the C++ pool's count of runnable threads), fewer:
-    torch's OpenMP threads would spin against them."""
+    Not capped by the load as the C++ pool's jobs are: LAPACK's and MKL's results depend on
+    their thread count, and the same fit must give the same bits whatever else runs."""
     n, before = kernel_threads(), torch.get_num_threads()
-    if n > 1:
-        try:  # no more threads than other work leaves cores free (csrc/cpu/pool.cpp)
-            from . import _C
-
-            n = int(_C.threads_now(n))
-        except ImportError:
-            pass
     if n != before:
         torch.set_num_threads(n)
     try:
