@@ -9,7 +9,6 @@
 #include <string>
 
 #include "kernels.h"
-#include "pool.h"
 
 namespace py = pybind11;
 using rfmfast::ops;
@@ -393,9 +392,6 @@ PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
   bind_dtype<float>(m, "_f32");
   bind_dtype<double>(m, "_f64");
   m.def("isa", [] { return std::string(rfmfast::isa()); });
-  m.def(
-      "threads_now", [](int n) { return rfmfast::pool_threads_now(threads(n)); },
-      "of n threads, those worth using now: fewer where other processes hold the cores");
   m.def("available_isas", [] { return std::string(rfmfast::available_isas()); });
   m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
   m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });

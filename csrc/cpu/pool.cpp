@@ -107,14 +107,6 @@ class Pool {
     if (error_) std::rethrow_exception(error_);
   }
 
- public:
-  // available(nthreads) for a caller outside a job (the bindings: torch's LAPACK calls).
-  int threads_now(int nthreads) {
-    if (inside_job || nthreads <= 1) return nthreads;
-    std::unique_lock<std::mutex> exclusive(run_mu_, std::try_to_lock);
-    return exclusive.owns_lock() ? available(nthreads) : nthreads;
-  }
-
  private:
   // Threads worth using now: no more than the cores that other runnable threads leave free.
   // Where other work already holds the cores, a second thread of ours only shares a core with
@@ -227,11 +219,6 @@ void make_pool() {
 }
 
 }  // namespace
-
-int pool_threads_now(int nthreads) {
-  std::call_once(made, make_pool);
-  return the_pool->threads_now(nthreads);
-}
 
 void pool_run(int nthreads, PoolTask task) {
   std::call_once(made, make_pool);

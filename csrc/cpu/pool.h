@@ -30,8 +30,4 @@ struct PoolTask {
 // calling thread alone. The first exception a participant throws is rethrown here.
 void pool_run(int nthreads, PoolTask task);
 
-// How many of nthreads threads a job would use now: fewer where other runnable threads hold
-// the cores (pool.cpp); nthreads where the count is unknown.
-int pool_threads_now(int nthreads);
-
 }  // namespace rfmfast
