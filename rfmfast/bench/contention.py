@@ -117,7 +117,7 @@ def _fit(n):
 def contention_cases(size, ctx):
     sz = SIZES[size]
     nt = max(2, torch.get_num_threads())
-    work = {**_ops(sz["ops"])}
+    work = _ops(sz["ops"])
     cases = []
     for k in BUSY:
         note = f"next to {k} busy process{'es' if k != 1 else ''}"

@@ -39,8 +39,7 @@ def cholesky_inplace(A: torch.Tensor, *, backend: str = "auto", used: dict | Non
     name = choose(backend, A.device, "cholesky", missing_op="auto")
     if A.shape[0] == 0:
         return 0
-    requested = os.environ.get("RFMFAST_BACKEND") or backend
-    if name == "cpu" and requested in ("auto", "triton"):  # triton has none: handed to auto
+    if _timed_choice(name, backend):
         info, which = impl("cholesky", "cpu").cholesky_auto(A)
     else:
         info = int(impl("cholesky", name).cholesky_inplace(A))
@@ -55,6 +54,12 @@ def prepare(n: int, dtype: torch.dtype, device, *, backend: str = "auto") -> Non
     "auto" on CPU the first one of a size class is timed on a probe matrix: choice.py), so that
     a caller can do it before it allocates the matrix."""
     name = choose(backend, torch.device(device), "cholesky", missing_op="auto")
-    requested = os.environ.get("RFMFAST_BACKEND") or backend
-    if name == "cpu" and requested in ("auto", "triton") and n > 0:
+    if n > 0 and _timed_choice(name, backend):
         impl("cholesky", "cpu").choice_for(n, dtype)
+
+
+def _timed_choice(name: str, backend: str) -> bool:
+    """Whether the factorization is chosen by timing (choice.py): the cpu backend reached by
+    "auto" (triton has no factorization and hands it to auto), not asked for by name."""
+    requested = os.environ.get("RFMFAST_BACKEND") or backend
+    return name == "cpu" and requested in ("auto", "triton")
