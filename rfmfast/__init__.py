@@ -12,6 +12,9 @@ Solves and estimators
     kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor
 Backends
     available_backends()
+Submodules
+    rfmfast.nn (the AGOP, feature matrices and tangent kernels of torch models; Taylor models;
+    catapults), rfmfast.metrics (matrix correlation, alignment, psd_power), rfmfast.datasets
 
 Optional parts (the C++ extension, Triton, CUDA) load lazily: importing rfmfast never
 fails because one of them is missing.
@@ -37,7 +40,10 @@ _LAZY = {
     "LinRFMCompleter": "rfmfast.models.linrfm",
     "LinRFMRegressor": "rfmfast.models.linrfm",
     "datasets": "rfmfast.datasets",
+    "nn": "rfmfast.nn",
+    "metrics": "rfmfast.metrics",
 }
+_SUBMODULES = ("datasets", "nn", "metrics")
 
 __all__ = ["__version__", *_LAZY]
 
@@ -47,7 +53,7 @@ def __getattr__(name):
         import importlib
 
         module = importlib.import_module(_LAZY[name])
-        value = module if name == "datasets" else getattr(module, name)
+        value = module if name in _SUBMODULES else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'rfmfast' has no attribute {name!r}")

@@ -21,6 +21,7 @@ _COMMANDS = (
     "rfmfast.demo",  # rfmfast demo: the ops on built-in data, with timings
     "rfmfast.recipes.grokking",  # rfmfast grokking: RFM on modular arithmetic
     "rfmfast.recipes.complete",  # rfmfast complete: lin-RFM matrix completion of ratings
+    "rfmfast.recipes.nn",  # rfmfast nn: feature learning in neural nets (rfmfast.nn)
     "rfmfast.info",  # rfmfast info: backends and machine
     "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )
