@@ -8,8 +8,11 @@ Ops (torch tensors in and out; numpy in gives numpy out)
     nystroem_matmul(X, C, V, W=None, *, kernel, bandwidth, M, backend)  -> (m, t)
     kernel_grads(Q, X, alpha, *, kernel, bandwidth, M, backend)         -> (q, c, d)
     agop(Q, X, alpha, *, kernel, bandwidth, M, diag, centering, backend) -> (d, d) or (d,)
+    dual_kernel(X, Z=None, *, depth, activation, kind, log_domain, backend) -> (n, m)
+    singular_kernel(X, Z=None, alpha, *, coincident)                     -> (n, m)
 Solves and estimators
-    kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor
+    kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor,
+    KernelClassifier (deep NNGP / NTK and singular kernels)
 Backends
     available_backends()
 Submodules
@@ -31,6 +34,8 @@ _LAZY = {
     "nystroem_matmul": "rfmfast.ops.nystroem_matmul",
     "kernel_grads": "rfmfast.ops.agop",
     "agop": "rfmfast.ops.agop",
+    "dual_kernel": "rfmfast.ops.dual_kernel",
+    "singular_kernel": "rfmfast.ops.singular_kernel",
     "available_backends": "rfmfast.backends",
     "KERNELS": "rfmfast.kernels",
     "kernel_solve": "rfmfast.solvers",
@@ -39,6 +44,7 @@ _LAZY = {
     "RFMClassifier": "rfmfast.models.rfm",
     "LinRFMCompleter": "rfmfast.models.linrfm",
     "LinRFMRegressor": "rfmfast.models.linrfm",
+    "KernelClassifier": "rfmfast.models.kernel_classifier",
     "datasets": "rfmfast.datasets",
     "nn": "rfmfast.nn",
     "metrics": "rfmfast.metrics",

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 #: the ops that dispatch through choose()
-OPS = ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul")
+OPS = ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul", "dual_kernel")
 
 
 class BackendUnavailable(RuntimeError):
@@ -64,14 +64,14 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "cpu",
             ("cpu",),
-            ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul"),
+            ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul", "dual_kernel"),
             ("full", "symmetric", "lower"),
             out_in_place=True,
         ),
         Backend(
             "triton",
             ("cuda",),
-            ("kernel_matrix", "kernel_matmul", "agop"),
+            ("kernel_matrix", "kernel_matmul", "agop", "dual_kernel"),
             ("full", "symmetric"),
             out_in_place=False,
         ),

@@ -22,6 +22,7 @@ _COMMANDS = (
     "rfmfast.recipes.grokking",  # rfmfast grokking: RFM on modular arithmetic
     "rfmfast.recipes.complete",  # rfmfast complete: lin-RFM matrix completion of ratings
     "rfmfast.recipes.nn",  # rfmfast nn: feature learning in neural nets (rfmfast.nn)
+    "rfmfast.recipes.deep_kernels",  # rfmfast deep-kernels: deep NNGP kernels as classifiers
     "rfmfast.info",  # rfmfast info: backends and machine
     "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )

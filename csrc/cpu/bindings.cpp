@@ -367,6 +367,32 @@ int64_t cholesky(py::array A, int nthreads) {
   return run([&] { return ops<T>().cholesky(a, n, n, nthreads); });
 }
 
+// The dual-activation recursion (dual_kernel.h) in place on out, an array of any shape.
+template <class T>
+void dual_recursion(py::array out, int depth, int act, bool ntk, arr<T> coeffs, double param,
+                    double inv_norm, int nthreads) {
+  rfmfast::DualParams<T> p{};
+  p.nthreads = threads(nthreads);
+  p.out = inplace<T>(out, "dual_recursion: out");
+  p.count = out.size();
+  need(depth >= 0, "dual_recursion: depth must be >= 0");
+  need(act >= rfmfast::DUAL_POLY && act <= rfmfast::DUAL_SINE, "dual_recursion: activation code");
+  need(act != rfmfast::DUAL_POLY ||
+           (coeffs.ndim() == 1 && coeffs.size() >= 1 && coeffs.size() <= rfmfast::DUAL_MAX_DEGREE + 1),
+       "dual_recursion: 1 to DUAL_MAX_DEGREE + 1 polynomial coefficients");
+  p.depth = depth;
+  p.act = act;
+  p.ntk = ntk ? 1 : 0;
+  p.degree = int(coeffs.size()) - 1;
+  p.coeffs = ptr(coeffs);
+  p.param = param;
+  p.inv_norm = inv_norm;
+  run([&] {
+    ops<T>().dual_recursion(p);
+    return 0;
+  });
+}
+
 template <class T>
 void bind_dtype(py::module_& m, const char* suffix) {
   auto name = [&](const char* base) { return std::string(base) + suffix; };
@@ -382,6 +408,7 @@ void bind_dtype(py::module_& m, const char* suffix) {
   m.def(name("l1_grads").c_str(), &l1_grads<T>);
   m.def(name("gemm_nt").c_str(), &gemm_nt<T>);
   m.def(name("cholesky").c_str(), &cholesky<T>);
+  m.def(name("dual_recursion").c_str(), &dual_recursion<T>);
 }
 
 }  // namespace
@@ -396,6 +423,15 @@ PYBIND11_MODULE(RFMFAST_MODULE_NAME, m) {
   m.def("set_isa", [](const std::string& s) { rfmfast::set_isa(s.c_str()); });
   m.def("cpu_features", [] { return std::string(rfmfast::cpu_features()); });
   m.def("panel_width_f32", [] { return int(ops<float>().packed_size(1, 1)); });
+  m.def("dual_codes", [] {
+    py::dict d;
+    d["poly"] = int(rfmfast::DUAL_POLY);
+    d["relu"] = int(rfmfast::DUAL_RELU);
+    d["erf"] = int(rfmfast::DUAL_ERF);
+    d["sine"] = int(rfmfast::DUAL_SINE);
+    d["max_degree"] = rfmfast::DUAL_MAX_DEGREE;
+    return d;
+  });
   m.def("kernel_codes", [] {
     py::dict codes;
     for (int k = 0; k < rfmfast::NUM_KINDS; ++k) codes[rfmfast::KIND_NAMES[k]] = k;

@@ -54,6 +54,7 @@ struct Ops {
   // triangle is not read. Returns 0, or j + 1 where pivot j was not positive (A then partly
   // overwritten).
   int64_t (*cholesky)(T* A, int64_t n, int64_t lda, int nthreads);
+  void (*dual_recursion)(const DualParams<T>& p);
 };
 
 namespace variant_tag {

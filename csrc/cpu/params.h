@@ -125,4 +125,22 @@ struct L1GradsParams : DistanceParams<T> {
   T* h;  // out (n x c x r)
 };
 
+// dual_kernel (dual_kernel.h): the activations, shared with Python (rfmfast/ops/dual_kernel/
+// activations.py) through _C.dual_codes(). A polynomial psi is given by its coefficients.
+enum DualAct : int { DUAL_POLY = 0, DUAL_RELU = 1, DUAL_ERF = 2, DUAL_SINE = 3 };
+constexpr int DUAL_MAX_DEGREE = 64;
+
+// The depth recursion of psi on rho = x.z, in place on out (count entries): NNGP (ntk = 0) or
+// NTK (ntk = 1). coeffs[0..degree] for DUAL_POLY; param a and inv_norm 1 / sinh(a) for
+// DUAL_SINE, inv_norm 1 / asin(2/3) for DUAL_ERF.
+template <class T>
+struct DualParams {
+  T* out;
+  int64_t count;
+  int depth, act, ntk, degree;
+  const T* coeffs;
+  double param, inv_norm;
+  int nthreads;
+};
+
 }  // namespace rfmfast

@@ -4,6 +4,7 @@
 // compiled with that instruction set's flags (CMakeLists.txt).
 #pragma once
 #include "cholesky.h"
+#include "dual_kernel.h"
 #include "kernel_grads.h"
 #include "kernel_matmul.h"
 #include "kernel_matrix.h"
@@ -39,6 +40,7 @@ Ops<T> make_ops() {
   o.l1_grads = &l1_grads<T>;
   o.gemm_nt = &gemm_nt<T>;
   o.cholesky = &cholesky<T>;
+  o.dual_recursion = &dual_recursion<T>;
   return o;
 }
 
