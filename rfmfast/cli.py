@@ -23,6 +23,7 @@ _COMMANDS = (
     "rfmfast.recipes.complete",  # rfmfast complete: lin-RFM matrix completion of ratings
     "rfmfast.recipes.nn",  # rfmfast nn: feature learning in neural nets (rfmfast.nn)
     "rfmfast.recipes.deep_kernels",  # rfmfast deep-kernels: deep NNGP kernels as classifiers
+    "rfmfast.recipes.inverse",  # rfmfast inverse: iterative matrix inversion, measured orders
     "rfmfast.info",  # rfmfast info: backends and machine
     "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )
