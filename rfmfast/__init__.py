@@ -12,7 +12,9 @@ Ops (torch tensors in and out; numpy in gives numpy out)
     singular_kernel(X, Z=None, alpha, *, coincident)                     -> (n, m)
 Solves and estimators
     kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor,
-    KernelClassifier (deep NNGP / NTK and singular kernels)
+    KernelClassifier (deep NNGP / NTK and singular kernels), the transfer-learning estimators
+    ProjectedKernelRegressor / ...Classifier, TranslatedKernelRegressor / ...Classifier,
+    learning_curve
 Backends
     available_backends()
 Submodules
@@ -45,6 +47,11 @@ _LAZY = {
     "LinRFMCompleter": "rfmfast.models.linrfm",
     "LinRFMRegressor": "rfmfast.models.linrfm",
     "KernelClassifier": "rfmfast.models.kernel_classifier",
+    "ProjectedKernelRegressor": "rfmfast.models.transfer",
+    "ProjectedKernelClassifier": "rfmfast.models.transfer",
+    "TranslatedKernelRegressor": "rfmfast.models.transfer",
+    "TranslatedKernelClassifier": "rfmfast.models.transfer",
+    "learning_curve": "rfmfast.models.learning_curve",
     "datasets": "rfmfast.datasets",
     "nn": "rfmfast.nn",
     "metrics": "rfmfast.metrics",

@@ -24,6 +24,7 @@ _COMMANDS = (
     "rfmfast.recipes.nn",  # rfmfast nn: feature learning in neural nets (rfmfast.nn)
     "rfmfast.recipes.deep_kernels",  # rfmfast deep-kernels: deep NNGP kernels as classifiers
     "rfmfast.recipes.inverse",  # rfmfast inverse: iterative matrix inversion, measured orders
+    "rfmfast.recipes.transfer",  # rfmfast transfer: kernel transfer learning on digits
     "rfmfast.info",  # rfmfast info: backends and machine
     "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import NotFittedError
 
 from rfmfast.models.linrfm import LinRFMCompleter
 from rfmfast.models.linrfm_regressor import LinRFMRegressor
@@ -229,7 +230,7 @@ def test_bad_params(param, value, match):
 
 def test_predict_checks():
     Y, mask = low_rank(10, 8, 1, 0.6)
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(NotFittedError, match="fit"):
         LinRFMCompleter().predict([0], [0])
     est = LinRFMCompleter(max_iter=2).fit(Y, mask)
     with pytest.raises(ValueError, match="out of range"):
@@ -334,7 +335,7 @@ def test_regressor_multi_output_and_errors():
         LinRFMRegressor().fit(np.full((3, 4), np.nan), np.zeros(3))
     with pytest.raises(ValueError, match="m = 3"):
         LinRFMRegressor().fit(np.ones((3, 4)), np.zeros(4))
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(NotFittedError, match="fit"):
         LinRFMRegressor().predict(np.ones((2, 4)))
 
 

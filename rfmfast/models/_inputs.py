@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from numbers import Real
 
 import numpy as np
 import torch
@@ -252,6 +253,76 @@ def labels(y, name: str) -> np.ndarray:
         if plain.dtype.kind in "biufUS" and plain.shape == a.shape:
             a = plain
     return a
+
+
+def output_dtype(x) -> torch.dtype:
+    """The float dtype of an estimator's predictions for the input x: float32 for float32
+    input (a numpy array or torch tensor of float32, a pandas DataFrame / Series whose columns
+    are all float32), float64 for anything else (float64, integers, bools, lists, other
+    frames). The computation runs in the estimator's ``dtype``; only its result is cast."""
+    pd = _pandas()
+    if pd is not None and isinstance(x, pd.DataFrame):
+        f32 = len(x.columns) > 0 and all(t == np.float32 for t in x.dtypes)
+    elif isinstance(x, torch.Tensor):
+        f32 = x.dtype == torch.float32
+    else:
+        f32 = getattr(x, "dtype", None) == np.float32
+    return torch.float32 if f32 else torch.float64
+
+
+def sample_weights(sample_weight, n: int, name: str = "sample_weight") -> np.ndarray | None:
+    """``sample_weight`` for n samples -> float64 (n,) array, or None (no weights).
+
+    A real number is n copies of it; an array (numpy, torch, a pandas Series, a list) must be
+    1-D with n finite entries. Weights must be >= 0 and not all zero (a sample of weight zero
+    is as if it were not there). Refused with a ValueError saying which rule failed."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, (bool, np.bool_)):
+        raise ValueError(
+            f"{name} must be an array of n_samples weights or a number, got {sample_weight!r}"
+        )
+    if isinstance(sample_weight, Real):
+        w = np.full(n, float(sample_weight))
+    else:
+        a, is_torch = as_array(sample_weight, name)
+        w = a.to(torch.float64).cpu().numpy() if is_torch else np.array(a, dtype=np.float64)
+        if w.ndim != 1:
+            raise ValueError(
+                f"{name} must be 1-D (n_samples,), got shape {w.shape}; one weight per sample"
+            )
+        if len(w) != n:
+            raise ValueError(f"{name} has {len(w)} entries but X has {n} rows; they must match")
+    if not np.isfinite(w).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if (w < 0).any():
+        i = int(np.argmax(w < 0))
+        raise ValueError(
+            f"{name} has negative entries (e.g. {w[i]:g} at row {i}); weights must be >= 0"
+        )
+    if not (w > 0).any():
+        raise ValueError(
+            f"{name} is all zero: at least one weight must be positive (a sample of weight "
+            "zero is as if it were not there)"
+        )
+    return w
+
+
+def weighted_ridge(w: np.ndarray | None, reg: float):
+    """The weighted ridge sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2 as the estimators solve it ->
+    (keep, weights, reg): keep, the indices of the rows of positive weight (None: every row;
+    zero-weight rows leave the problem, and so the predictor); weights, those rows' weights
+    divided by their mean (None where they are all equal: the plain problem); reg divided by
+    that mean. The minimiser is unchanged by the division: the objective is only scaled."""
+    if w is None:
+        return None, None, float(reg)
+    keep = None if bool((w > 0).all()) else np.flatnonzero(w > 0)
+    w = w if keep is None else w[keep]
+    mean = float(w.mean())
+    reg = float(reg) / mean
+    if bool((w == w[0]).all()):
+        return keep, None, reg
+    return keep, w / mean, reg
 
 
 def check_rows(nx: int, ny: int, xname="X", yname="y") -> None:

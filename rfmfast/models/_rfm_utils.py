@@ -83,3 +83,55 @@ def progress_line(t: int, iters: int, row: dict, metric: str, left_s: float | No
     if left_s is not None and t < iters:
         parts.append(f"~{left_s:.3g}s left")
     return "  ".join(parts)
+
+
+#: entries of one block of gradients (queries x outputs x features) in weighted_agop
+GRAD_BLOCK = 1 << 22
+
+
+def weighted_agop(Q, Z, alpha, w, *, kernel, bandwidth, M, diag, centering, backend):
+    """The AGOP with weighted queries: sum_q w_q sum_c g_qc g_qc^T / sum_q w_q, g_qc the gradient
+    of output c of f(x) = K_M(x, Z) alpha at Q[q]; its diagonal (d,) if diag. centering
+    subtracts each output's w-weighted mean gradient first. With integer w it is the AGOP of the
+    queries repeated w times (rfmfast.agop on them). w: (q,) > 0.
+
+    The gradients come from rfmfast.kernel_grads in blocks of queries (at most GRAD_BLOCK
+    entries each); the sums are formed in float64, shifted by the first block's weighted mean
+    gradient when centering (as the fused op's reduction does), and the result is exactly
+    symmetric, in Q's dtype. Memory: one block of gradients and the d x d sums."""
+    from ..ops.agop import kernel_grads
+
+    q, d = Q.shape
+    c = alpha.shape[1]
+    b = max(1, GRAD_BLOCK // max(1, c * d))
+    w64 = w.to(torch.float64)
+    total = float(w64.sum())
+    s2 = s1 = shift = None
+    for i in range(0, q, b):
+        G = kernel_grads(
+            Q[i : i + b], Z, alpha, kernel=kernel, bandwidth=bandwidth, M=M, backend=backend
+        ).to(torch.float64)  # (b, c, d)
+        wb = w64[i : i + b, None, None]
+        if centering and shift is None:
+            shift = (wb * G).sum(0, keepdim=True) / wb.sum()
+        if shift is not None:
+            G = G - shift
+        if diag:
+            part = (wb * G * G).sum(0)  # (c, d)
+        else:
+            Gf = G.reshape(-1, d)
+            part = Gf.T @ (Gf * wb.expand(-1, c, 1).reshape(-1, 1))  # (d, d)
+        s2 = part if s2 is None else s2.add_(part)
+        if centering:
+            s = (wb * G).sum(0)  # (c, d)
+            s1 = s if s1 is None else s1.add_(s)
+    if diag:
+        if centering:
+            s2 = s2 - s1 * s1 / total
+        A = s2.sum(0) / total
+    else:
+        if centering:
+            s2 = s2 - s1.T @ s1 / total
+        A = s2 / total
+        A = (A + A.T) * 0.5
+    return A.to(Q.dtype)

@@ -73,8 +73,13 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     solve_info_ : rfmfast.solvers.SolveInfo: solver, iterations, residual, converged / status /
         message, seconds, memory_bytes and peak_memory_bytes, centers, and reason (why the
         solver was chosen; a float64 redo of the factorizations)
+    n_iter_ : int, the CG iterations of the solve (exact "cg" or Nystroem); 1 for a direct
+        Cholesky solve (scikit-learn's convention for estimators with max_iter: at least 1)
     n_features_in_ : int; feature_names_in_ : the DataFrame's column names (only when fitted on
         a DataFrame with string column names)
+
+    fit(X, y, sample_weight=w): the weighted ridge (see fit). Predictions are in X's float
+    dtype (float64 in -> float64 out, float32 in -> float32 out; integers: float64).
 
     Memory: exact as rfmfast.kernel_solve (n^2 entries for Cholesky, O(n rank) for CG); Nystroem
     two m x m matrices and O(n c), never n x m (rfmfast.solvers.nystroem.nystroem_solve).
@@ -138,6 +143,9 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multioutput": True}
+
     # ---- checks (before any work) -----------------------------------------------------------
     def _feature_matrix(self, X: torch.Tensor):
         """M as a checked tensor of X's dtype and device, or None."""
@@ -174,9 +182,17 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             )
 
     # ---- fit --------------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit on X: (n, d), y: (n,) or (n, c); numpy, torch (any device: moved to ``device``)
-        or pandas. Every parameter and input is checked before any work."""
+        or pandas. Every parameter and input is checked before any work.
+
+        sample_weight: None, a number, or (n,) weights >= 0, not all zero: the weighted ridge,
+        minimising sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2. Exact: (K + reg W^{-1}) alpha = y
+        (Cholesky or CG, the same choice); Nystroem: ||W^{1/2} (K(X, C) alpha - y)||^2 +
+        reg alpha^T K(C, C) alpha. Rows of weight zero are dropped first (no center, no
+        effect: as if they were not there; centers=m are drawn from the rows left); an integer
+        weight is the same fit as that many copies of the row, and equal weights c are the
+        unweighted fit with reg / c."""
         self._validate_params()
         check_kernel(self.kernel, self.bandwidth)
         dtype, device = inputs.torch_dtype(self.dtype), inputs.resolve_device(self.device)
@@ -184,8 +200,14 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             raise ValueError("KernelRidge requires y to be passed, but the target y is None")
         inputs.check_feature_names(self, X, reset=True)
         Xt, _ = inputs.features(X, "X", dtype, device)
+        w = inputs.sample_weights(sample_weight, Xt.shape[0])
         Y, one_d = inputs.targets(y, "y", dtype, device)
         inputs.check_rows(Xt.shape[0], Y.shape[0])
+        keep, w, reg = inputs.weighted_ridge(w, self.reg)
+        if keep is not None:
+            idx = torch.from_numpy(keep).to(device)
+            Xt, Y = Xt[idx], Y[idx]
+        wt = None if w is None else torch.from_numpy(w).to(device=device, dtype=dtype)
         n, d = Xt.shape
         M = self._feature_matrix(Xt)
         C = self._centers(Xt)
@@ -199,11 +221,12 @@ class KernelRidge(RegressorMixin, BaseEstimator):
             kernel=self.kernel,
             bandwidth=float(self.bandwidth),
             M=M,
-            reg=float(self.reg),
+            reg=reg,
             tol=self.tol,
             memory_budget=self.memory_budget,
             backend=self.backend,
             verbose=bool(self.verbose),
+            weights=wt,
         )
         if self.verbose:
             what = "exact" if C is None else f"Nystroem, m = {C.shape[0]} centers"
@@ -242,6 +265,7 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         self.centers_ = C.cpu().numpy()
         self.alpha_ = alpha.cpu().numpy()
         self.solve_info_ = info
+        self.n_iter_ = max(1, int(info.iterations or 0))
         self.n_features_in_ = d
         self.n_outputs_ = Y.shape[1]
         return self
@@ -249,7 +273,8 @@ class KernelRidge(RegressorMixin, BaseEstimator):
     # ---- predict ----------------------------------------------------------------------------
     def predict(self, X):
         """X: (q, d) -> predictions (q,) for 1-D y, else (q, c): K(X, centers_) alpha_; numpy
-        unless X is a torch tensor (then a tensor on X's device)."""
+        unless X is a torch tensor (then a tensor on X's device). In X's float dtype (float32
+        for float32 input, float64 otherwise), computed in ``dtype``."""
         check_is_fitted(self, "alpha_")
         inputs.check_feature_names(self, X, reset=False)
         Xq, is_torch = inputs.features(X, "X", self._C_t.dtype, self._C_t.device)
@@ -269,4 +294,5 @@ class KernelRidge(RegressorMixin, BaseEstimator):
         )
         if self._y_1d:
             S = S[:, 0]
+        S = S.to(inputs.output_dtype(X))
         return S.to(X.device) if is_torch else S.cpu().numpy()

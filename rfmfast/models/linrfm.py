@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import resolve_device as _resolve_device
 from ._inputs import torch_dtype
@@ -89,7 +90,11 @@ def linrfm_device(device, backend: str):
 
 
 class LinRFMCompleter(BaseEstimator):
-    """Low-rank matrix completion by lin-RFM, scikit-learn style.
+    """Low-rank matrix completion by lin-RFM, scikit-learn style: get_params / set_params,
+    clone, repr and pickling as for any estimator; predict before fit raises
+    sklearn.exceptions.NotFittedError. Its fit(Y, mask) takes one matrix's observed entries (no
+    X, y of samples), so scikit-learn's estimator checks, pipelines and cross-validation, which
+    fit on (X, y) rows, do not apply.
 
     Parameters (all checked by ``fit`` before any work; bools never pass as numbers)
     ----------
@@ -480,8 +485,7 @@ class LinRFMCompleter(BaseEstimator):
     def predict(self, rows, cols):
         """Completed values at (rows[k], cols[k]): rows, cols (q,) integers -> (q,) (numpy
         float64, or torch when fitted from a tensor). Observed entries come back as observed."""
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("call fit before predict")
+        check_is_fitted(self, "coef_")
         r = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
         c = np.asarray(cols.cpu() if isinstance(cols, torch.Tensor) else cols)
         if r.ndim != 1 or c.shape != r.shape:

@@ -27,14 +27,20 @@ form, suited to m <= d). Memory: A, one (m, m) system and O(m d) for A P A^T.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from numbers import Integral, Real
 
-import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
+from .._threads import torch_single_thread
+from . import _inputs as inputs
 from ._inputs import resolve_device, torch_dtype
 from .linrfm_data import DEVICES, DTYPES, Number
+
+#: a fit whose step costs at most this many flops (m^2 max(m, d)) runs torch on one thread
+SINGLE_THREAD_WORK = 1 << 27
 
 
 def _pow2_scale(t: torch.Tensor) -> float:
@@ -43,8 +49,9 @@ def _pow2_scale(t: torch.Tensor) -> float:
     return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
 
 
-class LinRFMRegressor(BaseEstimator):
-    """Sparse linear regression by lin-RFM with a diagonal feature matrix (scikit-learn style).
+class LinRFMRegressor(RegressorMixin, BaseEstimator):
+    """Sparse linear regression by lin-RFM with a diagonal feature matrix (a scikit-learn
+    regressor: get_params / set_params / clone, score (R^2), pipelines and searches).
 
     Parameters (all checked by ``fit`` before any work; bools never pass as numbers)
     ----------
@@ -61,12 +68,19 @@ class LinRFMRegressor(BaseEstimator):
     tol : float >= 0, default 1e-10
         Stop when the relative change of beta is below this.
     device : None (the input's device) | "cpu" | "cuda" | torch.device
-    dtype : "float64" | "float32" (or the torch dtypes), default "float64"
+    dtype : "float64" | "float32", default "float64": the precision of the fit. The torch
+        dtypes torch.float64 / torch.float32 are accepted too (as before 0.2).
 
+    Inputs: X (m, d) and y (m,) or (m, c) as the other estimators take them (numpy, torch,
+    pandas, lists; integer and bool values are numbers; models/_inputs.py): complex, sparse,
+    empty, non-finite, 1-D X and non-numeric input are refused before any work, and a
+    DataFrame's string column names are kept in feature_names_in_ and checked by predict.
     The problem is solved on X and y divided by powers of two near their largest magnitudes (the
     iteration is homogeneous in both), so data near 1e-200 or 1e200 work like data near 1.
 
-    Attributes: coef_ (d,) or (d, c); weights_ (d,) the final P (largest entry 1); n_iter_.
+    Attributes: coef_ (d,) or (d, c) (numpy, or a tensor when fitted on a tensor); weights_ (d,)
+    the final P (largest entry 1); n_iter_; n_features_in_; feature_names_in_ (DataFrame
+    input). Predictions are in X's float dtype: float32 for float32 input, float64 otherwise.
     """
 
     _parameter_constraints = {
@@ -99,45 +113,37 @@ class LinRFMRegressor(BaseEstimator):
         self.max_iter, self.tol = max_iter, tol
         self.device, self.dtype = device, dtype
 
-    def _tensor(self, a, name, device, dtype):
-        """A real, finite, non-empty array as a tensor of ``dtype`` on ``device`` (default: its
-        own)."""
-        if isinstance(a, torch.Tensor):
-            t = a.detach()
-        else:
-            arr = np.asarray(a)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-            t = torch.from_numpy(np.array(arr, dtype=np.float64))
-        if t.is_complex() or not (
-            t.is_floating_point()
-            or t.dtype
-            in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-        ):
-            raise TypeError(f"{name} must hold real numbers, got {t.dtype}")
-        if t.numel() == 0:
-            raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN or inf")
-        t = t.to(device=device if device is not None else t.device, dtype=dtype)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} has entries beyond the range of {dtype}; use dtype='float64'")
-        return t
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6: y may be (m, c)
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multioutput": True}
 
     def fit(self, X, y):
-        """Fit on X (m, d) and y (m,) or (m, c). Returns self."""
+        """Fit on X (m, d) and y (m,) or (m, c). Returns self. Every parameter and input is
+        checked before any work."""
         self._validate_params()
         dtype, device = torch_dtype(self.dtype), resolve_device(self.device, default=None)
+        if y is None:
+            raise ValueError("LinRFMRegressor requires y to be passed, but the target y is None")
+        inputs.check_feature_names(self, X, reset=True)
         self._torch_out = isinstance(X, torch.Tensor)
-        A = self._tensor(X, "X", device, dtype)
-        if A.ndim != 2:
-            raise ValueError(f"X must be 2-D (m, d), got shape {tuple(A.shape)}")
-        Y = self._tensor(y, "y", A.device, dtype)
-        self._vector = Y.ndim == 1
-        Y = Y[:, None] if Y.ndim == 1 else Y
-        if Y.ndim != 2 or Y.shape[0] != A.shape[0]:
-            shape = tuple(Y.shape[:-1]) if self._vector else tuple(Y.shape)
+        A, _ = inputs.features(X, "X", dtype, device)
+        Y, self._vector = inputs.targets(y, "y", dtype, A.device)
+        if Y.shape[0] != A.shape[0]:
+            shape = (Y.shape[0],) if self._vector else tuple(Y.shape)
             raise ValueError(f"y must be (m,) or (m, c) with m = {A.shape[0]}, got shape {shape}")
+        m, d = A.shape
+        # small problems' torch ops on one thread: on a busy machine GNU OpenMP's spinning
+        # threads make them many times slower (rfmfast._threads); large ones keep the count.
+        # The choice depends on the size only, so a fit gives the same bits whatever else runs.
+        small = A.device.type == "cpu" and m * m * max(m, d) <= SINGLE_THREAD_WORK
+        with torch_single_thread() if small else nullcontext():
+            return self._fit(A, Y, dtype)
+
+    def _fit(self, A, Y, dtype):
         a, b = _pow2_scale(A), _pow2_scale(Y)
         A, Y = A / a, Y / b  # exact: powers of two
         m, d = A.shape
@@ -167,6 +173,7 @@ class LinRFMRegressor(BaseEstimator):
             if change < self.tol:
                 break
         self.n_iter_ = n_iter
+        self.n_features_in_ = d
         self.weights_ = P
         coef = beta * (b / a)
         if not bool(torch.isfinite(coef).all()):
@@ -179,15 +186,18 @@ class LinRFMRegressor(BaseEstimator):
         return self
 
     def predict(self, X):
-        """X (q, d) -> (q,) or (q, c)."""
-        if not hasattr(self, "coef_"):
-            raise RuntimeError("call fit before predict")
+        """X (q, d) -> (q,) or (q, c), in X's float dtype (float32 for float32 input, float64
+        otherwise); a tensor when X is one."""
+        check_is_fitted(self, "coef_")
+        inputs.check_feature_names(self, X, reset=False)
         coef = torch.as_tensor(self.coef_)
-        A = self._tensor(
-            X, "X", resolve_device(self.device, default=None) or coef.device, coef.dtype
+        A, is_torch = inputs.features(
+            X, "X", coef.dtype, resolve_device(self.device, default=None) or coef.device
         )
-        coef = coef.to(A.device)
-        if A.ndim != 2 or A.shape[1] != coef.shape[0]:
-            raise ValueError(f"X must be (q, {coef.shape[0]}), got shape {tuple(A.shape)}")
-        out = A @ coef
-        return out if isinstance(X, torch.Tensor) else out.cpu().numpy()
+        if A.shape[1] != coef.shape[0]:
+            raise ValueError(
+                f"X has {A.shape[1]} features, but LinRFMRegressor is expecting "
+                f"{coef.shape[0]} features as input"
+            )
+        out = (A @ coef.to(A.device)).to(inputs.output_dtype(X))
+        return out if is_torch else out.cpu().numpy()

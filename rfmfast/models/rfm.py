@@ -153,20 +153,33 @@ class _RFMBase(BaseEstimator):
         return inputs.torch_dtype(self.dtype), inputs.resolve_device(self.device)
 
     # ---- subclass hooks ---------------------------------------------------------------------
-    def _encode(self, y, dtype, device, fitting):  # -> (n, c) tensor
+    def _encode(self, y, dtype, device, fitting, weights=None):  # -> (n, c) tensor
+        """weights (fit only): the checked (n,) sample weights or None; the classifier takes
+        its classes from the rows of positive weight."""
         raise NotImplementedError
 
-    def _score_metric(self, scores: torch.Tensor, Y: torch.Tensor) -> float:
+    def _score_metric(self, scores: torch.Tensor, Y: torch.Tensor, w=None) -> float:
+        """The metric of scores against Y, weighted by w ((n,) tensor) when given."""
         raise NotImplementedError
 
     # ---- fit --------------------------------------------------------------------------------
-    def fit(self, X, y, X_val=None, y_val=None, callback=None):
+    def fit(self, X, y, X_val=None, y_val=None, callback=None, *, sample_weight=None):
         """Fit on X: (n, d), y: (n,) or (n, c) (labels for the classifier).
 
         X_val, y_val: validation data for keeping the best iterate and early stopping; if not
         given and validation_fraction is set, a seeded random split of X is held out.
         callback: called as callback(row) after each solve with that iteration's history row
         (dict: metrics, timings); returning True stops the fit there (no further AGOP).
+        sample_weight: None, a number, or (n,) weights >= 0, not all zero. Each solve is then
+        the weighted ridge, minimising sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2, i.e.
+        (K + reg W^{-1}) alpha = y; the AGOP weights its query points by w too,
+        sum_q w_q grad f(x_q) grad f(x_q)^T / sum_q w_q (centering: the w-weighted mean
+        gradient), so that an integer weight is the same fit as that many copies of the row.
+        Rows of weight zero are dropped before anything else (they are as if not there: no
+        center, no query, no hold-out row, no class). The agop_samples queries are drawn
+        uniformly from the rows left and weighted by theirs; a validation_fraction hold-out
+        keeps its rows' weights (weighted validation metric); X_val is unweighted. Equal
+        weights c are the unweighted fit with reg / c.
         numpy, torch (any device: moved to ``device``) and pandas inputs are accepted; a
         DataFrame's column names are kept in feature_names_in_ and checked at predict time.
         With centers, they are drawn (centers=m) or checked (an array) before any work, from
@@ -179,10 +192,16 @@ class _RFMBase(BaseEstimator):
             )
         inputs.check_feature_names(self, X, reset=True)
         Xt, _ = inputs.features(X, "X", dtype, device)
-        Y = self._encode(y, dtype, device, fitting=True)
+        w = inputs.sample_weights(sample_weight, Xt.shape[0])
+        Y = self._encode(y, dtype, device, fitting=True, weights=w)
         inputs.check_rows(Xt.shape[0], Y.shape[0])
+        keep, w, reg = inputs.weighted_ridge(w, self.reg)
+        if keep is not None:
+            idx = torch.from_numpy(keep).to(device)
+            Xt, Y = Xt[idx], Y[idx]
+        wt = None if w is None else torch.from_numpy(w).to(device=device, dtype=dtype)
         rng = np.random.default_rng(self.random_state)
-        Xv = Yv = None
+        Xv = Yv = wv = None
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("pass both X_val and y_val, or neither")
@@ -198,11 +217,16 @@ class _RFMBase(BaseEstimator):
             if n_val < 1 or n - n_val < 2:
                 raise ValueError(
                     f"validation_fraction={self.validation_fraction} leaves no "
-                    f"usable split of {n} samples"
+                    f"usable split of {n} samples" + ("" if keep is None else " of positive weight")
                 )
             perm = torch.from_numpy(rng.permutation(n)).to(device)
             Xv, Yv = Xt[perm[:n_val]], Y[perm[:n_val]]
             Xt, Y = Xt[perm[n_val:]], Y[perm[n_val:]]
+            if wt is not None:
+                wv, wt = wt[perm[:n_val]], wt[perm[n_val:]]
+                mean = float(wt.to(torch.float64).mean())  # the training rows' mean: 1 again
+                wt, reg = wt / mean, reg / mean
+                wt = None if bool((wt == wt[0]).all()) else wt
         held = Xv is not None and X_val is None
         C = inputs.centers(
             self.centers,
@@ -216,23 +240,26 @@ class _RFMBase(BaseEstimator):
         # one thread, so that on a busy machine their spinning OpenMP threads cost nothing; the
         # kernels keep the thread count (rfmfast._threads).
         with torch_single_thread() if Xt.device.type == "cpu" else nullcontext():
-            self._fit_loop(Xt, Y, Xv, Yv, rng, callback, C)
+            self._fit_loop(Xt, Y, Xv, Yv, rng, callback, C, w=wt, w_val=wv, reg=reg)
         return self
 
-    def _solve(self, X, Y, M, solver, x0, workspace=None, C=None):
-        """One kernel ridge solve; verbose reaches the solver (its progress lines). A cg that
-        does not converge warns (ConvergenceWarning, from cg_solve) and its info says so; with
-        solver="auto" it is redone by Cholesky where the n x n matrix fits, and one that
-        diverged with no room for Cholesky raises (solvers.auto.redo_by_cholesky).
+    def _solve(self, X, Y, M, solver, x0, workspace=None, C=None, w=None, reg=None):
+        """One kernel ridge solve (the weighted ridge with reg / w on the diagonal when w,
+        (n,), is given; reg: the ridge, default self.reg); verbose reaches the solver (its
+        progress lines). A cg that does not converge warns (ConvergenceWarning, from cg_solve)
+        and its info says so; with solver="auto" it is redone by Cholesky where the n x n
+        matrix fits, and one that diverged with no room for Cholesky raises
+        (solvers.auto.redo_by_cholesky).
         C (m, d): the Nystroem solve on those centers (solver "nystroem"), warm-started from x0
         (m, c); one that does not converge warns and says so in its info, and is kept."""
         opts = dict(
             kernel=self.kernel,
             bandwidth=float(self.bandwidth),
             M=M,
-            reg=float(self.reg),
+            reg=float(self.reg if reg is None else reg),
             backend=self.backend,
             verbose=bool(self.verbose),
+            weights=w,
         )
         if C is not None:
             with torch_kernel_threads():  # the m x m algebra gains from threads
@@ -255,9 +282,12 @@ class _RFMBase(BaseEstimator):
             return alpha, info2
         return alpha, info
 
-    def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None, C=None):
-        """The iteration on X (n, d), Y (n, c); C (m, d): Nystroem centers (None: exact)."""
+    def _fit_loop(self, X, Y, Xv, Yv, rng, callback=None, C=None, w=None, w_val=None, reg=None):
+        """The iteration on X (n, d), Y (n, c); C (m, d): Nystroem centers (None: exact).
+        w (n,), w_val: the training and hold-out rows' sample weights (None: unweighted; w of
+        mean 1), reg: the ridge of the weighted problem (default self.reg)."""
         n, d = X.shape
+        reg = float(self.reg if reg is None else reg)
         solver, reason = self.solver, ""
         if C is not None:
             solver, reason = (
@@ -268,7 +298,7 @@ class _RFMBase(BaseEstimator):
                 ),
             )
         elif solver == "auto":
-            solver, reason = choose_solver(n, float(self.reg), X.element_size(), X.device, None)
+            solver, reason = choose_solver(n, reg, X.element_size(), X.device, None)
         if self.verbose:
             print(
                 f"RFM: n = {n}, d = {d}, outputs = {Y.shape[1]}, "
@@ -276,11 +306,10 @@ class _RFMBase(BaseEstimator):
             )
         Z = X if C is None else C  # the predictor's centers: f(x) = K_M(x, Z) alpha
         q = min(n, int(self.agop_samples))
-        Q = (
-            X
-            if q == n
-            else X[torch.from_numpy(np.sort(rng.choice(n, q, replace=False))).to(X.device)]
-        )
+        Q, wq = X, w
+        if q < n:
+            pick = torch.from_numpy(np.sort(rng.choice(n, q, replace=False))).to(X.device)
+            Q, wq = X[pick], (None if w is None else w[pick])
         opts = dict(kernel=self.kernel, bandwidth=float(self.bandwidth), backend=self.backend)
         M, alpha = None, None
         best = None
@@ -292,7 +321,7 @@ class _RFMBase(BaseEstimator):
         t_fit = time.perf_counter()
         for t in range(int(self.iters) + 1):
             t0 = time.perf_counter()
-            alpha, info = self._solve(X, Y, M, solver, alpha, ws, C)
+            alpha, info = self._solve(X, Y, M, solver, alpha, ws, C, w, reg)
             if info.reason and self.verbose:
                 print(f"  {info.reason}")
             row = {
@@ -309,14 +338,16 @@ class _RFMBase(BaseEstimator):
             # training predictions from the solve itself: K alpha = y - (reg + jitter) alpha,
             # unless cg stopped short of its tolerance or the solve is Nystroem (then K alpha
             # is computed: K(X, C) alpha)
+            # (weighted: K alpha = y - (reg / w + jitter) alpha)
             if info.converged and C is None:
-                fitted = Y - (float(self.reg) + info.jitter) * alpha
+                ridge = reg if w is None else reg / w[:, None]
+                fitted = Y - (ridge + info.jitter) * alpha
             else:
                 fitted = kernel_matmul(X, Z, alpha, M=M, **opts)
-            row[f"train_{self._metric}"] = self._score_metric(fitted, Y)
+            row[f"train_{self._metric}"] = self._score_metric(fitted, Y, w)
             val = None
             if Xv is not None:
-                val = self._score_metric(kernel_matmul(Xv, Z, alpha, M=M, **opts), Yv)
+                val = self._score_metric(kernel_matmul(Xv, Z, alpha, M=M, **opts), Yv, w_val)
             row[f"val_{self._metric}"] = val
             better = (
                 best is None
@@ -340,9 +371,11 @@ class _RFMBase(BaseEstimator):
             note = "  (early stop)" if stop else ""
             if t < self.iters and not stop:
                 t1 = time.perf_counter()
-                A = agop(
-                    Q, Z, alpha, M=M, diag=bool(self.diag), centering=bool(self.centering), **opts
-                )
+                agop_opts = dict(M=M, diag=bool(self.diag), centering=bool(self.centering), **opts)
+                if wq is None:
+                    A = agop(Q, Z, alpha, **agop_opts)
+                else:  # the queries weighted by their sample weights
+                    A = rfm_utils.weighted_agop(Q, Z, alpha, wq, **agop_opts)
                 row["agop_s"] = time.perf_counter() - t1
                 why = rfm_utils.agop_trouble(
                     A, Z, alpha, float(self.bandwidth), t
@@ -382,7 +415,9 @@ class _RFMBase(BaseEstimator):
         self.n_features_in_ = d
 
     # ---- predict ----------------------------------------------------------------------------
-    def _scores(self, X) -> tuple[torch.Tensor, bool, torch.device | None]:
+    def _scores(self, X) -> tuple[torch.Tensor, tuple]:
+        """(the (m, c) scores in the model's dtype, how _out returns a result for this X: torch
+        or not, X's device, the output dtype of inputs.output_dtype)."""
         check_is_fitted(self, "alpha_")
         inputs.check_feature_names(self, X, reset=False)
         dev = self._X_t.device
@@ -402,10 +437,13 @@ class _RFMBase(BaseEstimator):
             M=self._M_t,
             backend=self.backend,
         )
-        return S, is_torch, in_dev
+        return S, (is_torch, in_dev, inputs.output_dtype(X))
 
     @staticmethod
-    def _out(t: torch.Tensor, is_torch: bool, dev):
+    def _out(t: torch.Tensor, how):
+        """t in the input's float dtype: a tensor on X's device for torch input, else numpy."""
+        is_torch, dev, dtype = how
+        t = t.to(dtype)
         return t.to(dev) if is_torch else t.cpu().numpy()
 
     # ---- save / load ------------------------------------------------------------------------
@@ -575,9 +613,14 @@ class RFMRegressor(RegressorMixin, _RFMBase):
     jitter_ : float, diagonal jitter the kept solve needed (0.0 normally)
     n_features_in_ : int; feature_names_in_ : (d,) array of the DataFrame's column names (only
         when fitted on a DataFrame with string column names; predict refuses other names)
+
+    fit(X, y, sample_weight=w) fits the weighted ridge, minimising
+    sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2, with the AGOP's query points weighted by w too
+    (see fit). Predictions are in X's float dtype: float64 in -> float64 out, float32 in ->
+    float32 out (integers, bools, lists: float64), whatever ``dtype`` the model computes in.
     """
 
-    def _encode(self, y, dtype, device, fitting):
+    def _encode(self, y, dtype, device, fitting, weights=None):
         Y, one_d = inputs.targets(y, "y" if fitting else "y_val", dtype, device)
         if fitting:
             self._y_1d = one_d
@@ -591,16 +634,24 @@ class RFMRegressor(RegressorMixin, _RFMBase):
         tags.target_tags.multi_output = True
         return tags
 
-    def _score_metric(self, scores, Y):
-        return float(((scores - Y).to(torch.float64) ** 2).mean())  # no float32 overflow
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multioutput": True}
+
+    def _score_metric(self, scores, Y, w=None):
+        sq = (scores - Y).to(torch.float64) ** 2  # no float32 overflow
+        if w is None:
+            return float(sq.mean())
+        w = w.to(torch.float64)
+        return float((w * sq.mean(1)).sum() / w.sum())
 
     def predict(self, X):
-        """X: (m, d) -> predictions (m,) for 1-D y, else (m, c); numpy unless X is a torch
-        tensor."""
-        S, is_torch, dev = self._scores(X)
+        """X: (m, d) -> predictions (m,) for 1-D y, else (m, c), in X's float dtype (float32
+        for float32 input, float64 otherwise; computed in ``dtype``); numpy unless X is a torch
+        tensor (then a tensor on X's device)."""
+        S, how = self._scores(X)
         if self._y_1d:
             S = S[:, 0]
-        return self._out(S, is_torch, dev)
+        return self._out(S, how)
 
     def _extra_state(self):
         return {"y_1d": self._y_1d, "n_outputs": self.n_outputs_}
@@ -623,63 +674,87 @@ class RFMClassifier(ClassifierMixin, _RFMBase):
 
     Same parameters as RFMRegressor; the validation metric (best iterate, early stopping) is
     accuracy. Labels may be any values of one type (numbers, strings, pandas string or
-    categorical Series); every class needs at least two training samples. Extra attributes:
-    classes_ (sorted). decision_function follows scikit-learn: (m,) for two classes (positive:
-    classes_[1]), (m, n_classes) otherwise. predict_proba is the softmax of the class scores:
-    ordered like them, rows summing to 1, but not calibrated (wrap the model in
-    sklearn.calibration.CalibratedClassifierCV for calibrated probabilities).
+    categorical Series); every class needs at least two training samples (with sample_weight:
+    two of positive weight, or one of weight >= 2). Extra attributes: classes_ (sorted; with
+    sample_weight, the classes of the rows of positive weight). decision_function follows
+    scikit-learn: (m,) for two classes (positive: classes_[1]), (m, n_classes) otherwise.
+    predict_proba is the softmax of the class scores: ordered like them, rows summing to 1, but
+    not calibrated (wrap the model in sklearn.calibration.CalibratedClassifierCV for calibrated
+    probabilities). decision_function and predict_proba are in X's float dtype (float32 for
+    float32 input, float64 otherwise). fit(X, y, sample_weight=w): the weighted ridge on the
+    one-hot labels and a weighted AGOP, as RFMRegressor.fit says.
     """
 
     _metric = "accuracy"
     _maximize = True
 
-    def _encode(self, y, dtype, device, fitting):
+    def _encode(self, y, dtype, device, fitting, weights=None):
         lab = inputs.labels(y, "y" if fitting else "y_val")
         if fitting:
-            classes, counts = np.unique(lab, return_counts=True)
+            # with weights: the classes of the rows of positive weight; a class needs two such
+            # rows or one of weight >= 2 (as if the weights were repeat counts)
+            weighted = weights is not None and len(weights) == len(lab)
+            pos = lab[weights > 0] if weighted else lab
+            classes, inv, counts = np.unique(pos, return_inverse=True, return_counts=True)
+            mass = np.bincount(inv.ravel(), weights[weights > 0]) if weighted else counts
+            what = " of positive weight" if weighted else ""
             if len(classes) < 2:
                 raise ValueError(
-                    f"y has a single class ({classes[0].tolist()!r}, {len(lab)} "
-                    "sample(s)); a classifier needs two or more"
+                    f"y has a single class ({classes[0].tolist()!r}, {len(pos)} "
+                    f"sample(s){what}); a classifier needs two or more"
                 )
-            if counts.min() < 2:
+            lonely = (counts < 2) & (mass < 2)
+            if lonely.any():
+                k = int(np.argmax(lonely))
                 raise ValueError(
-                    f"class {classes[counts.argmin()].tolist()!r} has only one sample; every "
-                    "class needs at least two (drop it or merge it)"
+                    f"class {classes[k].tolist()!r} has only one sample{what}"
+                    + (f" (weight {mass[k]:g})" if weighted else "")
+                    + "; every class needs at least two"
+                    + (" (or one of weight >= 2)" if weighted else "")
+                    + " (drop it or merge it)"
                 )
             self.classes_ = classes
         idx = np.searchsorted(self.classes_, lab)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
-        if not fitting and not np.array_equal(self.classes_[idx], lab):
-            raise ValueError("y_val has labels that are not in y")
+        if not np.array_equal(self.classes_[idx], lab):
+            if not fitting:
+                raise ValueError("y_val has labels that are not in y")
+            idx[self.classes_[idx] != lab] = 0  # weight-0 rows of a class absent: dropped
         Y = torch.zeros(len(lab), len(self.classes_), dtype=dtype, device=device)
         Y[torch.arange(len(lab), device=device), torch.from_numpy(idx).to(device)] = 1
         return Y
 
-    def _score_metric(self, scores, Y):
-        return float((scores.argmax(1) == Y.argmax(1)).to(torch.float64).mean())
+    def _score_metric(self, scores, Y, w=None):
+        hit = (scores.argmax(1) == Y.argmax(1)).to(torch.float64)
+        if w is None:
+            return float(hit.mean())
+        w = w.to(torch.float64)
+        return float((w * hit).sum() / w.sum())
 
     def decision_function(self, X):
         """X: (m, d) -> scores. Two classes: (m,), classes_[1]'s score minus classes_[0]'s (> 0
         predicts classes_[1], as scikit-learn's scorers and calibration expect); more classes:
-        (m, n_classes), the kernel regression outputs on the one-hot labels."""
-        S, is_torch, dev = self._scores(X)
+        (m, n_classes), the kernel regression outputs on the one-hot labels. In X's float dtype
+        (float32 for float32 input, float64 otherwise)."""
+        S, how = self._scores(X)
         if S.shape[1] == 2:
             S = S[:, 1] - S[:, 0]
-        return self._out(S, is_torch, dev)
+        return self._out(S, how)
 
     def predict(self, X):
         """X: (m, d) -> labels (m,), always a numpy array (labels may be strings)."""
-        S, _, _ = self._scores(X)
+        S, _ = self._scores(X)
         return self.classes_[S.argmax(1).cpu().numpy()]
 
     def predict_proba(self, X):
-        """X: (m, d) -> (m, n_classes) float64, the softmax of the class scores (two classes:
-        the logistic function of decision_function). Rows sum to 1; a higher score never gets a
-        lower probability, and the argmax is predict's. Not calibrated (see the class docstring)."""
-        S, is_torch, dev = self._scores(X)
+        """X: (m, d) -> (m, n_classes), the softmax of the class scores (two classes: the
+        logistic function of decision_function), computed in float64 and returned in X's float
+        dtype (float32 for float32 input, float64 otherwise). Rows sum to 1 (to that dtype's
+        rounding); a higher score never gets a lower probability, and the argmax is predict's.
+        Not calibrated (see the class docstring)."""
+        S, how = self._scores(X)
         P = torch.softmax(S.to(torch.float64), dim=1)
-        return self._out(P, is_torch, dev)
+        return self._out(P, how)
 
     def _extra_state(self):
         return {"classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}

@@ -1,4 +1,6 @@
-"""Kernel ridge solves: (K_M(X, X) + reg I) alpha = y.
+"""Kernel ridge solves: (K_M(X, X) + reg I) alpha = y; with sample weights w (``weights``), the
+weighted ridge (K + reg W^{-1}) alpha = y, the minimiser of sum_i w_i (f(x_i) - y_i)^2 +
+reg ||f||^2.
 
 cholesky   the kernel matrix built once, factored in place (cholesky.py)
 cg         matrix-free Nystroem-preconditioned conjugate gradients on kernel_matmul (cg.py);
@@ -11,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .. import _validate as validate
-from ._params import check_solve_options
+from ._params import check_solve_options, check_weights
 from .auto import JitterWarning, SolveInfo, choose_solver, redo_by_cholesky
 from .cg import cg_solve
 from .cholesky import cholesky_solve
@@ -51,6 +53,7 @@ def kernel_solve(
     verbose=False,
     progress_every=None,
     return_info=False,
+    weights=None,
 ):
     """Kernel ridge regression weights alpha = (K_M(X, X) + reg I)^{-1} y.
 
@@ -68,6 +71,9 @@ def kernel_solve(
     verbose: which solver and why; progress of the solve (cg: iteration, residual, seconds per
     iteration, time left, at most every progress_every seconds, default cg.PROGRESS_EVERY_S).
     return_info: also return a SolveInfo (solver, jitter, iterations, residual, time, memory).
+    weights: None, or (n,) positive sample weights w (numpy or torch): the weighted ridge
+    (K + reg W^{-1}) alpha = y, the minimiser of sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2
+    (drop the rows of weight zero first: they do not enter it).
     Every option is checked before any work (scikit-learn's parameter validation messages).
     """
     check_solve_options(
@@ -110,6 +116,7 @@ def kernel_solve(
             raise ValueError(f"x0 has shape {tuple(x0.shape)} but y has {tuple(yt.shape)}")
         x0 = _cast(x0, "x0", dtype).to(Xt.device)
     validate.common(kernel, bandwidth, backend)
+    w = check_weights(weights, Xt)
 
     reason = ""
     auto = solver == "auto"
@@ -119,7 +126,7 @@ def kernel_solve(
         )
         if verbose:
             print(f"kernel_solve: {reason}")
-    opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, reg=reg, backend=backend)
+    opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, reg=reg, backend=backend, weights=w)
     if solver == "cholesky":
         alpha, info = cholesky_solve(Xt, yt, verbose=verbose, **opts)
     else:

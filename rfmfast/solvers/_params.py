@@ -62,3 +62,33 @@ def check_solve_options(caller: str, **options) -> None:
     e.g. "The 'max_iter' parameter of cg_solve must be an int in the range [1, inf). Got 0
     instead." Numbers must be real and finite, bools and strings are not numbers."""
     validate_parameter_constraints({k: SOLVE_OPTIONS[k] for k in options}, options, caller)
+
+
+def check_weights(weights, X: torch.Tensor) -> torch.Tensor | None:
+    """A solve's sample weights: None, or (n,) positive finite numbers (numpy or torch) ->
+    a tensor of X's dtype on X's device. The weighted ridge is (K + reg W^{-1}) alpha = y, the
+    minimiser of sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2: a zero weight has no place in it (the
+    estimators drop those rows first), and neither has one that X's dtype rounds to zero."""
+    if weights is None:
+        return None
+    if not isinstance(weights, torch.Tensor):
+        try:
+            weights = torch.from_numpy(np.array(weights, dtype=np.float64))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"weights must be a 1-D array of numbers: {e}") from None
+    n = X.shape[0]
+    if weights.ndim != 1 or weights.shape[0] != n:
+        raise ValueError(
+            f"weights must be (n,) = ({n},), one per row of X, got shape {tuple(weights.shape)}"
+        )
+    if weights.is_complex() or weights.dtype == torch.bool:
+        raise TypeError(f"weights must be real numbers, got {weights.dtype}")
+    w = weights.detach().to(device=X.device, dtype=X.dtype)
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError("weights contain NaN or inf (or values beyond X's dtype)")
+    if not bool((w > 0).all()):
+        raise ValueError(
+            f"weights must be positive (in {str(X.dtype)[6:]}); drop the rows of weight zero "
+            "first (they do not enter the weighted ridge)"
+        )
+    return w

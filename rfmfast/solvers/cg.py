@@ -21,7 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .. import _validate as validate
 from ..ops.kernel_matmul import kernel_matmul
 from ..ops.kernel_matrix import kernel_matrix
-from ._params import check_solve_options
+from ._params import check_solve_options, check_weights
 from .auto import SolveInfo
 
 #: a residual this many times above the best one seen so far means the iteration diverges
@@ -186,6 +186,7 @@ def cg_solve(
     backend="auto",
     verbose=False,
     progress_every=None,
+    weights=None,
 ) -> tuple[torch.Tensor, SolveInfo]:
     """alpha ~ (K(X, X) + reg I)^{-1} y by Nystroem-preconditioned conjugate gradients.
 
@@ -205,6 +206,9 @@ def cg_solve(
     info.converged / info.status / info.message record it. info.residual is the true residual.
     verbose: a start line, progress (iteration, residual, seconds per iteration, time left) at
     most every progress_every seconds (default PROGRESS_EVERY_S; 0: every iteration), an end line.
+    weights: None, or (n,) positive sample weights w: the weighted ridge (K + reg W^{-1})
+    alpha = y (see cholesky_solve), the residual that of this system; the preconditioner is
+    that of K + mu I with mu the mean of reg / w (drop the rows of weight zero first).
     """
     check_solve_options(
         "cg_solve",
@@ -220,6 +224,7 @@ def cg_solve(
         progress_every=progress_every,
     )
     x0 = _check(X, y, x0)
+    w = check_weights(weights, X)
     t0 = time.perf_counter()
     n, c = y.shape
     reg = float(reg)
@@ -229,12 +234,15 @@ def cg_solve(
     gen = torch.Generator().manual_seed(int(seed))
     opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
 
+    ridge = None if w is None else (reg / w)[:, None]  # the weighted ridge's diagonal
+
     def matvec(V):
-        return kernel_matmul(X, X, V, **opts) + reg * V
+        return kernel_matmul(X, X, V, **opts) + (reg * V if ridge is None else ridge * V)
 
     P = None
     if rank > 0:
-        P = NystroemPreconditioner(X, reg=reg, rank=rank, generator=gen, **opts)
+        mu = reg if ridge is None else float(ridge.mean())
+        P = NystroemPreconditioner(X, reg=mu, rank=rank, generator=gen, **opts)
     precond = P if P is not None else (lambda R: R)
     show.say(
         f"n = {n}, {c} right-hand side(s), tol {tol:.3g}, max_iter {max_iter}, "

@@ -14,7 +14,7 @@ from .._threads import single_thread_glue, torch_kernel_threads
 from ..ops.cholesky import cholesky_inplace
 from ..ops.cholesky import prepare as prepare_factorization
 from ..ops.kernel_matrix import kernel_matrix, writes_in_place
-from ._params import check_solve_options
+from ._params import check_solve_options, check_weights
 from .auto import JitterWarning, SolveInfo
 
 #: how many times the jitter is raised (x10 each) before giving up
@@ -95,8 +95,9 @@ def cholesky_solve(
     backend="auto",
     workspace: Workspace | torch.Tensor | None = None,
     verbose=False,
+    weights=None,
 ) -> tuple[torch.Tensor, SolveInfo]:
-    """alpha = (K(X, X) + reg I)^{-1} y by Cholesky.
+    """alpha = (K(X, X) + reg I)^{-1} y by Cholesky; with weights, (K + reg W^{-1}) alpha = y.
 
     X: (n, d), y: (n, c) -> alpha: (n, c), in X's dtype and device (pass float64 tensors for a
     float64 solve). The kernel matrix is built once, reg is added to its diagonal and it is
@@ -118,6 +119,9 @@ def cholesky_solve(
     raised: never a silent wrong answer. A kernel matrix with non-finite entries (distances that
     overflowed the dtype) or a solution that overflows is a ValueError saying so.
     verbose: a line when the solve starts (the matrix's size) and one when it ends (timings).
+    weights: None, or (n,) positive sample weights w: the weighted ridge, the minimiser of
+    sum_i w_i (f(x_i) - y_i)^2 + reg ||f||^2, whose system differs only on the diagonal,
+    reg / w_i in place of reg (drop the rows of weight zero first: they do not enter it).
     """
     check_solve_options(
         "cholesky_solve",
@@ -129,6 +133,7 @@ def cholesky_solve(
     )
     validate.check_matrix(y, "y")
     validate.check_rows("X", X, "y", y)
+    w = check_weights(weights, X)
     t0 = time.perf_counter()
     n = X.shape[0]
     reg = float(reg)
@@ -152,7 +157,10 @@ def cholesky_solve(
                 f"overflowed {dtype} (largest |X| {float(X.abs().max()):.3g}); "
                 f"{wider}rescale X (e.g. StandardScaler)"
             )
-        K.diagonal().add_(reg + jitter)
+        if w is None:
+            K.diagonal().add_(reg + jitter)
+        else:
+            K.diagonal().add_(reg / w + jitter)
         # in place, L in K's lower triangle (C++ on CPU, LAPACK / cuSOLVER otherwise)
         failed = cholesky_inplace(K, backend=backend, used=used)
         if not failed:

@@ -36,7 +36,7 @@ from ..ops.cholesky import cholesky_inplace
 from ..ops.kernel_matmul import kernel_matmul
 from ..ops.kernel_matrix import kernel_matrix
 from ..ops.nystroem_matmul import nystroem_matmul, runs_fused
-from ._params import check_solve_options
+from ._params import check_solve_options, check_weights
 from .auto import SolveInfo, available_memory
 from .cg import GROWTH, PROGRESS_EVERY_S, _Progress
 from .cg import default_tol as cg_default_tol
@@ -317,6 +317,7 @@ def nystroem_solve(
     backend="auto",
     verbose=False,
     progress_every=None,
+    weights=None,
 ) -> tuple[torch.Tensor, SolveInfo]:
     """Nystroem kernel ridge weights on the centers C, by CG with Falkon's preconditioner.
 
@@ -349,6 +350,12 @@ def nystroem_solve(
     naming the size, before any work (and before a float64 redo).
     verbose: a start line, progress (iteration, residual, time per iteration and left) at most
     every progress_every seconds (default cg.PROGRESS_EVERY_S; 0: every iteration), an end line.
+    weights: None, or (n,) positive sample weights w: alpha minimises
+    ||W^{1/2} (K(X, C) alpha - y)||^2 + reg alpha^T (K(C, C) + s I) alpha (with C = X the exact
+    weighted ridge (K + reg W^{-1}) alpha = y). Solved as the problem with w / mean(w) and
+    reg / mean(w) (the same minimiser), so that Falkon's preconditioner fits it; each product
+    is then two kernel_matmul passes with the weights between them (drop the rows of weight
+    zero first).
     """
     check_solve_options(
         "nystroem_solve",
@@ -363,17 +370,23 @@ def nystroem_solve(
         progress_every=progress_every,
     )
     x0 = _check(X, y, C, x0)
+    w = check_weights(weights, X)
     n, c = y.shape
     m = C.shape[0]
     need = check_memory(n, m, c, X.dtype, X.device, memory_budget)
     t0 = time.perf_counter()
     reg = float(reg)
-    lam = reg / n
+    reg_w = reg  # the ridge of the problem solved: reg / mean(w) with weights
+    if w is not None:
+        mean = float(w.to(torch.float64).mean())
+        reg_w = reg / mean
+        w = None if bool((w == w[0]).all()) else (w.to(torch.float64) / mean).to(X.dtype)[:, None]
+    lam = reg_w / n
     tol = default_tol(X.dtype) if tol is None else float(tol)
     every = PROGRESS_EVERY_S if progress_every is None else float(progress_every)
     show = _Progress(verbose, every, max_iter, tol)
     opts = dict(kernel=kernel, bandwidth=bandwidth, M=M, backend=backend)
-    fused = runs_fused(X.device, backend)
+    fused = runs_fused(X.device, backend) and w is None
     show.say(
         f"Nystroem: n = {n}, m = {m} centers, {c} right-hand side(s), reg = {reg:g}, "
         f"tol {tol:.3g}, max_iter {max_iter}; about {_gib(need)} "
@@ -411,8 +424,10 @@ def nystroem_solve(
         ud = u.to(X.dtype)
         if fused:
             out = nystroem_matmul(X, C, ud, **opts)
-        else:
+        elif w is None:
             out = kernel_matmul(C, X, kernel_matmul(X, C, ud, **opts), **opts)
+        else:
+            out = kernel_matmul(C, X, w * kernel_matmul(X, C, ud, **opts), **opts)
         return out.to(work) / n
 
     def op(v):
@@ -424,7 +439,9 @@ def nystroem_solve(
     # solve for y / s with s a power of two per column (exact): norms stay far from overflow
     s = y.abs().amax(0)
     s = torch.where(s > 0, torch.exp2(torch.ceil(torch.log2(s))), torch.ones_like(s))
-    rhs = P.apply_t(kernel_matmul(C, X, y / s, **opts).to(work) / n)
+    yw = y / s if w is None else w * (y / s)
+    rhs = P.apply_t(kernel_matmul(C, X, yw, **opts).to(work) / n)
+    del yw
     rnorm = rhs.norm(dim=0)
     rnorm = torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm))
     show.say(f"preconditioner ({str(P.dtype)[6:]}) in {time.perf_counter() - t0:.2f} s")
