@@ -1,4 +1,11 @@
-"""Input checks shared by every public op: all raise before any work starts."""
+"""Input checks shared by every public op: all raise before any work starts.
+
+Under torch.compile and torch.export (torch.compiler.is_compiling()) the checks that read the
+data (finite values, M symmetric and PSD, a diagonal M non-negative) are skipped, so that
+tracing never stops at a data-dependent branch: a compiled graph checks shapes, dtypes and
+devices only (at trace time), and its inputs are the caller's to validate (an eager call of the
+same function, once, checks everything).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,12 @@ import torch
 from .kernels import check_kernel
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def tracing() -> bool:
+    """Whether the call is being traced by torch.compile or torch.export: the data-dependent
+    checks are then skipped (module doc)."""
+    return torch.compiler.is_compiling()
 
 
 def to_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
@@ -34,6 +47,9 @@ def check_matrix(t: torch.Tensor, name: str, *, ndim=(2,), finite=True) -> None:
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
+    """NaN and inf refused (skipped while tracing: module doc)."""
+    if tracing():
+        return
     if t.device.type == "meta":
         raise ValueError(f"{name} is a meta tensor: it holds no data")
     if t.device.type == "cpu":
@@ -91,18 +107,21 @@ def check_M(M, d: int, ref: torch.Tensor) -> torch.Tensor | None:
     check_finite(M, "M")
     M = M.to(ref.dtype)
     if M.ndim == 1:
-        if bool((M < 0).any()):
+        if not tracing() and bool((M.detach() < 0).any()):
             raise ValueError("diagonal M must be non-negative")
         return M
-    scale = float(M.abs().max())
+    if tracing():  # the data-dependent checks skipped (module doc); M symmetrized all the same
+        return (M + M.T) * 0.5
+    Md = M.detach()
+    scale = float(Md.abs().max())
     tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(scale, 1e-30)
-    if float((M - M.T).abs().max()) > tol:
+    if float((Md - Md.T).abs().max()) > tol:
         raise ValueError(
             "M must be symmetric (it is not, beyond rounding); pass (M + M.T) / 2 "
             "if that is what you meant"
         )
     M = (M + M.T) * 0.5
-    w = torch.linalg.eigvalsh(M.to(torch.float64))
+    w = torch.linalg.eigvalsh(M.detach().to(torch.float64))
     neg_tol = (1e-5 if M.dtype == torch.float32 else 1e-10) * max(float(w.abs().max()), 1e-300)
     if float(w.min()) < -neg_tol:
         raise ValueError(

@@ -64,7 +64,14 @@ BACKENDS: dict[str, Backend] = {
         Backend(
             "cpu",
             ("cpu",),
-            ("kernel_matrix", "kernel_matmul", "agop", "cholesky", "nystroem_matmul", "dual_kernel"),
+            (
+                "kernel_matrix",
+                "kernel_matmul",
+                "agop",
+                "cholesky",
+                "nystroem_matmul",
+                "dual_kernel",
+            ),
             ("full", "symmetric", "lower"),
             out_in_place=True,
         ),
@@ -81,11 +88,25 @@ BACKENDS: dict[str, Backend] = {
 AUTO_ORDER = {"cuda": ("triton", "reference"), "cpu": ("cpu", "reference")}
 
 
-@functools.cache
-def _probe(name: str) -> tuple[bool, str]:
-    """(available, reason) for a backend, independent of the tensors' device."""
+#: name -> (available, why not): filled once per backend by _availability
+_AVAILABLE: dict[str, tuple[bool, str]] = {}
+
+
+def _availability(name: str) -> tuple[bool, str]:
+    """(available, why not ("" when available)) for a backend, independent of the tensors'
+    device; checked once per process. Cheap and free of calls torch.compile cannot trace (the
+    descriptions of _probe are not made here), so that the backend choice of a compiled call
+    is static: read from a dict, or worked out once at trace time."""
+    got = _AVAILABLE.get(name)
+    if got is None:
+        got = _check(name)
+        _AVAILABLE[name] = got
+    return got
+
+
+def _check(name: str) -> tuple[bool, str]:
     if name == "reference":
-        return True, "plain PyTorch"
+        return True, ""
     if name == "cpu":
         try:
             from . import _C  # noqa: F401
@@ -104,12 +125,7 @@ def _probe(name: str) -> tuple[bool, str]:
                 f"the C++ extension rfmfast._C is not built ({e}); reinstall with "
                 "`pip install .` (needs a C++17 compiler and CMake)"
             )
-        import torch
-
-        return True, (
-            f"C++ kernels, {_C.isa()} code path, {torch.get_num_threads()} threads "
-            "(torch.get_num_threads())"
-        )
+        return True, ""
     if name == "triton":
         try:
             import triton  # noqa: F401
@@ -117,15 +133,38 @@ def _probe(name: str) -> tuple[bool, str]:
             return False, "triton is not installed (`pip install triton`)"
         import torch
 
-        if os.environ.get("TRITON_INTERPRET") == "1":
-            return True, f"triton {triton.__version__} in interpreter mode (TRITON_INTERPRET=1)"
-        if not torch.cuda.is_available():
-            return (
-                False,
-                "no CUDA device visible to torch (set TRITON_INTERPRET=1 to run on CPU, slowly)",
-            )
-        return True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}"
+        if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
+            return True, ""
+        return (
+            False,
+            "no CUDA device visible to torch (set TRITON_INTERPRET=1 to run on CPU, slowly)",
+        )
     raise ValueError(name)
+
+
+@functools.cache
+def _probe(name: str) -> tuple[bool, str]:
+    """(available, reason) for a backend, independent of the tensors' device: _availability
+    with a description of each available backend (for rfmfast info)."""
+    ok, why = _availability(name)
+    if not ok:
+        return False, why
+    if name == "reference":
+        return True, "plain PyTorch"
+    import torch
+
+    if name == "cpu":
+        from . import _C
+
+        return True, (
+            f"C++ kernels, {_C.isa()} code path, {torch.get_num_threads()} threads "
+            "(torch.get_num_threads())"
+        )
+    import triton
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True, f"triton {triton.__version__} in interpreter mode (TRITON_INTERPRET=1)"
+    return True, f"triton {triton.__version__} on {torch.cuda.get_device_name()}"
 
 
 def available_backends() -> dict[str, tuple[bool, str]]:
@@ -136,7 +175,7 @@ def available_backends() -> dict[str, tuple[bool, str]]:
 def not_supported_reasons(name: str, device, op: str) -> list[str]:
     """Why backend ``name`` cannot run ``op`` on tensors of ``device``: [] when it can."""
     b = BACKENDS[name]
-    ok, why = _probe(name)
+    ok, why = _availability(name)
     reasons = [] if ok else [f"backend {name!r} is not available: {why}"]
     if not b.takes(device):
         reasons.append(
@@ -176,5 +215,12 @@ def choose(backend: str, device, op: str, *, missing_op: str = "raise") -> str:
 
 
 def impl(op: str, backend: str):
-    """The module rfmfast.ops.<op>.<backend>."""
-    return importlib.import_module(f"rfmfast.ops.{op}.{backend}")
+    """The module rfmfast.ops.<op>.<backend>, as an attribute of its op's package (whose module
+    __getattr__, rfmfast.ops._common.backend_modules, imports it on first use): torch.compile
+    evaluates a module attribute at trace time, where a call of importlib.import_module would
+    break the graph."""
+    from . import ops  # (its op packages are its attributes once imported)
+
+    pkg = getattr(ops, op, None)
+    mod = getattr(pkg, backend, None) if pkg is not None else None
+    return mod if mod is not None else importlib.import_module(f"rfmfast.ops.{op}.{backend}")

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from .. import _validate as validate
-from ..backends import choose, impl
+from ..backends import BACKENDS, choose, impl
 from ..kernels import center_of, check_bandwidth_scale
 
 #: names of the point sets among an op's arrays (the others are values: V, alpha)
 POINTS = ("X", "Z", "Q")
+
+
+def backend_modules(package: str):
+    """A module __getattr__ (PEP 562) for the op package ``package``: its backend modules
+    (package.cpu, package.triton, package.reference) imported on first access, so that
+    rfmfast.backends.impl reaches them without importlib in a call traced by torch.compile."""
+
+    def __getattr__(name: str):
+        if name in BACKENDS:
+            return importlib.import_module(f"{package}.{name}")
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def checked_inputs(op: str, backend: str, kernel: str, bandwidth: float, M, named: dict):
@@ -45,12 +60,15 @@ def checked_inputs(op: str, backend: str, kernel: str, bandwidth: float, M, name
 def check_range(tensors: dict, M) -> None:
     """Refuse points whose squared distances overflow their dtype even after the distance
     rule's centering (rfmfast.kernels): |x - mu|^2 ||M|| d must stay below finfo.max / 8.
-    One max-abs pass over each point set; the centered pass only for suspiciously large data."""
-    pts = {k: t for k, t in tensors.items() if k in POINTS and t is not None}
+    One max-abs pass over each point set; the centered pass only for suspiciously large data.
+    Skipped while tracing (it reads the data: rfmfast._validate's module doc)."""
+    if validate.tracing():
+        return
+    pts = {k: t.detach() for k, t in tensors.items() if k in POINTS and t is not None}
     first = next(iter(pts.values()))
     fi = torch.finfo(first.dtype)
     d = first.shape[1]
-    mscale = 1.0 if M is None else float(M.abs().max()) * (1 if M.ndim == 1 else d)
+    mscale = 1.0 if M is None else float(M.detach().abs().max()) * (1 if M.ndim == 1 else d)
     big = fi.max / 8
 
     def too_big(amax: float) -> bool:

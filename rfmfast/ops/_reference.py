@@ -34,7 +34,12 @@ def distances(diff: torch.Tensor, k: Kernel, M, S) -> torch.Tensor:
     else:
         d2 = ((diff @ M) * diff).sum(-1)
     d2 = d2.clamp(min=0)
-    return d2 if k.squared else d2.sqrt()
+    if k.squared:
+        return d2
+    # sqrt with a zero gradient at distance 0 (the zero-distance rule, rfmfast.ops._autograd:
+    # autograd of a plain sqrt gives 0 * inf = NaN for a coincident pair); the same values
+    pos = d2 > 0
+    return torch.where(pos, torch.where(pos, d2, torch.ones_like(d2)).sqrt(), d2)
 
 
 def kernel_from_distance(dist: torch.Tensor, k: Kernel, bandwidth: float) -> torch.Tensor:

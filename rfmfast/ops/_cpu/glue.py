@@ -65,7 +65,7 @@ def translation(Z: torch.Tensor, kernel: str, S) -> np.ndarray | None:
     (Kernel.translates)."""
     if not kernel_record(kernel).translates(S is not None):
         return None
-    return center_of(Z).numpy()
+    return center_of(Z.detach()).numpy()
 
 
 def map_pair(X, Z, M, kernel, same: bool):

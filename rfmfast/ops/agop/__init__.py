@@ -5,6 +5,9 @@ from __future__ import annotations
 from ... import _validate as validate
 from .. import _common
 
+#: the backend modules, imported on first use (rfmfast.backends.impl)
+__getattr__ = _common.backend_modules(__name__)
+
 _ACCUMULATE = (None, "float32", "float64")
 
 

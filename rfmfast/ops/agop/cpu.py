@@ -8,77 +8,18 @@ q x n x d. V is held for at most AGOP_VALUE_BYTES worth of outputs at a time."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ...kernels import EPS, RESOLVE, apply_M, kernel_record
+from ...kernels import apply_M, kernel_record
 from .._cpu.custom_op import cpu_op
-from .._cpu.glue import factor, fn, map_points, np_, opt, threads, translation
+from .._cpu.glue import factor, opt
+from .._cpu.grads import GradContext
 from .reduction import agop_from_gradients
 
 #: bytes of gradients held at once by the AGOP (one chunk of queries)
 AGOP_CHUNK_BYTES = 64 << 20
 #: bytes of the AGOP's packed value matrix (n (c d + c)); more outputs are taken in groups
 AGOP_VALUE_BYTES = 256 << 20
-
-
-class GradContext:
-    """Everything about the centers that the gradient kernels need, packed once, so that
-    queries can be processed chunk by chunk. Memory: O(n (d + c d)) for the packed centers and
-    value matrix."""
-
-    def __init__(self, X, alpha, kernel, bandwidth, M, fac=None):
-        """fac: (S, s_mode) from glue.factor(M, kernel, X.dtype) when the caller has it."""
-        self.k = kernel_record(kernel)
-        self.bandwidth, self.dtype = float(bandwidth), X.dtype
-        self.scale = self.k.grad_scale(self.bandwidth)
-        self.S, self.s_mode = fac if fac is not None else factor(M, kernel, X.dtype)
-        self.mu = translation(X, kernel, self.S)
-        self.Xt, self.xn = map_points(X, self.mu, self.S, self.s_mode)
-        self.Xp = fn("pack_points", X.dtype)(self.Xt, threads())
-        self.n, self.c = alpha.shape
-        self.alpha = np_(alpha)
-        if self.k.distance == "l1":
-            self.post = None if self.S is None else torch.from_numpy(self.S)
-        else:
-            # centered centers (the gradient is translation invariant): no cancellation of the
-            # data's offset in (A alpha) q - A (alpha x); the original rows for exact pairs
-            self.X = np_(X)
-            self.Vp = fn("pack_grad_values", X.dtype)(self.X - self.mu, self.alpha, threads())
-            self.post = M
-
-    def raw(self, Q: torch.Tensor) -> torch.Tensor:
-        """H (q, c, r) with grad f = H @ post (post = M, or S for l1_laplace; None = I)."""
-        Qt, qn = map_points(Q, self.mu, self.S, self.s_mode)
-        if self.k.distance == "l1":
-            H = np.empty((Q.shape[0], self.c, Qt.shape[1]), dtype=Qt.dtype)
-            fn("l1_grads", self.dtype)(
-                Qt, self.Xt, self.Xp, self.alpha, self.bandwidth, self.scale, H, threads()
-            )
-        else:
-            H = np.empty((Q.shape[0], self.c, Q.shape[1]), dtype=Qt.dtype)
-            Qo = np_(Q)
-            fn("kernel_grads", self.dtype)(
-                Qt,
-                qn,
-                Qo - self.mu,
-                self.Xp,
-                self.xn,
-                Qo,
-                self.X,
-                self.S,
-                self.s_mode,
-                self.alpha,
-                self.k.code,
-                self.bandwidth,
-                self.scale,
-                EPS,
-                RESOLVE,
-                self.Vp,
-                H,
-                threads(),
-            )
-        return torch.from_numpy(H)
 
 
 @cpu_op("kernel_grads_cpu")

@@ -5,6 +5,9 @@ from __future__ import annotations
 from ... import _validate as validate
 from .. import _common
 
+#: the backend modules, imported on first use (rfmfast.backends.impl)
+__getattr__ = _common.backend_modules(__name__)
+
 
 def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
     """K(X, Z) @ V, with K_ij = K_M(x_i, z_j).
@@ -13,6 +16,11 @@ def kernel_matmul(X, Z, V, *, kernel="laplace", bandwidth=10.0, M=None, backend=
     kernel, bandwidth, M, backend as in kernel_matrix.
     Memory: the output plus O(block * (block + d + t)) per thread; the (n, m) kernel matrix is
     never stored.
+    Differentiable (once) with respect to X, Z, V and M on every backend: dV = K(Z, X) dS, and
+    dX, dZ, dM fused products of the kernel_grads form, never n x m x d (rfmfast.ops._autograd,
+    which states the zero-distance convention: pairs nearer than 1e-10 carry no gradient).
+    Under torch.compile / torch.export the checks that read the data (NaN, M PSD, range) are
+    skipped and the backend choice is made at trace time (rfmfast._validate).
     """
     t, M, np_in, mod = _common.checked_inputs(
         "kernel_matmul", backend, kernel, bandwidth, M, {"X": X, "Z": Z, "V": V}

@@ -9,6 +9,9 @@ from ... import _validate as validate
 from ...backends import BACKENDS, choose
 from .. import _common
 
+#: the backend modules, imported on first use (rfmfast.backends.impl)
+__getattr__ = _common.backend_modules(__name__)
+
 TRIANGLES = ("full", "symmetric", "lower")
 
 
@@ -31,6 +34,11 @@ def kernel_matrix(
     matrix and copy it in (writes_in_place says which).
     float32 or float64; torch in, torch out; numpy in, numpy out.
     Memory: the (n, m) output plus O(block * (block + d)) per thread; never more.
+    Differentiable (once) with respect to X, Z and M on every backend (rfmfast.ops._autograd:
+    the backward is the exact blocked formula on the (n, m) gradient; pairs nearer than 1e-10
+    carry no gradient). With inputs that require grad, triangle="lower" gives the symmetric
+    matrix and out= receives a differentiable copy. Under torch.compile / torch.export the
+    checks that read the data are skipped (rfmfast._validate).
     """
     symmetric = Z is None
     if triangle is None:

@@ -1,10 +1,54 @@
 """Triton kernel_matrix: K(X, Z) as a dense (n, m) matrix (the tile kernel of
-rfmfast.ops._triton.matrix)."""
+rfmfast.ops._triton.matrix).
+
+Differentiable with respect to X, Z and M, once: the backward takes the (n, m) upstream
+gradient through the exact blocked PyTorch formula (rfmfast.ops._autograd.matrix_backward)."""
 
 from __future__ import annotations
 
+import torch
+from torch.autograd.function import once_differentiable
+
+from .. import _autograd
 from .._triton import common
 from .._triton.matrix import tile_matrix
+
+
+def _matrix(X, Z, kernel, bandwidth, M, symmetric, precision):
+    pts = common.prepare_points(X, Z, kernel, M, common.resolve_precision(precision, X.dtype))
+    return tile_matrix(pts, kernel=kernel, bandwidth=bandwidth, symmetric=symmetric)
+
+
+class _KernelMatrix(torch.autograd.Function):
+    @staticmethod
+    def forward(X, Z, kernel, bandwidth, M, symmetric, precision):
+        return _matrix(X, Z, kernel, bandwidth, M, symmetric, precision)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        X, Z, kernel, bandwidth, M, _, _ = inputs
+        ctx.save_for_backward(X, Z, M)
+        ctx.args = kernel, bandwidth
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, G):
+        X, Z, M = ctx.saved_tensors
+        kernel, bandwidth = ctx.args
+        need_x, need_z = ctx.needs_input_grad[:2]
+        need_m = ctx.needs_input_grad[4] and M is not None
+        dX, dZ, dM = _autograd.matrix_backward(
+            X,
+            Z,
+            G,
+            kernel=kernel,
+            bandwidth=bandwidth,
+            M=M,
+            need_x=need_x,
+            need_z=need_z,
+            need_m=need_m,
+        )
+        return dX, dZ, None, None, dM, None, None
 
 
 def kernel_matrix(X, Z, *, kernel, bandwidth, M, triangle="full", out=None, precision=None):
@@ -21,8 +65,10 @@ def kernel_matrix(X, Z, *, kernel, bandwidth, M, triangle="full", out=None, prec
     symmetric = triangle != "full"
     if symmetric:
         Z = X
-    pts = common.prepare_points(X, Z, kernel, M, common.resolve_precision(precision, X.dtype))
-    K = tile_matrix(pts, kernel=kernel, bandwidth=bandwidth, symmetric=symmetric)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (X, Z, M)):
+        K = _KernelMatrix.apply(X, Z, kernel, bandwidth, M, symmetric, precision)
+    else:
+        K = _matrix(X, Z, kernel, bandwidth, M, symmetric, precision)
     if out is None:
         return K
     return out.copy_(K)

@@ -9,6 +9,9 @@ from ... import _validate as validate
 from ...backends import choose
 from .. import _common
 
+#: the backend modules, imported on first use (rfmfast.backends.impl)
+__getattr__ = _common.backend_modules(__name__)
+
 
 def nystroem_matmul(X, C, V, W=None, *, kernel="laplace", bandwidth=10.0, M=None, backend="auto"):
     """K(C, X) @ (K(X, C) @ V + W), with K(X, C)_ij = K_M(x_i, c_j).
