@@ -63,7 +63,7 @@ fi
 # results, not speed. Compilation dominates on a fresh machine: spread the op tests over workers
 # where pytest-xdist is.
 TRITON_TESTS=(tests/test_triton_backend.py tests/test_kernel_matrix.py tests/test_kernel_matmul.py
-              tests/test_agop.py)
+              tests/test_agop.py tests/test_dual_kernel.py tests/test_autograd.py)
 if [ $DRY = 0 ]; then
   log "tests: pytest -m gpu (outside tests/test_triton_backend.py)"
   RFMFAST_TRITON_AUTOTUNE=0 timeout 150 $PY -m pytest -q -p no:cacheprovider -rs -m gpu tests \
