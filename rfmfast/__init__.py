@@ -12,7 +12,8 @@ Ops (torch tensors in and out; numpy in gives numpy out)
     singular_kernel(X, Z=None, alpha, *, coincident)                     -> (n, m)
 Solves and estimators
     kernel_solve, KernelRidge, RFMRegressor, RFMClassifier, LinRFMCompleter, LinRFMRegressor,
-    KernelClassifier (deep NNGP / NTK and singular kernels), ConvRFMClassifier (images), the
+    RFMFeatures (X -> X M^(1/2), a scikit-learn transformer), KernelClassifier (deep NNGP / NTK
+    and singular kernels), ConvRFMClassifier (images), the
     transfer-learning estimators
     ProjectedKernelRegressor / ...Classifier, TranslatedKernelRegressor / ...Classifier,
     learning_curve
@@ -49,6 +50,7 @@ _LAZY = {
     "LinRFMRegressor": "rfmfast.models.linrfm",
     "KernelClassifier": "rfmfast.models.kernel_classifier",
     "ConvRFMClassifier": "rfmfast.models.convrfm",
+    "RFMFeatures": "rfmfast.models.rfm_features",
     "ProjectedKernelRegressor": "rfmfast.models.transfer",
     "ProjectedKernelClassifier": "rfmfast.models.transfer",
     "TranslatedKernelRegressor": "rfmfast.models.transfer",

@@ -25,6 +25,7 @@ _COMMANDS = (
     "rfmfast.recipes.deep_kernels",  # rfmfast deep-kernels: deep NNGP kernels as classifiers
     "rfmfast.recipes.inverse",  # rfmfast inverse: iterative matrix inversion, measured orders
     "rfmfast.recipes.transfer",  # rfmfast transfer: kernel transfer learning on digits
+    "rfmfast.recipes.icl",  # rfmfast icl: context- vs task-scaling of in-context learning
     "rfmfast.info",  # rfmfast info: backends and machine
     "rfmfast.bench",  # rfmfast bench: the benchmarks, side by side with the peers
 )
@@ -99,7 +100,12 @@ def positive_int_arg(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
     parser = _Parser(prog="rfmfast", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--version", action="version", version=f"rfmfast {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:

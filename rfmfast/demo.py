@@ -78,7 +78,9 @@ def run(n_ops: int = 8000, n_rfm: int = 4000, iters: int = 5) -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "demo", help="the fused ops vs plain PyTorch, then an RFM fit (built-in data)"
+        "demo",
+        help="the fused ops vs plain PyTorch, then an RFM fit (built-in data)",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--n", type=int, default=8000, help="points for the op timings")
     p.add_argument("--n-rfm", type=int, default=4000, help="training points for the RFM fit")

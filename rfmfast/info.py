@@ -54,7 +54,9 @@ def report() -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="print version, backends and machine")
+    p = sub.add_parser(
+        "info", help="print version, backends and machine", description=__doc__.split("\n\n")[0]
+    )
     p.set_defaults(func=lambda args: print(report()))
 
 

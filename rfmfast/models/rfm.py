@@ -446,6 +446,20 @@ class _RFMBase(BaseEstimator):
         t = t.to(dtype)
         return t.to(dev) if is_torch else t.cpu().numpy()
 
+    # ---- learned features -------------------------------------------------------------------
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        """(d,) float64: the diagonal of M_ (M_ itself when diag=True) over its sum, summing to
+        1 (uniform if that diagonal is zero): how much the learned metric stretches each input
+        feature. A property computed from M_, so a loaded model has it too; before fit it raises
+        NotFittedError. The features themselves, X M^(1/2): rfmfast.models.rfm_features.
+        RFMFeatures."""
+        check_is_fitted(self, "M_")
+        M = np.asarray(self.M_, dtype=np.float64)
+        m = np.abs(M if M.ndim == 1 else np.diagonal(M))
+        total = float(m.sum())
+        return m / total if total > 0 and np.isfinite(total) else np.full(m.shape, 1 / m.size)
+
     # ---- save / load ------------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the fitted model to ``path``: tensors and plain values in a checksummed file

@@ -8,7 +8,8 @@
     linearized(model), quadratic(model)                               -> TaylorModel
     catapults(losses, factor=2)                                       -> [Spike]
 Matrix comparisons (correlation, alignment, psd_power) are in rfmfast.metrics; the papers'
-experiments, reproduced, in rfmfast.nn.experiments.
+experiments, reproduced, in rfmfast.nn.experiments; the in-context-learning feature map and
+models (a batched kernel smoother over prompts) in rfmfast.nn.icl.
 """
 
 from .agop import agop

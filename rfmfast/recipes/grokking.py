@@ -154,7 +154,11 @@ def _main(args) -> int:
 def register(sub) -> None:
     from ..cli import fraction_arg
 
-    p = sub.add_parser("grokking", help="RFM on modular arithmetic: test accuracy jumps to 1")
+    p = sub.add_parser(
+        "grokking",
+        help="RFM on modular arithmetic: test accuracy jumps to 1",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--op", default="x+y", choices=sorted(OPS), help="the operation (default x+y)")
     p.add_argument("--p", type=int, default=61, help="the modulus (default 61)")
     p.add_argument("--iters", type=int, default=30, help="RFM iterations (default 30)")

@@ -185,7 +185,9 @@ def register(sub) -> None:
     from ..cli import positive_int_arg
 
     p = sub.add_parser(
-        "inverse", help="matrix inversion: Newton-Schulz (order 2) vs randomized Kaczmarz (1)"
+        "inverse",
+        help="matrix inversion: Newton-Schulz (order 2) vs randomized Kaczmarz (1)",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument("--d", type=positive_int_arg, default=100, help="matrix size (default 100)")
     p.add_argument(

@@ -246,7 +246,9 @@ def register(sub) -> None:
     from ..cli import positive_int_arg
 
     p = sub.add_parser(
-        "transfer", help="kernel transfer learning on digits: projection and translation"
+        "transfer",
+        help="kernel transfer learning on digits: projection and translation",
+        description=__doc__.split("\n\n")[0],
     )
     p.add_argument(
         "--sizes",
