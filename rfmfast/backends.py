@@ -142,6 +142,12 @@ def _check(name: str) -> tuple[bool, str]:
     raise ValueError(name)
 
 
+# Whether the C++ extension loads is decided here, at import (one load of rfmfast._C, cheap):
+# a first call compiled with torch.compile must not meet the ImportError of a missing extension
+# while tracing (dynamo cannot trace the except path; fullgraph would fail).
+_availability("cpu")
+
+
 @functools.cache
 def _probe(name: str) -> tuple[bool, str]:
     """(available, reason) for a backend, independent of the tensors' device: _availability

@@ -100,7 +100,7 @@ def test_export_with_a_dynamic_batch():
             assert torch.allclose(ep.module()(Xn), model(Xn), rtol=1e-13, atol=0)
 
 
-def test_fresh_process_first_call_compiled():
+def test_fresh_process_first_call_compiled(tmp_path):
     """The first call of a fresh process compiled with fullgraph=True: the backend modules are
     imported while tracing (rfmfast.backends.impl), the backend probe traced; the same values
     and gradients as eager."""
@@ -121,7 +121,11 @@ def test_fresh_process_first_call_compiled():
         assert torch.allclose(g1, g2, rtol=1e-10, atol=1e-13), (g1, g2)
         print("ok")
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    # from an empty folder: the installed package (a source tree without the built extension
+    # would test the reference backend instead; both must compile)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-4000:]
 
 
