@@ -45,9 +45,13 @@ def _pair(A, B):
     return a, b
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor, what: str) -> float:
+def _cosine(a: torch.Tensor, b: torch.Tensor, what: str, scale_a=None, scale_b=None) -> float:
+    """The cosine of a and b; scale_*: the norms before centering, against which a norm left
+    by rounding alone (a constant matrix whose mean does not round exactly) counts as 0."""
     na, nb = torch.linalg.norm(a), torch.linalg.norm(b)
-    if na == 0 or nb == 0:
+    tiny_a = 0 if scale_a is None else 1e-14 * float(scale_a)
+    tiny_b = 0 if scale_b is None else 1e-14 * float(scale_b)
+    if na <= tiny_a or nb <= tiny_b:
         raise ValueError(
             f"{what} is undefined: one matrix is {'constant' if 'Pearson' in what else 'zero'}"
         )
@@ -66,7 +70,13 @@ def matrix_correlation(A, B, *, centered: bool = True) -> float:
     """
     a, b = _pair(A, B)
     if centered:
-        return _cosine(a - a.mean(), b - b.mean(), "the Pearson correlation")
+        return _cosine(
+            a - a.mean(),
+            b - b.mean(),
+            "the Pearson correlation",
+            torch.linalg.norm(a),
+            torch.linalg.norm(b),
+        )
     return _cosine(a, b, "the cosine")
 
 

@@ -204,3 +204,31 @@ def test_custom_activation_and_errors():
         dual_kernel(X, depth=1, kind="ntk", activation=A.Activation.custom(torch.cos))
     out = rfmfast.dual_kernel(X.numpy(), depth=2, activation="erf")
     assert isinstance(out, np.ndarray) and out.shape == (5, 5)
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "triton", with_reference=True))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("act", ["sine_1.5", "sine_3", "sine_7", "erf", "relu", "3d_opt"])
+def test_diagonal_stays_exactly_one_at_depth(backend, dtype, act):
+    """psi(1) must be exactly 1 in the dtype: 1 is a repelling fixed point for these
+    activations, so a psi(1) one ulp below 1 makes the NNGP's diagonal decay to 0 with depth
+    (a normalizer multiplied as a rounded reciprocal did exactly that)."""
+    (X,) = on(backend, sphere(20, 3, 11, dtype))
+    K = dual_kernel(X, depth=60, activation=act, backend=backend).cpu()
+    assert torch.equal(torch.diagonal(K), torch.ones(20, dtype=dtype))
+
+
+@pytest.mark.parametrize("backend", backends("cpu", "triton"))
+def test_deep_sine_off_diagonal_is_accurate(backend):
+    """Deep sine kernels go to 0 off the diagonal, where sinh(a s) of small a s must not lose
+    digits to cancellation: every entry against the reference, relatively."""
+    X, Z = sphere(17, 4, 12), sphere(13, 4, 13)
+    ref = dual_kernel(X, Z, depth=40, activation="sine_2.676", backend="reference")
+    got = dual_kernel(*on(backend, X, Z), depth=40, activation="sine_2.676", backend=backend)
+    rel = ((got.cpu() - ref).abs() / ref.abs().clamp_min(1e-300)).max()
+    assert float(rel) < 1e-10
+
+
+def test_large_sine_parameter_is_refused():
+    with pytest.raises(ValueError, match="unknown activation"):
+        A.activation("sine_800")

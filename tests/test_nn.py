@@ -462,3 +462,33 @@ def test_cli_nn_nfa(capsys, tmp_path):
     assert main(["nn", "quadratic", "--out", str(target)]) == 2  # refused before any work
     assert "--force" in capsys.readouterr().err
     assert main(["nn", "nope"]) == 2
+
+
+def test_agop_of_a_layer_after_an_embedding_takes_token_ids():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(11, 4), nn.Flatten(), nn.Linear(12, 2)).double()
+    ids = torch.randint(0, 11, (9, 3))
+    H = net[1](net[0](ids)).detach()
+    truth = agop_of(jac_rows(lambda h: net[2](h[None]), H), 9)
+    assert rel(rnn.agop(net, ids, layer="2"), truth) < 1e-12
+    assert rel(rnn.agop(net, ids.numpy(), layer="2"), truth) < 1e-12
+
+
+def test_agop_refuses_a_sequence_first_layer_input():
+    class SeqFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 1).double()
+
+        def forward(self, x):  # (N, T, d) -> the layer sees (T, N, d)
+            return self.lin(x.transpose(0, 1)).sum(0)
+
+    with pytest.raises(ValueError, match="batch-first"):
+        rnn.agop(SeqFirst(), torch.randn(5, 3, 4, dtype=F64), layer="lin")
+
+
+def test_metrics_constant_up_to_rounding_and_spikes_edge_cases():
+    with pytest.raises(ValueError, match="constant"):
+        metrics.matrix_correlation(np.full((3, 3), 0.1), np.eye(3))
+    with pytest.raises(ValueError, match="first loss"):
+        rnn.catapults([float("inf"), 1.0])

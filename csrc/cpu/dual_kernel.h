@@ -25,9 +25,12 @@ inline T clip1(T s) {
   return s > T(1) ? T(1) : (s < T(-1) ? T(-1) : s);
 }
 
-// psi and psi' of the non-polynomial activations (codes in kernels.h)
+// psi and psi' of the non-polynomial activations (codes in kernels.h). den is psi's normalizer
+// computed in T by the same function as the numerator (sinh(a), asin(2/3)), and psi divides by
+// it: psi(1) is then exactly 1. (A multiplication by 1 / den, rounded separately, can leave
+// psi(1) one ulp below 1, and 1 is a repelling fixed point: the diagonal would decay to 0.)
 template <class T>
-inline void psi_dpsi(int act, T a, T inv, T s, T& ps, T& dps) {
+inline void psi_dpsi(int act, T a, T den, T s, T& ps, T& dps) {
   const T pi = T(3.14159265358979323846);
   switch (act) {
     case DUAL_RELU: {  // arc-cosine: (s (pi - acos s) + sqrt(1 - s^2)) / pi
@@ -36,14 +39,14 @@ inline void psi_dpsi(int act, T a, T inv, T s, T& ps, T& dps) {
       dps = t / pi;
       break;
     }
-    case DUAL_ERF: {  // asin(2 s / 3) / asin(2 / 3)
-      ps = std::asin(T(2) * s / T(3)) * inv;
-      dps = (T(2) / T(3)) * inv / std::sqrt(T(1) - T(4) * s * s / T(9));
+    case DUAL_ERF: {  // asin(2 s / 3) / asin(2 / 3); den = asin(2 / 3) in T
+      ps = std::asin(T(2) * s / T(3)) / den;
+      dps = (T(2) / T(3)) / (den * std::sqrt(T(1) - T(4) * s * s / T(9)));
       break;
     }
-    default: {  // DUAL_SINE: sinh(a s) / sinh(a)
-      ps = std::sinh(a * s) * inv;
-      dps = a * std::cosh(a * s) * inv;
+    default: {  // DUAL_SINE: sinh(a s) / sinh(a); den = sinh(a) in T
+      ps = std::sinh(a * s) / den;
+      dps = a * std::cosh(a * s) / den;
       break;
     }
   }
@@ -60,7 +63,8 @@ void dual_recursion(const DualParams<T>& p) {
   const int nt = threads_for(p.nthreads, work);
   const T* c = p.coeffs;
   const int deg = p.degree;
-  const T a = T(p.param), inv = T(p.inv_norm);
+  const T a = T(p.param);
+  const T den = p.act == DUAL_ERF ? std::asin(T(2) / T(3)) : std::sinh(a);
   parallel_for(nblocks, nt, chunk_for(nblocks, nt), [&](int64_t b) {
     T* x = p.out + b * BLOCK;
     const int64_t len = std::min<int64_t>(BLOCK, p.count - b * BLOCK);
@@ -96,7 +100,7 @@ void dual_recursion(const DualParams<T>& p) {
       for (int l = 0; l < p.depth; ++l)
         for (int64_t e = 0; e < len; ++e) {
           T ps, dps;
-          psi_dpsi(p.act, a, inv, s[e], ps, dps);
+          psi_dpsi(p.act, a, den, s[e], ps, dps);
           if (p.ntk) k[e] = ps + k[e] * dps;
           s[e] = clip1(ps);
         }

@@ -131,8 +131,8 @@ enum DualAct : int { DUAL_POLY = 0, DUAL_RELU = 1, DUAL_ERF = 2, DUAL_SINE = 3 }
 constexpr int DUAL_MAX_DEGREE = 64;
 
 // The depth recursion of psi on rho = x.z, in place on out (count entries): NNGP (ntk = 0) or
-// NTK (ntk = 1). coeffs[0..degree] for DUAL_POLY; param a and inv_norm 1 / sinh(a) for
-// DUAL_SINE, inv_norm 1 / asin(2/3) for DUAL_ERF.
+// NTK (ntk = 1). coeffs[0..degree] for DUAL_POLY; param a for DUAL_SINE. inv_norm is not
+// used (the normalizers are computed in T, dual_kernel.h); it stays for the binding's layout.
 template <class T>
 struct DualParams {
   T* out;

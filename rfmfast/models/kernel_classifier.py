@@ -164,8 +164,9 @@ class KernelClassifier(_Base):
             K = self._kernel(X, X, False)
         if not np.isfinite(K).all():
             raise ValueError(
-                "the training kernel matrix has non-finite entries (coincident points under a "
-                "singular kernel?): use solve=False"
+                "the training kernel matrix has non-finite entries (a singular kernel is "
+                "infinite on its diagonal and at coincident points): use solve=False, the "
+                "weighted vote"
             )
         K = K + float(self.reg) * np.eye(len(K))
         try:

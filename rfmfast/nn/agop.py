@@ -22,13 +22,16 @@ def _model_place(model: nn.Module):
     return torch.device("cpu"), torch.get_default_dtype()
 
 
-def _check_X(X, device, dtype):
+def _check_X(X, device, dtype, keep_integers=False):
+    """X as a tensor on the model's device: floats cast to the model's float dtype; integers
+    (token ids for an embedding) kept as int64 when keep_integers, else cast too."""
     is_np = not isinstance(X, torch.Tensor)
     if is_np:
         a = np.asarray(X)
         if a.dtype == object or a.dtype.kind not in "biuf":
             raise ValueError(f"X must be a real numeric array, got dtype {a.dtype}")
-        X = torch.from_numpy(np.array(a, dtype=np.float64))
+        integer = a.dtype.kind in "biu"
+        X = torch.from_numpy(np.array(a, dtype=np.int64 if integer else np.float64))
     elif X.is_complex() or not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"X must be a real tensor, got dtype {X.dtype}")
     if X.ndim < 1 or X.shape[0] == 0:
@@ -37,6 +40,8 @@ def _check_X(X, device, dtype):
         raise ValueError(f"X is on {X.device} but the model is on {device}; move one of them")
     if not bool(torch.isfinite(X).all()):
         raise ValueError("X contains NaN or inf")
+    if keep_integers and not X.is_floating_point():
+        return X.to(device, torch.int64), is_np
     return X.to(device, dtype), is_np
 
 
@@ -77,6 +82,12 @@ def _per_sample_backward(tap, model, Xc, idx):
                 "needs a layer that runs exactly once per call"
             )
         h = leaves[0]
+        if h.shape[0] != Xc.shape[0]:
+            raise ValueError(
+                f"{tap.describe()} has shape {tuple(h.shape)}: its first dimension is not the "
+                f"batch ({Xc.shape[0]} samples); the AGOP needs batch-first layer inputs "
+                "(e.g. batch_first=True)"
+            )
         out = out.reshape(Xc.shape[0], -1)
         cols = [out[:, j].sum() for j in idx.tolist()]
         grads = []
@@ -210,7 +221,7 @@ def agop(
         )
     tap = Tap(model, layer, wrt)
     device, dtype = _model_place(model)
-    X, is_np = _check_X(X, device, dtype)
+    X, is_np = _check_X(X, device, dtype, keep_integers=tap.module is not None)
     s = X.shape[0]
     with torch.no_grad():
         c = model(X[:1]).reshape(1, -1).shape[1]

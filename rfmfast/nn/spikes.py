@@ -35,7 +35,7 @@ def catapults(losses, factor: float = 2.0) -> list[Spike]:
         raise ValueError(f"losses must be a non-empty 1-D sequence, got shape {a.shape}")
     if not np.isfinite(factor) or factor <= 1:
         raise ValueError(f"factor must be a finite number > 1, got {factor}")
-    if np.isnan(a[0]) or a[0] < 0:
+    if not np.isfinite(a[0]) or a[0] < 0:
         raise ValueError(f"the first loss must be a finite number >= 0, got {a[0]}")
     a = np.where(np.isnan(a), np.inf, a)
     spikes = []

@@ -79,7 +79,7 @@ def ntk_eigs(
     if method == "exact":
         J = _jacobian(f, params, X, int(chunk))
         w, V = torch.linalg.eigh(J @ J.T)
-        w, V = w.flip(0)[:k].numpy(), V.flip(1)[:, :k].numpy()
+        w, V = w.flip(0)[:k].cpu().numpy(), V.flip(1)[:, :k].cpu().numpy()
         return (w, V) if return_vectors else w
     if k >= N - 1:
         raise ValueError(f"method='lanczos' needs k < n c - 1 = {N - 1}; use method='exact'")

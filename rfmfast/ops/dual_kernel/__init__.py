@@ -58,8 +58,8 @@ def dual_kernel(
     and runs the depth recursion fused (one pass over the output, the steps in registers); the
     triton backend fuses GEMM and recursion per tile for polynomial and sine activations.
     float32 or float64; torch in, torch out; numpy in, numpy out.
-    Memory: the (n, m) output (the reference: two more float64 (n, m) arrays). Time: one GEMM
-    plus n m L activation steps.
+    Memory: the (n, m) output (the reference: two to four more float64 (n, m) arrays, see its
+    module). Time: one GEMM plus n m L activation steps.
     """
     act = activation_record(activation)
     if kind not in KINDS:

@@ -124,7 +124,7 @@ def activation(spec) -> Activation:
     try:
         if head == "sine":
             a = float(tail) if tail else 1.0
-            if not (a > 0 and math.isfinite(a)):
+            if not (0 < a <= 700):  # sinh(a) overflows float64 past about 710
                 raise ValueError
             return Activation(name, SINE, param=a)
         if head == "hermite":
@@ -135,7 +135,7 @@ def activation(spec) -> Activation:
     except ValueError:
         pass
     raise ValueError(
-        f"unknown activation {spec!r}: use relu, erf, sine_<a > 0>, "
+        f"unknown activation {spec!r}: use relu, erf, sine_<a in (0, 700]>, "
         f"hermite_<k in 1..{MAX_DEGREE}>, {', '.join(_POLYNOMIALS)}, "
         "or Activation.custom(psi, dpsi)"
     )

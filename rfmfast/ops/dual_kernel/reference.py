@@ -1,5 +1,6 @@
 """dual_kernel in plain PyTorch, float64: the truth, the log-domain path and custom activations.
-Memory: the (n, m) result and one or two (n, m) float64 work arrays (two for the NTK)."""
+Memory: the (n, m) result and float64 (n, m) work arrays: about two for the NNGP, four for the
+NTK (Sigma, psi(Sigma), K and psi'(Sigma)), one more for float32 input."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def exact_near_pairs(R: torch.Tensor, X: torch.Tensor, Z: torch.Tensor) -> torch
     into 0; from the distance a coincident pair is exactly 1. Memory: row blocks of at most
     about 4M difference entries. Returns R clipped to [-1, 1]."""
     thr = 1.0 - NEAR
-    if float(R.abs().max()) > thr:
+    lo, hi = torch.aminmax(R)  # no (n, m) temporary
+    if max(-float(lo), float(hi)) > thr:
         d = X.shape[1]
         block = max(1, (1 << 22) // max(1, Z.shape[0] * d))
         for r0 in range(0, R.shape[0], block):

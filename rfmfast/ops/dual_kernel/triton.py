@@ -18,6 +18,18 @@ FUSED = (POLY, SINE)
 
 
 @triton.jit
+def _sinh(x):
+    """sinh(x) to the dtype's precision: a Taylor series to x^15 where |x| < 1/2 (where
+    (e^x - e^-x) / 2 cancels), the exponentials elsewhere."""
+    x2 = x * x
+    t = 1.0 + x2 / 210.0 * (1.0 + x2 / 272.0)
+    t = 1.0 + x2 / 110.0 * (1.0 + x2 / 156.0 * t)
+    t = 1.0 + x2 / 20.0 * (1.0 + x2 / 42.0 * (1.0 + x2 / 72.0 * t))
+    series = x * (1.0 + x2 / 6.0 * t)
+    return tl.where(tl.abs(x) < 0.5, series, 0.5 * (tl.exp(x) - tl.exp(-x)))
+
+
+@triton.jit
 def _dual_tile(
     X,
     Z,
@@ -27,8 +39,7 @@ def _dual_tile(
     m,
     d,
     depth,
-    a,
-    inv,
+    A,
     sxn,
     szn,
     son,
@@ -43,8 +54,8 @@ def _dual_tile(
 ):
     pm = tl.program_id(0)
     pn = tl.program_id(1)
-    rm = pm * BM + tl.arange(0, BM)
-    rn = pn * BN + tl.arange(0, BN)
+    rm = (pm * BM + tl.arange(0, BM)).to(tl.int64)  # int64: n m may pass 2^31
+    rn = (pn * BN + tl.arange(0, BN)).to(tl.int64)
     acc = tl.zeros((BM, BN), dtype=tl.float64 if F64 else tl.float32)
     for k0 in range(0, d, BD):
         rk = k0 + tl.arange(0, BD)
@@ -85,11 +96,13 @@ def _dual_tile(
                     dps = dps * s + j * tl.load(C + j)
                 kk = ps + kk * dps
         else:
-            e1 = tl.exp(a * s)
-            e2 = tl.exp(-a * s)
-            ps = 0.5 * (e1 - e2) * inv
+            # a in X's dtype (a 1-element tensor), sinh(a) by the same function as the
+            # numerator: psi(1) = sinh(a) / sinh(a) = 1 exactly (1 is a repelling fixed point)
+            a = tl.load(A)
+            den = _sinh(a)
+            ps = _sinh(a * s) / den
             if NTK:
-                kk = ps + kk * (0.5 * a * (e1 + e2) * inv)
+                kk = ps + kk * (0.5 * a * (tl.exp(a * s) + tl.exp(-a * s)) / den)
         s = tl.minimum(tl.maximum(ps, -1.0), 1.0)
     res = kk if NTK else s
     tl.store(OUT + rm[:, None] * son + rn[None, :], res, mask=(rm[:, None] < n) & (rn[None, :] < m))
@@ -115,8 +128,7 @@ def dual_kernel(X, Z, *, depth, act, kind, log_domain=False):
         m,
         d,
         int(depth),
-        float(act.param),
-        float(act.inv_norm),
+        torch.tensor([act.param], dtype=X.dtype, device=X.device),
         X.stride(0),
         Z.stride(0),
         out.stride(0),
