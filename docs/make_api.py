@@ -150,4 +150,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # run as a script: document this source tree, not whatever rfmfast is installed
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())
