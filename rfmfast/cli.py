@@ -60,6 +60,20 @@ def check_out(path: str, force: bool) -> None:
         raise UsageError(f"--out {path!r}: cannot write in {parent!r} ({e.strerror})") from None
 
 
+def check_plot_out(path: str, force: bool) -> None:
+    """check_out for a recipe's PNG, and refuse it before any work when matplotlib is missing
+    (an empty path: no plot, nothing checked)."""
+    if not path:
+        return
+    check_out(path, force)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
+        ) from None
+
+
 def device_arg(text: str) -> str:
     """argparse type of --device: cpu, cuda or cuda:N, and CUDA only where torch sees it."""
     import torch

@@ -91,14 +91,9 @@ def plot(res, Xte, path) -> None:
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import check_plot_out
 
-    if args.out:
-        check_out(args.out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--out needs matplotlib; pass --out '' for the table alone") from None
+    check_plot_out(args.out, args.force)
     res = run(args.n_train, args.n_test, args.depth, args.log_depth, args.seed, args.backend)
     names = list(res)
     print(

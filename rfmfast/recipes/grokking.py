@@ -120,16 +120,9 @@ def plot(model, op: str, p: int, path: str) -> None:
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import check_plot_out
 
-    if args.out:
-        check_out(args.out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
-            ) from None
+    check_plot_out(args.out, args.force)
     model, *_ = run(
         args.op,
         args.p,

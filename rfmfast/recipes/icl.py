@@ -118,19 +118,11 @@ def plot(ctx, tsk, args, path: str) -> None:
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import UsageError, check_plot_out
 
     if not 0 < args.lr < float("inf"):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
-    if args.out:
-        check_out(args.out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--out needs matplotlib (pip install matplotlib); "
-                "pass --out '' for the tables alone"
-            ) from None
+    check_plot_out(args.out, args.force)
     settings = {
         "steps": args.steps,
         "width": args.width,

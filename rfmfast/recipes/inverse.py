@@ -156,18 +156,11 @@ def plot(results: dict, title: str, path: str) -> None:
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import UsageError, check_plot_out
 
     if not 0 < args.eig_min <= args.eig_max:
         raise UsageError(f"need 0 < --eig-min <= --eig-max, got {args.eig_min}, {args.eig_max}")
-    if args.out:
-        check_out(args.out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
-            ) from None
+    check_plot_out(args.out, args.force)
     symmetric = not args.nonsymmetric
     _, results = run(args.d, args.seed, args.epochs, args.eig_min, args.eig_max, symmetric)
     kind = "Q diag(lambda) Q^T" if symmetric else "Q diag(s) V^T"

@@ -135,17 +135,10 @@ def plot(kind, result, path):
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import check_plot_out
 
     out = args.out if args.out is not None else f"nn_{args.experiment}.png"
-    if out:
-        check_out(out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
-            ) from None
+    check_plot_out(out, args.force)
     t0 = time.perf_counter()
     result = {"nfa": run_nfa, "catapults": run_catapults, "quadratic": run_quadratic}[
         args.experiment

@@ -220,16 +220,9 @@ def _sizes_arg(text: str):
 
 
 def _main(args) -> int:
-    from ..cli import UsageError, check_out
+    from ..cli import check_plot_out
 
-    if args.out:
-        check_out(args.out, args.force)
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--out needs matplotlib (pip install matplotlib); pass --out '' for the table alone"
-            ) from None
+    check_plot_out(args.out, args.force)
     results = run(args.sizes, tuple(range(args.seeds)), args.seed, args.law, args.backend)
     print(
         f"digits: source = KernelRidge on {N_SOURCE} clean digits; target test set {N_TEST}; "
