@@ -66,3 +66,25 @@ def test_split_ratings():
     assert not np.array_equal(a, split_ratings(1000, 0.2, seed=4))
     with pytest.raises(ValueError, match="test_fraction"):
         split_ratings(10, 1.0)
+
+
+def test_synthetic_ratings_shape_skew_and_scale():
+    from rfmfast.datasets import synthetic_ratings
+
+    R = synthetic_ratings(200, 1000, 20_000, min_per_user=20, seed=1)
+    assert R.shape == (200, 1000) and len(R.values) == 20_000
+    counts = np.bincount(R.rows, minlength=200)
+    assert counts.min() >= 20 and counts.max() <= 300  # the cap: max_share 0.3 of the items
+    assert counts.max() > 4 * np.median(counts)  # a power law: a few very active users
+    key = R.rows * 1000 + R.cols
+    assert len(np.unique(key)) == len(key) and np.all(np.diff(key) > 0)  # sorted, no duplicates
+    assert set(np.unique(R.values)) <= set(np.arange(1, 11) / 2)  # half stars 0.5..5
+    assert 3.0 < R.values.mean() < 4.0
+    again = synthetic_ratings(200, 1000, 20_000, min_per_user=20, seed=1)
+    np.testing.assert_array_equal(again.values, R.values)
+    with pytest.raises(ValueError, match="must lie in"):
+        synthetic_ratings(10, 10, 101)
+    with pytest.raises(ValueError, match="raise max_share"):
+        synthetic_ratings(10, 100, 900)
+    with pytest.raises(ValueError, match="scale must be"):
+        synthetic_ratings(10, 100, 50, scale=(5, 1, 0.5))
