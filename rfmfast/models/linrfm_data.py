@@ -110,7 +110,10 @@ def observed_entries(Y, mask=None, shape=None):
         if a.ndim != 1:
             raise ValueError(f"{n} must be 1-D, got shape {a.shape}")
         if a.dtype.kind not in "iu":
-            raise TypeError(f"{n} must be integers, got dtype {a.dtype}")
+            raise TypeError(
+                f"{n} must be integers, got dtype {a.dtype} (for ids of any kind, pass a "
+                "DataFrame or fit(..., ids=True))"
+            )
         if a.dtype.kind == "u" and len(a) and a.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{n} holds index {a.max()}, beyond any matrix shape")
     if vals.ndim != 1 or not (len(rows) == len(cols) == len(vals)):
