@@ -7,7 +7,7 @@ Completion of Y (n, d) from its observed entries (docs/math.md, "lin-RFM for mat
     repeat (one *sweep*):
         a_i = (P[O_i, O_i] + lam I)^{-1} y_{i, O_i}      every row i, batched by observed count
         x_i = a_i^T P[O_i, :],  x_i[O_i] = y_{i, O_i}    all rows: one sparse-dense product C P
-        G   = X^T X / n                                  one GEMM (in row chunks if X is large)
+        G   = X^T X / n                                  GEMMs (row chunks; the upper panels only)
         P   = G ** (2 alpha)                             alpha = 1/2: P = G, no matrix power at all
 
 The row step is a minimum-norm interpolation with weight P^{-1}; with P = (X^T X)^(2 alpha) it is
@@ -76,7 +76,7 @@ from .linrfm_data import DEVICES, DTYPES, Number, holdout_split, observed_entrie
 from .linrfm_ids import is_table, read_table, table_columns, wants_ids
 from .linrfm_plan import describe, plan
 from .linrfm_regressor import LinRFMRegressor  # noqa: F401  (public name of this module)
-from .linrfm_rows import RowSystems
+from .linrfm_rows import RowSystems, gram_mirror_, gram_update_
 from .matrix_power import psd_power
 
 _BIASES = ("auto", "none", "global", "rowcol")
@@ -89,6 +89,33 @@ def _pow2_scale(x: np.ndarray) -> float:
     """A power of two s with max |x| / s in [0.5, 1) (1.0 for an all-zero or empty x)."""
     m = float(np.abs(x).max()) if len(x) else 0.0
     return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
+
+
+class SweepProgress:
+    """Progress within one sweep, printed when ``enabled`` and the sweep has run 2 s: on a
+    terminal one line rewritten every 0.5 s, otherwise (a log) a line every 30 s."""
+
+    def __init__(self, sweep: int, enabled: bool):
+        import sys
+
+        self.sweep, self.enabled, self.out = sweep, enabled, sys.stdout
+        self.tty = enabled and hasattr(self.out, "isatty") and self.out.isatty()
+        self.t0 = self.last = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, phase: str, fraction: float) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.t0 < 2.0 or now - self.last < (0.5 if self.tty else 30.0):
+            return
+        self.last, self.shown = now, True
+        line = f"  sweep {self.sweep}: {phase} {fraction:4.0%} ({now - self.t0:.0f} s)"
+        print(f"\r{line:<64}" if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            print("\r" + " " * 64 + "\r", end="", flush=True)
 
 
 def linrfm_device(device, backend: str):
@@ -154,6 +181,10 @@ class LinRFMCompleter(BaseEstimator):
         stated cost model (module docstring) among those that fit in memory.
     power_method : "newton_schulz" | "eigh", default "newton_schulz"
         How G^(2 alpha) is computed when alpha is not 1/2 (GEMM-only, or the eigendecomposition).
+    mixed_precision : bool, default True
+        With dtype float64, run in float32 the sweeps whose ridge keeps the row systems well
+        conditioned ((1 + d / reg) * 2^-23 <= 1e-3: on ratings, all of them), where float32's
+        rounding is far below what steers the path; the last row step is always in ``dtype``.
     device : None | "auto" | "cpu" | "cuda" | torch.device, default None (CUDA if available)
     dtype : "float64" | "float32" (or the torch dtypes), default "float64"
     backend : "auto" | "reference" (lin-RFM is pure PyTorch; see ``linrfm_device``).
@@ -174,8 +205,8 @@ class LinRFMCompleter(BaseEstimator):
     Attributes
     ----------
     completed_ : (n, d) completed matrix (numpy, or torch when fitted from a tensor) or None
-    history_ : list of dict per sweep: sweep, reg (relative), holdout_rmse (in the units of the
-        values) or change, seconds. Empty when the residual after the bias model is exactly zero
+    history_ : list of dict per sweep: sweep, reg (relative), dtype (of the sweep's arithmetic),
+        holdout_rmse (in the units of the values) or change, seconds. Empty when the residual after the bias model is exactly zero
         (its completion is zero: no sweep is run)
     best_iter_, n_iter_, reg_ : the chosen sweep, sweeps run, the chosen relative ridge
     stop_reason_ : "ridge_drop_failed" | "patience" | "exact" | "tol" | "max_iter" | "callback"
@@ -214,6 +245,7 @@ class LinRFMCompleter(BaseEstimator):
         "bias_reg": [Number(Real, 0, None, closed="left")],
         "power_method": [StrOptions({"newton_schulz", "eigh"})],
         "orientation": [StrOptions(set(_ORIENTATIONS))],
+        "mixed_precision": ["boolean"],
         "device": DEVICES,
         "dtype": DTYPES,
         "backend": [str],
@@ -244,6 +276,7 @@ class LinRFMCompleter(BaseEstimator):
         bias_reg=5.0,
         power_method="newton_schulz",
         orientation="auto",
+        mixed_precision=True,
         device=None,
         dtype="float64",
         backend="auto",
@@ -259,6 +292,7 @@ class LinRFMCompleter(BaseEstimator):
         self.max_iter, self.holdout, self.patience, self.tol = max_iter, holdout, patience, tol
         self.drop_patience = drop_patience
         self.orientation = orientation
+        self.mixed_precision = mixed_precision
         self.bias, self.bias_reg = bias, bias_reg
         self.power_method = power_method
         self.device, self.dtype, self.backend = device, dtype, backend
@@ -331,6 +365,17 @@ class LinRFMCompleter(BaseEstimator):
                     where=den_c > 0,
                 )
         return mu, rb, cb
+
+    def _sweep_dtype(self, reg: float, d: int, dtype: torch.dtype) -> torch.dtype:
+        """float32 for a float64 fit's sweep whose relative ridge bounds the row systems'
+        condition number (at most 1 + d / reg: lam = reg trace(P) / d and no eigenvalue of a
+        principal block exceeds trace(P)) well inside float32's range: (1 + d / reg) eps32 <=
+        1e-3, so that the held-out RMSE that steers the path is exact to about 1e-3 of itself
+        or better. Otherwise, and with mixed_precision=False, ``dtype``."""
+        if not self.mixed_precision or dtype != torch.float64:
+            return dtype
+        ok = (1.0 + d / reg) * torch.finfo(torch.float32).eps <= 1e-3
+        return torch.float32 if ok else dtype
 
     def _power(self, G):
         p = 2.0 * self.alpha
@@ -477,7 +522,7 @@ class LinRFMCompleter(BaseEstimator):
         )  # held-out residuals all zero: relative to the fitted ones' scale, 1
         val_bounds = np.searchsorted(rows[val_idx], [r0 for r0, _ in systems.row_ranges()] + [n])
 
-        P = torch.eye(d, dtype=dtype, device=device)
+        P = None  # the identity: the first sweep's systems are diagonal
         reg = floor = float(self.reg)
         best, best_trace, since_floor = np.inf, [], 0
         best_P, best_reg, best_iter, stall = P, reg, 0, 0
@@ -486,12 +531,20 @@ class LinRFMCompleter(BaseEstimator):
         X_prev = None  # (n, d) previous completed rows, only with momentum
         for t in range(1, self.max_iter + 1):
             t0 = time.perf_counter()
+            wd = self._sweep_dtype(reg, d, dtype)
+            if P is not None and P.dtype != wd:
+                P = P.to(wd)
+            if X_prev is not None and X_prev.dtype != wd:
+                X_prev = X_prev.to(wd)
             P_used = P
-            lam = reg * float(torch.diagonal(P).sum()) / d
-            coef = systems.solve(P, lam)
-            G = torch.zeros(d, d, dtype=dtype, device=device)
+            lam = reg * (float(torch.diagonal(P).sum()) if P is not None else d) / d
+            progress = SweepProgress(t, self.verbose)
+            coef = systems.solve(P, lam, progress=progress, dtype=wd)
+            G = torch.zeros(d, d, dtype=wd, device=device)
             sq_err, sq_change, sq_norm = 0.0, 0.0, 0.0
-            for k, (r0, r1) in enumerate(systems.row_ranges()):
+            ranges = systems.row_ranges()
+            for k, (r0, r1) in enumerate(ranges):
+                progress("completed rows and Gram matrix", k / len(ranges))
                 X = systems.complete(P, coef, r0, r1)
                 v0, v1 = val_bounds[k], val_bounds[k + 1]
                 if v1 > v0:
@@ -500,7 +553,7 @@ class LinRFMCompleter(BaseEstimator):
                     )
                 if self.momentum > 0 or not len(val_idx):
                     if X_prev is None:
-                        X_prev = torch.zeros(n, d, dtype=dtype, device=device)
+                        X_prev = torch.zeros(n, d, dtype=wd, device=device)
                     prev = X_prev[r0:r1]
                     if not len(val_idx):  # the relative change of X is the signal
                         sq_change += float(torch.linalg.vector_norm(X - prev) ** 2)
@@ -511,11 +564,12 @@ class LinRFMCompleter(BaseEstimator):
                         ext = torch.lerp(prev, X, 1.0 + self.momentum)
                     prev.copy_(X)
                     X = X if ext is None else ext
-                G.addmm_(X.T, X)
+                gram_update_(G, X)
+            gram_mirror_(G)
             G /= n
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            rec = {"sweep": t, "reg": reg}
+            rec = {"sweep": t, "reg": reg, "dtype": str(wd).replace("torch.", "")}
             if len(val_idx):
                 rmse = (sq_err / len(val_idx)) ** 0.5
                 rec["holdout_rmse"] = rmse * self._fit_scale
@@ -557,6 +611,7 @@ class LinRFMCompleter(BaseEstimator):
             reg = min(max(self.reg_scale * signal, floor), self.reg)
             P = self._power(G)
             rec["seconds"] = time.perf_counter() - t0
+            progress.close()
             self.history_.append(rec)
             if self.verbose:
                 what = (
@@ -574,7 +629,8 @@ class LinRFMCompleter(BaseEstimator):
                 done, self.stop_reason_ = True, "callback"
             if done:
                 break
-        return best_P, best_reg, best_iter, t
+        eye = torch.eye(d, dtype=dtype, device=device)
+        return (eye if best_P is None else best_P.to(dtype)), best_reg, best_iter, t
 
     def _sweep_values(self, systems, P, coef, r, c):
         """Values at (r, c) (of Y's orientation) of the current sweep's completed matrix

@@ -8,7 +8,8 @@ count ``K`` (a padded slot solves ``1 * a = 0``, so its coefficient is exactly 0
 chunks of at most ``block_elems`` entries of (b, K, K). The completed rows come out in row chunks
 of at most ``block_elems`` entries of (rows, d), so the Gram matrix never needs all of X at once.
 
-Memory: O(nnz) for the index/value tensors (padding adds at most ``pad_ratio - 1`` of nnz), plus one
+Memory: O(nnz) for the index/value tensors (padding adds at most ``pad_ratio - 1`` of nnz; rows
+of 128 or more entries a third of that), plus one
 (b, K, K) block (and its int64 flat indices) and one (rows, d) chunk at a time: 2 * block_elems.
 Works on any device: only gathers, batched Cholesky, triangular solves and a sparse-dense product.
 """
@@ -61,7 +62,10 @@ class RowSystems:
         i = 0
         while i < len(order):
             lo = int(sorted_counts[i])
-            hi = max(lo + 2, int(lo * pad_ratio))
+            # long rows pad less: their factorizations are most of the work (K^3), and one
+            # more block costs nothing next to them
+            ratio = pad_ratio if lo < 128 else 1.0 + (pad_ratio - 1.0) / 3.0
+            hi = max(lo + 2, int(lo * ratio))
             j = int(np.searchsorted(sorted_counts, hi, side="right"))
             K = int(sorted_counts[j - 1])
             per_chunk = max(1, self.block_elems // (K * K))
@@ -81,9 +85,11 @@ class RowSystems:
                     ),
                     "flat": None,
                 }
+                ch["work"] = float(len(ids)) * K**3
                 cached += len(ids) * K * K
                 self.chunks.append(ch)
             i = j
+        self.solve_work = sum(ch["work"] for ch in self.chunks)
         if cached <= self.block_elems:
             for ch in self.chunks:
                 ch["flat"] = self._flat(ch["idx"])
@@ -93,16 +99,25 @@ class RowSystems:
         return idx[:, :, None] * (self.d + 1) + idx[:, None, :]
 
     # ---- the row solves ----------------------------------------------------------------------
-    def solve(self, P: torch.Tensor, lam: float) -> torch.Tensor:
-        """Coefficients ``a`` (nnz,) in the sorted entry order for the weight matrix P (d, d)."""
-        coef = torch.zeros(self.nnz, dtype=self.dtype, device=self.device)
+    def solve(self, P, lam: float, progress=None, dtype=None) -> torch.Tensor:
+        """Coefficients ``a`` (nnz,) in the sorted entry order for the weight matrix P (d, d),
+        in P's dtype (which may be lower than the values'). ``P=None`` is the identity: then
+        every system is diagonal and ``a = y / (1 + lam)`` (``dtype`` gives the result's).
+        ``progress(phase, fraction)``, when given, is called before each block."""
+        if P is None:
+            return (self.vals / (1.0 + lam)).to(dtype or self.dtype)
+        coef = torch.zeros(self.nnz, dtype=P.dtype, device=self.device)
         d = self.d
         Pp = torch.zeros(d + 1, d + 1, dtype=P.dtype, device=P.device)  # P with a zero row/column
         Pp[:d, :d] = P
+        done, total = 0.0, self.solve_work or 1.0
         for ch in self.chunks:
+            if progress is not None:  # by the work of the blocks (K^3 each row), not their count
+                progress("row solves", done / total)
+            done += ch["work"]
             flat = ch["flat"] if ch["flat"] is not None else self._flat(ch["idx"])
             S = torch.take(Pp, flat)  # (b, K, K) = P[O_i, O_i]
-            a = _cholesky_solve_batched(S, ch["validf"], ch["y"], lam)
+            a = _cholesky_solve_batched(S, ch["validf"].to(S.dtype), ch["y"].to(S.dtype), lam)
             coef[ch["dst"]] = a[ch["valid"]]
         return coef
 
@@ -120,16 +135,23 @@ class RowSystems:
                 self.cols[e0:e1],
                 coef[e0:e1],
                 size=(r1 - r0, self.d),
-                dtype=self.dtype,
+                dtype=coef.dtype,
                 device=self.device,
                 check_invariants=False,
             )
 
-    def complete(self, P: torch.Tensor, coef: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
-        """Completed rows r0..r1-1 (r1 - r0, d): ``C P`` with the observed entries put back."""
+    def complete(self, P, coef: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+        """Completed rows r0..r1-1 (r1 - r0, d): ``C P`` with the observed entries put back
+        (``P=None``: the identity, so the completed rows are Y with zeros at the missing
+        entries), in coef's dtype."""
+        if P is None:
+            X = torch.zeros(r1 - r0, self.d, dtype=coef.dtype, device=self.device)
+            e0, e1 = int(self.indptr[r0]), int(self.indptr[r1])
+            X[self.rows[e0:e1] - r0, self.cols[e0:e1]] = self.vals[e0:e1].to(X.dtype)
+            return X
         X = self.csr(coef, r0, r1) @ P
         e0, e1 = int(self.indptr[r0]), int(self.indptr[r1])
-        X[self.rows[e0:e1] - r0, self.cols[e0:e1]] = self.vals[e0:e1]
+        X[self.rows[e0:e1] - r0, self.cols[e0:e1]] = self.vals[e0:e1].to(X.dtype)
         return X
 
     def row_ranges(self):
@@ -165,3 +187,30 @@ def _cholesky_solve_batched(
             )
     z = torch.linalg.solve_triangular(L, y[..., None], upper=False)
     return torch.linalg.solve_triangular(L.mT, z, upper=True)[..., 0]
+
+
+# ---- the Gram matrix, upper panels only ----------------------------------------------------------
+GRAM_PANEL = 2048  # columns per panel: GEMMs stay large, and about 60% of X^T X's multiply-adds
+
+
+def gram_update_(G: torch.Tensor, X: torch.Tensor, panel: int = GRAM_PANEL) -> None:
+    """G[p, p:] += X[:, p]^T X[:, p:] for column panels p: the upper block triangle of X^T X (the
+    blocks below the diagonal are left as they are; ``gram_mirror_`` fills them). One GEMM per
+    panel, each as fast per multiply-add as the full product."""
+    d = X.shape[1]
+    if d <= panel:
+        G.addmm_(X.T, X)
+        return
+    for p0 in range(0, d, panel):
+        p1 = min(d, p0 + panel)
+        G[p0:p1, p0:].addmm_(X[:, p0:p1].T, X[:, p0:])
+
+
+def gram_mirror_(G: torch.Tensor, panel: int = GRAM_PANEL) -> None:
+    """Copy the upper block triangle written by ``gram_update_`` below the diagonal."""
+    d = G.shape[0]
+    if d <= panel:
+        return
+    for p0 in range(0, d, panel):
+        p1 = min(d, p0 + panel)
+        G[p1:, p0:p1] = G[p0:p1, p1:].T
