@@ -111,6 +111,21 @@ else
     || log "summary failed (the CSV is in $OUT)"
 fi
 
+# ---- 3b. lin-RFM on ten million ratings on the GPU (target: under 60 s) ------------------------
+RATINGS_RC=0
+LEFT=$(( TOTAL_S - $(elapsed) - 10 ))
+if [ $DRY = 0 ] && [ $LEFT -gt 60 ]; then
+  log "ratings: bench/gpu_ratings_10m.py (hard stop $(( LEFT < 240 ? LEFT : 240 ))s)"
+  timeout -s TERM $(( LEFT < 240 ? LEFT : 240 )) $PY bench/gpu_ratings_10m.py \
+    --out "$OUT/ratings_10m.jsonl" 2>&1 | tee "$OUT/ratings_10m.log"
+  RATINGS_RC=${PIPESTATUS[0]}
+elif [ $DRY = 1 ]; then
+  $PY bench/gpu_ratings_10m.py --shape 300 400 20000 --device cpu 2>&1 | tail -n 2
+  RATINGS_RC=${PIPESTATUS[0]}
+else
+  log "ratings: skipped (${LEFT}s left)"
+fi
+
 # ---- 4. CPU thread scaling (the machine's 16 cores) -----------------------------------------
 # kernel_matmul and the contention rows on 1, 2, 4, 8, 16 threads, where the C++ extension is
 # built (RFMFAST_GPU_CHECK_BUILD=1) and time is left; rows go to the same CSV.
@@ -128,6 +143,6 @@ else
   log "scaling: skipped (no C++ extension here, or no time left)"
 fi
 
-log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC, scaling rc=$SCALE_RC"
+log "done in $(elapsed)s: tests rc=$TEST_RC, gpu tests rc=$GPU_RC, bench rc=$BENCH_RC, ratings rc=$RATINGS_RC, scaling rc=$SCALE_RC"
 log "results: $OUT (append the rows of rfmfast_bench.csv to bench/results/gpu_bench.csv)"
 [ "$TEST_RC" = 0 ] && [ "$GPU_RC" = 0 ] && [ "$BENCH_RC" = 0 ]

@@ -13,8 +13,9 @@ formula, speed-up against the fastest baseline, error against float64, machine, 
 threads, versions, commit) and draws DIR/<name>.png (matplotlib, the `bench` extra).
 
 Layout: registry.py (the list of benchmarks), runner.py (records and measuring), baselines.py
-(the one copy of the baselines), ops.py / solve.py / rfm.py / linrfm.py / accuracy.py (the
-benchmarks), schema.py (CSV and machine facts), table.py, plot.py, report.py, cli.py.
+(the one copy of the baselines), ops.py / solve.py / rfm.py / linrfm.py / ratings.py /
+accuracy.py (the benchmarks), schema.py (CSV and machine facts), table.py, plot.py, report.py,
+cli.py.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ NAMES = (
     "nystroem_rfm",
     "rfm",
     "linrfm",
+    "ratings",
+    "ratings_10m",
     "accuracy",
     "precision",
     "contention",

@@ -106,7 +106,7 @@ def register(sub) -> None:
         "--data",
         default=None,
         metavar="DIR",
-        help="directory holding ml-100k/u.data (MovieLens 100K) for linrfm "
+        help="directory holding ml-100k/u.data (MovieLens 100K) for ratings "
         "(or $RFMFAST_BENCH_DATA)",
     )
     p.add_argument("--no-plot", action="store_true", help="no PNG charts")

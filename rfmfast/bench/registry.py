@@ -10,10 +10,21 @@ from .contention import BENCHMARKS as _CONTENTION
 from .large import BENCHMARKS as _LARGE
 from .linrfm import BENCHMARKS as _LINRFM
 from .ops import BENCHMARKS as _OPS
+from .ratings import BENCHMARKS as _RATINGS
 from .rfm import BENCHMARKS as _RFM
 from .solve import BENCHMARKS as _SOLVE
 
 BENCHMARKS = {
-    b.name: b for b in (*_OPS, *_SOLVE, *_LARGE, *_RFM, *_LINRFM, *_ACCURACY, *_CONTENTION)
+    b.name: b
+    for b in (
+        *_OPS,
+        *_SOLVE,
+        *_LARGE,
+        *_RFM,
+        *_LINRFM,
+        *_RATINGS,
+        *_ACCURACY,
+        *_CONTENTION,
+    )
 }
 assert tuple(BENCHMARKS) == NAMES, (tuple(BENCHMARKS), NAMES)

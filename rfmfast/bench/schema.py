@@ -96,6 +96,7 @@ PEERS = (
     "falkon",
     "pykeops",
     "scikit-surprise",
+    "implicit",
     "fancyimpute",
     "matplotlib",
 )

@@ -102,17 +102,17 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="Gram power (default 0.5: SVD-free)")
     p.add_argument(
         "--bias",
-        choices=("none", "global", "rowcol"),
-        default="rowcol",
-        help="bias model fitted before completion (default rowcol)",
+        choices=("auto", "none", "global", "rowcol"),
+        default="auto",
+        help="offsets fitted before completion (default auto: chosen on held-out ratings)",
     )
     p.add_argument(
         "--holdout",
         type=float,
-        default=0.1,
-        help="share of the training ratings used to choose the ridge and stop",
+        default=0.05,
+        help="share of the training ratings used to choose the ridge and stop (default 0.05)",
     )
-    p.add_argument("--max-iter", type=positive_int_arg, default=200)
+    p.add_argument("--max-iter", type=positive_int_arg, default=500)
     p.add_argument(
         "--device", type=device_arg, default=None, help="cpu or cuda (default: cuda if available)"
     )
