@@ -242,6 +242,18 @@ def test_recommend_excludes_seen_items_and_returns_ids():
         est.recommend(users[0], k=201)
 
 
+def test_recommend_after_a_refit_excludes_the_new_seen_items():
+    Y, mask = low_rank(40, 30, 2, 0.5, seed=8)
+    est = LinRFMCompleter(max_iter=3).fit(Y, mask)
+    est.recommend(0, k=3)
+    other = ~mask
+    other[:, 0] = True  # every row sees column 0 now
+    items, _ = est.fit(Y, other).recommend(np.arange(40), k=3)
+    assert not (items == 0).any()
+    for i in range(40):
+        assert not other[i, items[i]].any()
+
+
 def test_recommend_with_positions():
     Y, mask = low_rank(40, 30, 2, 0.5, seed=6)
     est = LinRFMCompleter(max_iter=5).fit(Y, mask)

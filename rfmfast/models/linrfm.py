@@ -206,8 +206,8 @@ class LinRFMCompleter(BaseEstimator):
     ----------
     completed_ : (n, d) completed matrix (numpy, or torch when fitted from a tensor) or None
     history_ : list of dict per sweep: sweep, reg (relative), dtype (of the sweep's arithmetic),
-        holdout_rmse (in the units of the values) or change, seconds. Empty when the residual after the bias model is exactly zero
-        (its completion is zero: no sweep is run)
+        holdout_rmse (in the units of the values) or change, seconds. Empty when the residual
+        after the offsets is exactly zero (its completion is zero: no sweep is run)
     best_iter_, n_iter_, reg_ : the chosen sweep, sweeps run, the chosen relative ridge
     stop_reason_ : "ridge_drop_failed" | "patience" | "exact" | "tol" | "max_iter" | "callback"
         | "zero_residual"
@@ -405,6 +405,7 @@ class LinRFMCompleter(BaseEstimator):
         device = self._check_params()
         dtype = torch_dtype(self.dtype)
         self._maps = None
+        self._seen_csr = None  # recommend's index of the observed entries, built on first use
         if wants_ids(Y, ids):
             if mask is not None or shape is not None:
                 raise ValueError(
