@@ -91,6 +91,20 @@ def _pow2_scale(x: np.ndarray) -> float:
     return 1.0 if m == 0.0 else math.ldexp(1.0, math.frexp(m)[1])
 
 
+def _entries(ranges, rows_of, r, c) -> np.ndarray:
+    """Entries (r, c) (float64 numpy) of a matrix given by row blocks: ``rows_of(r0, r1)`` is
+    rows r0..r1-1 for each (r0, r1) of ``ranges``; one block in memory at a time, and only the
+    blocks that hold a query are made."""
+    out = np.zeros(len(r), dtype=np.float64)
+    for r0, r1 in ranges:
+        sel = np.nonzero((r >= r0) & (r < r1))[0]
+        if len(sel):
+            X = rows_of(r0, r1)
+            ri = torch.as_tensor(r[sel] - r0, device=X.device)
+            out[sel] = X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
+    return out
+
+
 class SweepProgress:
     """Progress within one sweep, printed when ``enabled`` and the sweep has run 2 s: on a
     terminal one line rewritten every 0.5 s, otherwise (a log) a line every 30 s."""
@@ -638,16 +652,8 @@ class LinRFMCompleter(BaseEstimator):
         (offsets included), numpy."""
         r, c = self._public(np.asarray(r), np.asarray(c))  # to the fitted orientation
         mu, rb, cb = self._bias
-        out = mu + rb[r] + cb[c]
-        for r0, r1 in systems.row_ranges():
-            sel = np.nonzero((r >= r0) & (r < r1))[0]
-            if len(sel):
-                X = systems.complete(P, coef, r0, r1)
-                ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                out[sel] += (
-                    self._fit_scale * X[ri, torch.as_tensor(c[sel], device=X.device)].cpu().numpy()
-                )
-        return out
+        x = _entries(systems.row_ranges(), lambda r0, r1: systems.complete(P, coef, r0, r1), r, c)
+        return mu + rb[r] + cb[c] + self._fit_scale * x
 
     # ---- predict -----------------------------------------------------------------------------
     def _positions(self, values, axis: int, what: str) -> np.ndarray:
@@ -708,15 +714,7 @@ class LinRFMCompleter(BaseEstimator):
                 return vals.cpu().numpy().astype(np.float64)
             return X[r, c].astype(np.float64)
         r, c = self._public(r, c)  # to the fitted orientation
-        out = np.empty(len(r), dtype=np.float64)
-        for r0, r1 in self._systems.row_ranges():
-            sel = np.nonzero((r >= r0) & (r < r1))[0]
-            if len(sel):
-                X = self._complete(r0, r1)
-                ri = torch.as_tensor(r[sel] - r0, device=X.device)
-                ci = torch.as_tensor(c[sel], device=X.device)
-                out[sel] = X[ri, ci].cpu().numpy()
-        return out
+        return _entries(self._systems.row_ranges(), self._complete, r, c)
 
     def recommend(self, user, k=10, *, exclude_seen=True):
         """The ``k`` columns (items) with the highest completed values for a row (user).
