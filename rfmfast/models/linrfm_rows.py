@@ -17,9 +17,14 @@ Works on any device: only gathers, batched Cholesky, triangular solves and a spa
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import torch
+
+from .._threads import torch_kernel_threads, torch_single_thread
+
+THREADED_K = 512  # row systems this large are factored on torch's threads, smaller on one
 
 
 class RowSystems:
@@ -106,6 +111,15 @@ class RowSystems:
         ``progress(phase, fraction)``, when given, is called before each block."""
         if P is None:
             return (self.vals / (1.0 + lam)).to(dtype or self.dtype)
+        if P.device.type == "cpu":
+            # many small factorizations and gathers: on 2 cores one thread does them faster
+            # (0.9 s against 1.15 s for a MovieLens-100K fit) and 4x faster next to a busy
+            # process, where torch's OpenMP threads spin; the large ones get the threads back
+            with torch_single_thread():
+                return self._solve(P, lam, progress)
+        return self._solve(P, lam, progress)
+
+    def _solve(self, P, lam: float, progress) -> torch.Tensor:
         coef = torch.zeros(self.nnz, dtype=P.dtype, device=self.device)
         d = self.d
         Pp = torch.zeros(d + 1, d + 1, dtype=P.dtype, device=P.device)  # P with a zero row/column
@@ -117,7 +131,10 @@ class RowSystems:
             done += ch["work"]
             flat = ch["flat"] if ch["flat"] is not None else self._flat(ch["idx"])
             S = torch.take(Pp, flat)  # (b, K, K) = P[O_i, O_i]
-            a = _cholesky_solve_batched(S, ch["validf"].to(S.dtype), ch["y"].to(S.dtype), lam)
+            # systems of 512 and more: large factorizations that threads do speed up
+            big = S.shape[-1] >= THREADED_K and S.device.type == "cpu"
+            with torch_kernel_threads() if big else nullcontext():
+                a = _cholesky_solve_batched(S, ch["validf"].to(S.dtype), ch["y"].to(S.dtype), lam)
             coef[ch["dst"]] = a[ch["valid"]]
         return coef
 
